@@ -1,0 +1,236 @@
+"""The control plane over HTTP: an aiohttp app factory and ``ControlServer`` (start / stop / port).
+
+Routes:
+- ``POST /``            AWS JSON 1.1: ``X-Amz-Target: <Service>.<Operation>``, SigV4-signed.
+- ``GET /healthz``      200 once the control plane is ready (unauthenticated).
+- ``GET /events``       the event stream (server-sent events), SigV4-signed (service ``lbproxy``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from lbproxy.control import sigv4
+from lbproxy.control.errors import (
+    AwsError,
+    InternalFailure,
+    RequestEntityTooLargeException,
+    SerializationException,
+    UnknownOperationException,
+)
+from lbproxy.control.plane import LBPROXY_SIGNING_NAME, ControlPlane
+from lbproxy.control.principals import Principal
+from lbproxy.control.protocol import JSON_CONTENT_TYPE, RequestContext, encode, error_body
+from lbproxy.control.shapes import operation_model, validate_input
+
+log = logging.getLogger("lbproxy.control")
+
+PLANE = web.AppKey("plane", ControlPlane)
+#: Extra route installers (ACM, Lightsail, dashboard) add their own routes to the app.
+RouteInstaller = Callable[[web.Application, ControlPlane], None]
+
+
+def aws_error_response(exc: AwsError, request_id: str) -> web.Response:
+    return web.Response(
+        status=exc.status,
+        body=error_body(exc),
+        content_type=JSON_CONTENT_TYPE,
+        headers={"x-amzn-RequestId": request_id, "x-amzn-ErrorType": exc.code},
+    )
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLargeException(
+            f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes"
+        )
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            raise RequestEntityTooLargeException(f"Request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def signed_request(request: web.Request, body: bytes) -> sigv4.SignedRequest:
+    host = request.headers.get("Host", request.host)
+    return sigv4.SignedRequest(
+        method=request.method,
+        url=f"{request.scheme}://{host}{request.raw_path}",
+        headers=list(request.headers.items()),
+        body=body,
+    )
+
+
+async def authenticate(request: web.Request, service: str = LBPROXY_SIGNING_NAME) -> Principal:
+    """Authenticate one of lbproxy's own endpoints (raises ``AwsError``)."""
+    plane = request.app[PLANE]
+    body = await read_body(request, plane.settings.max_request_body)
+    return plane.authenticate(signed_request(request, body), service)
+
+
+async def handle_aws(request: web.Request) -> web.Response:
+    plane = request.app[PLANE]
+    request_id = str(uuid.uuid4())
+    target = request.headers.get("X-Amz-Target", "")
+    prefix, _, operation = target.partition(".")
+    service = plane.services.get(prefix)
+    ctx: RequestContext | None = None
+    try:
+        body = await read_body(request, plane.settings.max_request_body)
+        if service is None or not operation:
+            # Authenticate first when we can tell who is asking; unknown targets are still 400s.
+            raise UnknownOperationException("")
+        principal = plane.authenticate(signed_request(request, body), service.model_name)
+        ctx = RequestContext(
+            principal=principal,
+            request_id=request_id,
+            region=plane.settings.region,
+            source_ip=request.remote or "",
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        handler = service.handlers().get(operation)
+        op = operation_model(service.model_name, operation)
+        if handler is None or op is None:
+            raise UnknownOperationException("")
+        try:
+            params = json.loads(body) if body.strip() else {}
+        except (ValueError, UnicodeDecodeError):
+            raise SerializationException("Unexpected character or malformed JSON in request body") from None
+        params = validate_input(op, params, service.validation_error)
+        result: Any = handler(ctx, params)
+        if inspect.isawaitable(result):
+            result = await result
+        _audit(plane, service.event_source, operation, ctx, None)
+        return web.Response(
+            body=encode(result or {}),
+            content_type=JSON_CONTENT_TYPE,
+            headers={"x-amzn-RequestId": request_id},
+        )
+    except AwsError as exc:
+        if ctx is not None and service is not None:
+            _audit(plane, service.event_source, operation, ctx, exc)
+        return aws_error_response(exc, request_id)
+    except Exception:
+        log.exception("internal error in %s", target)
+        exc2 = InternalFailure("The request processing has failed because of an unknown error.")
+        if ctx is not None and service is not None:
+            _audit(plane, service.event_source, operation, ctx, exc2)
+        return aws_error_response(exc2, request_id)
+
+
+def _audit(plane: ControlPlane, source: str, operation: str, ctx: RequestContext, exc: AwsError | None) -> None:
+    rec: dict[str, Any] = {
+        "eventSource": source,
+        "eventName": operation,
+        "awsRegion": ctx.region,
+        "requestID": ctx.request_id,
+        "sourceIPAddress": ctx.source_ip,
+        "userAgent": ctx.user_agent,
+        "userIdentity": {"arn": ctx.principal.arn, "accessKeyId": ctx.principal.access_key_id},
+    }
+    rec.update(ctx.audit)
+    if exc is not None:
+        rec["errorCode"] = exc.code
+        rec["errorMessage"] = exc.message
+    plane.audit.record(rec)
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def handle_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events from ``Last-Event-ID`` / ``?after=`` on, filtered to the caller."""
+    plane = request.app[PLANE]
+    try:
+        principal = await authenticate(request)
+    except AwsError as exc:
+        return aws_error_response(exc, str(uuid.uuid4()))
+    raw_after = request.headers.get("Last-Event-ID") or request.query.get("after") or "0"
+    try:
+        after = int(raw_after)
+    except ValueError:
+        return web.json_response({"message": f"invalid event id: {raw_after!r}"}, status=400)
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await resp.prepare(request)
+    await resp.write(f": lbproxy events for {principal.arn}; last id {plane.events.last_id()}\n\n".encode())
+    try:
+        while True:
+            events = plane.events.since(after, principal)
+            scanned = plane.events.scanned_until(after)
+            for ev in events:
+                data = json.dumps(ev.to_json(), separators=(",", ":"))
+                await resp.write(f"id: {ev.id}\nevent: {ev.type}\ndata: {data}\n\n".encode())
+            if scanned != after:
+                after = scanned
+                continue
+            await plane.events.wait(plane.settings.event_heartbeat)
+            if plane.events.last_id() <= after:
+                await resp.write(b": keep-alive\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp
+
+
+def make_app(plane: ControlPlane, installers: list[RouteInstaller] | None = None) -> web.Application:
+    app = web.Application(client_max_size=plane.settings.max_request_body + 1024)
+    app[PLANE] = plane
+    app.router.add_post("/", handle_aws)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/events", handle_events)
+    for install in installers or []:
+        install(app, plane)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        plane.events.bind_loop(asyncio.get_running_loop())
+        await plane.start()
+        yield
+        await plane.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+class ControlServer:
+    """The control plane listening on a socket. ``start()`` binds (port 0 picks one), ``stop()`` ends."""
+
+    def __init__(self, plane: ControlPlane, installers: list[RouteInstaller] | None = None) -> None:
+        self.plane = plane
+        self._installers = installers
+        self._runner: web.AppRunner | None = None
+        self.port: int = 0
+        self.host: str = plane.settings.host
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        app = make_app(self.plane, self._installers)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.plane.settings.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("control plane listening on %s", self.url)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+

@@ -1,0 +1,66 @@
+"""AWS errors as the wire shows them: an error code, AWS's message, an HTTP status.
+
+Each service module defines one subclass per AWS error code it can return (moto's shape), in AWS's
+own wording. The protocol layer turns any ``AwsError`` into an AWS JSON 1.1 error body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AwsError(Exception):
+    code: ClassVar[str] = "InternalFailure"
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str = "", **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"__type": self.code, "message": self.message}
+        out.update(self.extra)
+        return out
+
+
+# Errors common to every AWS JSON service (the "common errors" of the API references).
+
+
+class UnrecognizedClientException(AwsError):
+    code = "UnrecognizedClientException"
+
+
+class InvalidSignatureException(AwsError):
+    code = "InvalidSignatureException"
+
+
+class MissingAuthenticationTokenException(AwsError):
+    code = "MissingAuthenticationTokenException"
+    status = 403
+
+
+class IncompleteSignatureException(AwsError):
+    code = "IncompleteSignatureException"
+
+
+class UnknownOperationException(AwsError):
+    code = "UnknownOperationException"
+
+
+class SerializationException(AwsError):
+    code = "SerializationException"
+
+
+class ValidationException(AwsError):
+    code = "ValidationException"
+
+
+class RequestEntityTooLargeException(AwsError):
+    code = "RequestEntityTooLargeException"
+    status = 413
+
+
+class InternalFailure(AwsError):
+    code = "InternalFailure"
+    status = 500

@@ -1,0 +1,76 @@
+"""``ControlPlane``: the control plane's services wired together, with no HTTP in sight.
+
+Construction order is dependency order: database -> principals -> events/audit -> key service ->
+certificate manager -> Lightsail. ``close()`` undoes it. The aiohttp layer (``app``) only routes
+requests to the services registered here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+from lbproxy.clock import Clock, SystemClock
+from lbproxy.config import ControlSettings
+from lbproxy.control import sigv4
+from lbproxy.control.audit import AuditLog
+from lbproxy.control.events import EventLog
+from lbproxy.control.principals import Principal, Principals
+from lbproxy.control.protocol import AwsJsonService
+from lbproxy.store import Database
+
+log = logging.getLogger("lbproxy.control")
+
+DATABASE_FILE = "state.sqlite3"
+CREDENTIALS_FILE = "credentials"
+#: SigV4 signing name for lbproxy's own (non-AWS) endpoints: the event stream, the data-plane API.
+LBPROXY_SIGNING_NAME = "lbproxy"
+
+
+class ControlPlane:
+    def __init__(self, settings: ControlSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.data_dir: Path = settings.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        self.db = Database(self.data_dir / DATABASE_FILE)
+        self.principals = Principals(self.db, self.data_dir / CREDENTIALS_FILE, settings.region)
+        self.admin: Principal = self.principals.bootstrap()
+        if settings.principals_file is not None:
+            self.principals.load_file(settings.principals_file)
+        self.events = EventLog(self.db, self.clock)
+        self.audit = AuditLog(self.data_dir, self.clock)
+        self.services: dict[str, AwsJsonService] = {}
+        self._build_services()
+
+    def _build_services(self) -> None:
+        from lbproxy.keyservice.api import KmsApi
+        from lbproxy.keyservice.service import KeyService
+
+        self.kms = KeyService(self.db, self.events, self.clock, self.data_dir, self.settings.region)
+        self.register(KmsApi(self.kms))
+
+    def register(self, service: AwsJsonService) -> None:
+        self.services[service.target_prefix] = service
+
+    def authenticate(self, request: sigv4.SignedRequest, service: str) -> Principal:
+        return sigv4.verify(
+            request,
+            self.principals.by_access_key,
+            self.clock.now().astimezone(dt.UTC),
+            service=service,
+            region=self.settings.region,
+        )
+
+    async def start(self) -> None:
+        """Background work (validation, renewal sweeps) begins here."""
+
+    async def stop(self) -> None:
+        """Background work ends here; the database stays open until ``close``."""
+
+    def close(self) -> None:
+        self.audit.close()
+        self.db.close()
