@@ -27,7 +27,7 @@ from lbproxy.control.errors import (
     UnknownOperationException,
 )
 from lbproxy.control.plane import LBPROXY_SIGNING_NAME, ControlPlane
-from lbproxy.control.principals import Principal
+from lbproxy.principals import Principal
 from lbproxy.control.protocol import JSON_CONTENT_TYPE, RequestContext, encode, error_body
 from lbproxy.control.shapes import operation_model, validate_input
 

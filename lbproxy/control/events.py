@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lbproxy.clock import Clock
-from lbproxy.control.principals import Principal
+from lbproxy.principals import Principal
 from lbproxy.store import Database
 
 _SCHEMA = """

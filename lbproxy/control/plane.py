@@ -17,7 +17,7 @@ from lbproxy.config import ControlSettings
 from lbproxy.control import sigv4
 from lbproxy.control.audit import AuditLog
 from lbproxy.control.events import EventLog
-from lbproxy.control.principals import Principal, Principals
+from lbproxy.principals import Principal, Principals
 from lbproxy.control.protocol import AwsJsonService
 from lbproxy.store import Database
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lbproxy.control.errors import AwsError
-from lbproxy.control.principals import Principal
+from lbproxy.principals import Principal
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 

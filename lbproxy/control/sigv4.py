@@ -23,7 +23,7 @@ from lbproxy.control.errors import (
     MissingAuthenticationTokenException,
     UnrecognizedClientException,
 )
-from lbproxy.control.principals import Principal
+from lbproxy.principals import Principal
 
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 _ALGORITHM = "AWS4-HMAC-SHA256"
