@@ -110,8 +110,10 @@ async def handle_aws(request: web.Request) -> web.Response:
         if inspect.isawaitable(result):
             result = await result
         _audit(plane, service.event_source, operation, ctx, None)
+        payload = encode(result or {})
+        _wipe_plaintexts(result)
         return web.Response(
-            body=encode(result or {}),
+            body=payload,
             content_type=JSON_CONTENT_TYPE,
             headers={"x-amzn-RequestId": request_id},
         )
@@ -125,6 +127,18 @@ async def handle_aws(request: web.Request) -> web.Response:
         if ctx is not None and service is not None:
             _audit(plane, service.event_source, operation, ctx, exc2)
         return aws_error_response(exc2, request_id)
+
+
+def _wipe_plaintexts(value: Any) -> None:
+    """Zero every ``bytearray`` (plaintexts) in a result once it has been serialized."""
+    if isinstance(value, bytearray):
+        value[:] = bytes(len(value))
+    elif isinstance(value, dict):
+        for v in value.values():
+            _wipe_plaintexts(v)
+    elif isinstance(value, list):
+        for v in value:
+            _wipe_plaintexts(v)
 
 
 def _audit(plane: ControlPlane, source: str, operation: str, ctx: RequestContext, exc: AwsError | None) -> None:

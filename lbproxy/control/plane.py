@@ -7,10 +7,13 @@ requests to the services registered here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from lbproxy.clock import Clock, SystemClock
 from lbproxy.config import ControlSettings
@@ -44,6 +47,8 @@ class ControlPlane:
         self.events = EventLog(self.db, self.clock)
         self.audit = AuditLog(self.data_dir, self.clock)
         self.services: dict[str, AwsJsonService] = {}
+        self.tickers: list[Any] = []
+        self._sweeper: asyncio.Task[None] | None = None
         self._build_services()
 
     def _build_services(self) -> None:
@@ -52,6 +57,7 @@ class ControlPlane:
 
         self.kms = KeyService(self.db, self.events, self.clock, self.data_dir, self.settings.region)
         self.register(KmsApi(self.kms))
+        self.tickers.append(self.kms)
 
     def register(self, service: AwsJsonService) -> None:
         self.services[service.target_prefix] = service
@@ -65,12 +71,32 @@ class ControlPlane:
             region=self.settings.region,
         )
 
+    def tick(self) -> None:
+        """One sweep of time-driven work: key deletion and rotation, certificate validation and renewal."""
+        for service in self.tickers:
+            try:
+                service.tick()
+            except Exception:
+                log.exception("sweep failed in %s", type(service).__name__)
+
     async def start(self) -> None:
-        """Background work (validation, renewal sweeps) begins here."""
+        """Background work (the sweep loop) begins here."""
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="lbproxy-sweep")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            self.tick()
+            await asyncio.sleep(self.settings.sweep_interval)
 
     async def stop(self) -> None:
         """Background work ends here; the database stays open until ``close``."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
 
     def close(self) -> None:
+        self.kms.close()
         self.audit.close()
         self.db.close()

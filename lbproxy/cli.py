@@ -1,0 +1,128 @@
+"""``lbproxy``: argparse subcommands only; each hands off to the module that does the work.
+
+- ``control``  the control plane (KMS, ACM, Lightsail APIs, events, dashboard)
+- ``audit``    print (and follow) the audit trail
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from lbproxy.config import ConfigError, ControlSettings, default_data_dir, parse_hostport
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", type=Path, default=None,
+        help=f"state directory (default: $LBPROXY_DATA_DIR or {default_data_dir()})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lbproxy", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("control", help="run the control plane (KMS, ACM, Lightsail APIs)")
+    c.add_argument("--listen", default="127.0.0.1:4599", help="HOST:PORT to serve the API on (default 127.0.0.1:4599)")
+    _add_data_dir(c)
+    c.add_argument("--region", default="us-east-1", help="AWS region this endpoint serves (default us-east-1)")
+    c.add_argument("--principals", type=Path, default=None, help="TOML file declaring extra principals")
+    c.add_argument("--instances", type=Path, default=None,
+                   help="TOML file of [instances.NAME] address = \"HOST:PORT\" (re-read on SIGHUP)")
+    c.add_argument("--validation-delay", type=float, default=2.0,
+                   help="seconds a requested certificate stays PENDING_VALIDATION (default 2)")
+    c.add_argument("--renewal-window-days", type=int, default=60,
+                   help="managed renewal starts this many days before expiry (default 60, as ACM)")
+
+    a = sub.add_parser("audit", help="print the audit trail (JSON lines)")
+    _add_data_dir(a)
+    a.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+    return parser
+
+
+def control_settings(args: argparse.Namespace) -> ControlSettings:
+    host, port = parse_hostport(args.listen, field="--listen")
+    return ControlSettings(
+        data_dir=args.data_dir or default_data_dir(),
+        host=host,
+        port=port,
+        region=args.region,
+        principals_file=args.principals,
+        instances_file=args.instances,
+        validation_delay=args.validation_delay,
+        renewal_window_days=args.renewal_window_days,
+    )
+
+
+async def run_control(settings: ControlSettings) -> int:
+    from lbproxy.control.app import ControlServer
+    from lbproxy.control.plane import ControlPlane
+
+    plane = ControlPlane(settings)
+    server = ControlServer(plane)
+    try:
+        await server.start()
+    except OSError as exc:
+        plane.close()
+        print(f"lbproxy control: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if hasattr(plane, "reload_instances"):
+        loop.add_signal_handler(signal.SIGHUP, plane.reload_instances)
+    print(f"lbproxy control listening on {server.url} (data dir {settings.data_dir})", flush=True)
+    await stop.wait()
+    logging.getLogger("lbproxy.control").info("stopping")
+    await server.stop()
+    plane.close()
+    return 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from lbproxy.control.audit import AUDIT_FILE, read_records
+
+    path = (args.data_dir or default_data_dir()) / AUDIT_FILE
+    try:
+        for rec in read_records(path, follow=args.follow):
+            print(json.dumps(rec, sort_keys=True), flush=True)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        pass
+    return 0
+
+
+def _run(coro) -> int:  # type: ignore[no-untyped-def]
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        if args.command == "control":
+            return _run(run_control(control_settings(args)))
+        if args.command == "audit":
+            return run_audit(args)
+    except ConfigError as exc:
+        print(f"lbproxy {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

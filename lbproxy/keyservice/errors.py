@@ -1,0 +1,84 @@
+"""KMS error codes (``botocore`` model names), AWS's wording in the messages built by the service."""
+
+from __future__ import annotations
+
+from lbproxy.control.errors import AwsError, ValidationException
+
+__all__ = ["ValidationException"]
+
+
+class NotFoundException(AwsError):
+    code = "NotFoundException"
+
+
+class AccessDeniedException(AwsError):
+    code = "AccessDeniedException"
+
+
+class DisabledException(AwsError):
+    code = "DisabledException"
+
+
+class KMSInvalidStateException(AwsError):
+    code = "KMSInvalidStateException"
+
+
+class InvalidCiphertextException(AwsError):
+    code = "InvalidCiphertextException"
+
+
+class IncorrectKeyException(AwsError):
+    code = "IncorrectKeyException"
+
+
+class InvalidKeyUsageException(AwsError):
+    code = "InvalidKeyUsageException"
+
+
+class InvalidArnException(AwsError):
+    code = "InvalidArnException"
+
+
+class InvalidAliasNameException(AwsError):
+    code = "InvalidAliasNameException"
+
+
+class AlreadyExistsException(AwsError):
+    code = "AlreadyExistsException"
+
+
+class InvalidGrantIdException(AwsError):
+    code = "InvalidGrantIdException"
+
+
+class InvalidGrantTokenException(AwsError):
+    code = "InvalidGrantTokenException"
+
+
+class InvalidMarkerException(AwsError):
+    code = "InvalidMarkerException"
+
+
+class MalformedPolicyDocumentException(AwsError):
+    code = "MalformedPolicyDocumentException"
+
+
+class UnsupportedOperationException(AwsError):
+    code = "UnsupportedOperationException"
+
+
+class LimitExceededException(AwsError):
+    code = "LimitExceededException"
+
+
+class TagException(AwsError):
+    code = "TagException"
+
+
+class KMSInternalException(AwsError):
+    code = "KMSInternalException"
+    status = 500
+
+
+class DryRunOperationException(AwsError):
+    code = "DryRunOperationException"
