@@ -19,7 +19,9 @@ from lbproxy.config import ConfigError, ControlSettings, default_data_dir, parse
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--data-dir", type=Path, default=None,
+        "--data-dir",
+        type=Path,
+        default=None,
         help=f"state directory (default: $LBPROXY_DATA_DIR or {default_data_dir()})",
     )
 
@@ -34,12 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(c)
     c.add_argument("--region", default="us-east-1", help="AWS region this endpoint serves (default us-east-1)")
     c.add_argument("--principals", type=Path, default=None, help="TOML file declaring extra principals")
-    c.add_argument("--instances", type=Path, default=None,
-                   help="TOML file of [instances.NAME] address = \"HOST:PORT\" (re-read on SIGHUP)")
-    c.add_argument("--validation-delay", type=float, default=2.0,
-                   help="seconds a requested certificate stays PENDING_VALIDATION (default 2)")
-    c.add_argument("--renewal-window-days", type=int, default=60,
-                   help="managed renewal starts this many days before expiry (default 60, as ACM)")
+    c.add_argument(
+        "--instances",
+        type=Path,
+        default=None,
+        help='TOML file of [instances.NAME] address = "HOST:PORT" (re-read on SIGHUP)',
+    )
+    c.add_argument(
+        "--validation-delay",
+        type=float,
+        default=2.0,
+        help="seconds a requested certificate stays PENDING_VALIDATION (default 2)",
+    )
+    c.add_argument(
+        "--renewal-window-days",
+        type=int,
+        default=60,
+        help="managed renewal starts this many days before expiry (default 60, as ACM)",
+    )
 
     a = sub.add_parser("audit", help="print the audit trail (JSON lines)")
     _add_data_dir(a)

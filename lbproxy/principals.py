@@ -67,9 +67,7 @@ def new_secret_access_key() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(40))
 
 
-ACM_PRINCIPAL = Principal(
-    name="acm", arn=ACM_SERVICE_PRINCIPAL, access_key_id="", secret_access_key="", kind="service"
-)
+ACM_PRINCIPAL = Principal(name="acm", arn=ACM_SERVICE_PRINCIPAL, access_key_id="", secret_access_key="", kind="service")
 
 
 class PrincipalError(ValueError):
@@ -166,9 +164,7 @@ class Principals:
             if kind not in ("user", "role"):
                 raise PrincipalError(f"{path}: principals.{name}.kind: must be 'user' or 'role', got {kind!r}")
             arn = table.get("arn") or (user_arn(name) if kind == "user" else role_arn(name))
-            out.append(
-                self.create(name, arn, kind, table.get("access_key_id"), table.get("secret_access_key"))
-            )
+            out.append(self.create(name, arn, kind, table.get("access_key_id"), table.get("secret_access_key")))
         return out
 
     def write_credentials_file(self) -> None:

@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -27,9 +27,9 @@ from lbproxy.control.errors import (
     UnknownOperationException,
 )
 from lbproxy.control.plane import LBPROXY_SIGNING_NAME, ControlPlane
-from lbproxy.principals import Principal
 from lbproxy.control.protocol import JSON_CONTENT_TYPE, RequestContext, encode, error_body
 from lbproxy.control.shapes import operation_model, validate_input
+from lbproxy.principals import Principal
 
 log = logging.getLogger("lbproxy.control")
 
@@ -246,5 +246,3 @@ class ControlServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-

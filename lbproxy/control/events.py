@@ -74,9 +74,7 @@ class EventLog:
         return int(row["m"] or 0) if row else 0
 
     def since(self, after: int, principal: Principal | None = None, limit: int = 500) -> list[Event]:
-        rows = self._db.query(
-            "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
-        )
+        rows = self._db.query("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
         out = []
         for r in rows:
             ev = Event(r["id"], r["time"], r["type"], json.loads(r["detail"]), tuple(json.loads(r["audience"])))

@@ -20,8 +20,8 @@ from lbproxy.config import ControlSettings
 from lbproxy.control import sigv4
 from lbproxy.control.audit import AuditLog
 from lbproxy.control.events import EventLog
-from lbproxy.principals import Principal, Principals
 from lbproxy.control.protocol import AwsJsonService
+from lbproxy.principals import Principal, Principals
 from lbproxy.store import Database
 
 log = logging.getLogger("lbproxy.control")
@@ -35,7 +35,10 @@ LBPROXY_SIGNING_NAME = "lbproxy"
 class ControlPlane:
     def __init__(self, settings: ControlSettings, clock: Clock | None = None) -> None:
         self.settings = settings
+        #: Domain time (key deletion, rotation, certificate validity, renewal): injectable.
         self.clock: Clock = clock or SystemClock()
+        #: Wall time for SigV4: clients sign with the real clock, so skew is judged against it.
+        self.wall_clock: Clock = SystemClock()
         self.data_dir: Path = settings.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
@@ -66,7 +69,7 @@ class ControlPlane:
         return sigv4.verify(
             request,
             self.principals.by_access_key,
-            self.clock.now().astimezone(dt.UTC),
+            self.wall_clock.now().astimezone(dt.UTC),
             service=service,
             region=self.settings.region,
         )

@@ -49,8 +49,7 @@ class _Checker:
             for name in shape.required_members:
                 if value.get(name) is None:
                     self.problems.append(
-                        f"Value null at '{_join(path, name)}' failed to satisfy constraint: "
-                        "Member must not be null"
+                        f"Value null at '{_join(path, name)}' failed to satisfy constraint: Member must not be null"
                     )
             for name, member in shape.members.items():
                 if name in value and value[name] is not None:
@@ -60,9 +59,7 @@ class _Checker:
             if not isinstance(value, dict):
                 raise SerializationException("Start of structure or map found where not expected.")
             self._length(shape, len(value), path, "map")
-            return {
-                self.check(shape.key, k, path): self.check(shape.value, v, path) for k, v in value.items()
-            }
+            return {self.check(shape.key, k, path): self.check(shape.value, v, path) for k, v in value.items()}
         if t == "list":
             if not isinstance(value, list):
                 raise SerializationException("Start of list found where not expected")
@@ -70,9 +67,7 @@ class _Checker:
             return [self.check(shape.member, v, f"{path}.{i + 1}.member") for i, v in enumerate(value)]
         if t == "string":
             if not isinstance(value, str):
-                raise SerializationException(
-                    f"{_json_kind(value)} can not be converted to a String"
-                )
+                raise SerializationException(f"{_json_kind(value)} can not be converted to a String")
             self._length(shape, len(value), path, "string", value)
             enum = shape.metadata.get("enum")
             if enum and value not in enum:
@@ -110,9 +105,7 @@ class _Checker:
             try:
                 raw = bytearray(base64.b64decode(value, validate=True))
             except (binascii.Error, ValueError):
-                raise SerializationException(
-                    f"Value at '{path}' is not a valid base64-encoded binary value"
-                ) from None
+                raise SerializationException(f"Value at '{path}' is not a valid base64-encoded binary value") from None
             self._length(shape, len(raw), path, "blob")
             return raw
         if t == "timestamp":
@@ -161,15 +154,12 @@ def _json_kind(value: Any) -> str:
     return "null"
 
 
-def validate_input(
-    op: OperationModel, params: Any, error: type[AwsError] = ValidationException
-) -> dict[str, Any]:
+def validate_input(op: OperationModel, params: Any, error: type[AwsError] = ValidationException) -> dict[str, Any]:
     """Check ``params`` (parsed JSON) against ``op``'s input shape; return them with blobs decoded."""
     shape = op.input_shape
     if shape is None:
-        if params not in ({}, None):
-            if not isinstance(params, dict):
-                raise SerializationException("Start of structure or map found where not expected.")
+        if params is not None and not isinstance(params, dict):
+            raise SerializationException("Start of structure or map found where not expected.")
         return {}
     checker = _Checker()
     out = checker.check(shape, params, "")

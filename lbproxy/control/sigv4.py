@@ -53,9 +53,7 @@ class Authorization:
 def parse_authorization(value: str) -> Authorization:
     algorithm, _, rest = value.strip().partition(" ")
     if algorithm != _ALGORITHM:
-        raise IncompleteSignatureException(
-            f"Unsupported AWS 'algorithm': '{algorithm}'"
-        )
+        raise IncompleteSignatureException(f"Unsupported AWS 'algorithm': '{algorithm}'")
     fields: dict[str, str] = {}
     for part in rest.split(","):
         k, sep, v = part.strip().partition("=")
@@ -110,8 +108,7 @@ def verify(
         raise InvalidSignatureException(f"Credential should be scoped to correct service: '{service}'. ")
     if region is not None and auth.region != region:
         raise InvalidSignatureException(
-            f"Credential should be scoped to a valid region, not '{auth.region}'. "
-            f"This endpoint serves '{region}'."
+            f"Credential should be scoped to a valid region, not '{auth.region}'. This endpoint serves '{region}'."
         )
     principal = lookup(auth.access_key_id)
     if principal is None or not principal.secret_access_key:
@@ -144,16 +141,12 @@ def verify(
     body_hash = hashlib.sha256(request.body).hexdigest()
     claimed = lower.get("x-amz-content-sha256")
     if claimed is not None and claimed != body_hash:
-        raise InvalidSignatureException(
-            "The provided 'x-amz-content-sha256' header does not match what was computed."
-        )
+        raise InvalidSignatureException("The provided 'x-amz-content-sha256' header does not match what was computed.")
 
     aws_request = AWSRequest(method=request.method, url=request.url, data=request.body)
     aws_request.headers = _multi_headers(headers, auth.signed_headers)
     aws_request.context["timestamp"] = amz_date
-    signer = _Recompute(
-        Credentials(principal.access_key_id, principal.secret_access_key), auth
-    )
+    signer = _Recompute(Credentials(principal.access_key_id, principal.secret_access_key), auth)
     canonical = signer.canonical_request(aws_request)
     expected = signer.signature(signer.string_to_sign(aws_request, canonical), aws_request)
     if not hmac.compare_digest(expected, auth.signature):

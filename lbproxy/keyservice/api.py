@@ -150,7 +150,10 @@ class KmsApi:
     def put_key_policy(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         self._note_key(ctx, p["KeyId"])
         self.kms.put_key_policy(
-            ctx.principal, p["KeyId"], p["Policy"], p.get("PolicyName", "default"),
+            ctx.principal,
+            p["KeyId"],
+            p["Policy"],
+            p.get("PolicyName", "default"),
             p.get("BypassPolicyLockoutSafetyCheck", False),
         )
         return {}
@@ -177,8 +180,7 @@ class KmsApi:
         self._note_key(ctx, p["KeyId"], encryptionContextKeys=self._context_keys(context))
         plaintext = p["Plaintext"]
         try:
-            blob = self.kms.encrypt(ctx.principal, p["KeyId"], plaintext, context, ctx.audit,
-                                    p.get("DryRun", False))
+            blob = self.kms.encrypt(ctx.principal, p["KeyId"], plaintext, context, ctx.audit, p.get("DryRun", False))
         finally:
             envelope.wipe(plaintext)
         return {
@@ -195,8 +197,9 @@ class KmsApi:
             from lbproxy.keyservice.errors import UnsupportedOperationException
 
             raise UnsupportedOperationException("Recipient (Nitro Enclaves attestation) is not supported.")
-        out = self.kms.decrypt(ctx.principal, p["CiphertextBlob"], context, p.get("KeyId"), ctx.audit,
-                               p.get("DryRun", False))
+        out = self.kms.decrypt(
+            ctx.principal, p["CiphertextBlob"], context, p.get("KeyId"), ctx.audit, p.get("DryRun", False)
+        )
         return {
             "KeyId": out.key_arn,
             "Plaintext": out.plaintext,
@@ -208,13 +211,20 @@ class KmsApi:
             if p.get(name, SYMMETRIC_DEFAULT) != SYMMETRIC_DEFAULT:
                 _check_algorithm({"EncryptionAlgorithm": p[name]})
         self._note_key(
-            ctx, p["DestinationKeyId"],
+            ctx,
+            p["DestinationKeyId"],
             sourceEncryptionContextKeys=self._context_keys(p.get("SourceEncryptionContext")),
             destinationEncryptionContextKeys=self._context_keys(p.get("DestinationEncryptionContext")),
         )
         return self.kms.re_encrypt(
-            ctx.principal, p["CiphertextBlob"], p["DestinationKeyId"], p.get("SourceEncryptionContext"),
-            p.get("DestinationEncryptionContext"), p.get("SourceKeyId"), ctx.audit, p.get("DryRun", False),
+            ctx.principal,
+            p["CiphertextBlob"],
+            p["DestinationKeyId"],
+            p.get("SourceEncryptionContext"),
+            p.get("DestinationEncryptionContext"),
+            p.get("SourceKeyId"),
+            ctx.audit,
+            p.get("DryRun", False),
         )
 
     def _data_key_size(self, p: dict[str, Any]) -> int:
@@ -229,17 +239,24 @@ class KmsApi:
         context = p.get("EncryptionContext")
         self._note_key(ctx, p["KeyId"], encryptionContextKeys=self._context_keys(context))
         size = self._data_key_size(p)
-        dk = self.kms.generate_data_key(ctx.principal, p["KeyId"], context, number_of_bytes=size,
-                                        audit=ctx.audit, dry_run=p.get("DryRun", False))
+        dk = self.kms.generate_data_key(
+            ctx.principal, p["KeyId"], context, number_of_bytes=size, audit=ctx.audit, dry_run=p.get("DryRun", False)
+        )
         return {"CiphertextBlob": dk.ciphertext_blob, "Plaintext": dk.plaintext, "KeyId": dk.key_arn}
 
     def generate_data_key_without_plaintext(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         context = p.get("EncryptionContext")
         self._note_key(ctx, p["KeyId"], encryptionContextKeys=self._context_keys(context))
         size = self._data_key_size(p)
-        dk = self.kms.generate_data_key(ctx.principal, p["KeyId"], context, number_of_bytes=size,
-                                        audit=ctx.audit, action="GenerateDataKeyWithoutPlaintext",
-                                        dry_run=p.get("DryRun", False))
+        dk = self.kms.generate_data_key(
+            ctx.principal,
+            p["KeyId"],
+            context,
+            number_of_bytes=size,
+            audit=ctx.audit,
+            action="GenerateDataKeyWithoutPlaintext",
+            dry_run=p.get("DryRun", False),
+        )
         envelope.wipe(dk.plaintext)
         return {"CiphertextBlob": dk.ciphertext_blob, "KeyId": dk.key_arn}
 
@@ -248,31 +265,49 @@ class KmsApi:
     def create_grant(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         constraints = p.get("Constraints")
         self._note_key(
-            ctx, p["KeyId"], granteePrincipal=p["GranteePrincipal"], retiringPrincipal=p.get("RetiringPrincipal"),
-            operations=p["Operations"], name=p.get("Name"),
+            ctx,
+            p["KeyId"],
+            granteePrincipal=p["GranteePrincipal"],
+            retiringPrincipal=p.get("RetiringPrincipal"),
+            operations=p["Operations"],
+            name=p.get("Name"),
             constraintKeys={k: sorted(v) for k, v in constraints.items()} if constraints else None,
         )
         grant_id, token = self.kms.create_grant(
-            ctx.principal, p["KeyId"], p["GranteePrincipal"], p["Operations"],
-            retiring_principal=p.get("RetiringPrincipal"), constraints=constraints, name=p.get("Name"),
-            audit=ctx.audit, dry_run=p.get("DryRun", False),
+            ctx.principal,
+            p["KeyId"],
+            p["GranteePrincipal"],
+            p["Operations"],
+            retiring_principal=p.get("RetiringPrincipal"),
+            constraints=constraints,
+            name=p.get("Name"),
+            audit=ctx.audit,
+            dry_run=p.get("DryRun", False),
         )
         return {"GrantToken": token, "GrantId": grant_id}
 
     def list_grants(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         self._note_key(ctx, p["KeyId"])
-        return self.kms.list_grants(ctx.principal, p["KeyId"], p.get("GrantId"), p.get("GranteePrincipal"),
-                                    p.get("Limit", 50), p.get("Marker"))
+        return self.kms.list_grants(
+            ctx.principal, p["KeyId"], p.get("GrantId"), p.get("GranteePrincipal"), p.get("Limit", 50), p.get("Marker")
+        )
 
     def list_retirable_grants(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
-        return self.kms.list_retirable_grants(ctx.principal, p["RetiringPrincipal"], p.get("Limit", 50),
-                                              p.get("Marker"))
+        return self.kms.list_retirable_grants(
+            ctx.principal, p["RetiringPrincipal"], p.get("Limit", 50), p.get("Marker")
+        )
 
     def retire_grant(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         if p.get("KeyId"):
             self._note_key(ctx, p["KeyId"], grantId=p.get("GrantId"))
-        self.kms.retire_grant(ctx.principal, key_id=p.get("KeyId"), grant_id=p.get("GrantId"),
-                              grant_token=p.get("GrantToken"), audit=ctx.audit, dry_run=p.get("DryRun", False))
+        self.kms.retire_grant(
+            ctx.principal,
+            key_id=p.get("KeyId"),
+            grant_id=p.get("GrantId"),
+            grant_token=p.get("GrantToken"),
+            audit=ctx.audit,
+            dry_run=p.get("DryRun", False),
+        )
         return {}
 
     def revoke_grant(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:

@@ -87,8 +87,9 @@ def seal(
         raise ValueError("key id must be a 36-character UUID")
     header = MAGIC + kid + struct.pack(">I", version)
     nonce = bytes(random_bytes(NONCE_LEN))
-    ct = AESGCM(material).encrypt(nonce, bytes(plaintext) if isinstance(plaintext, memoryview) else plaintext,
-                                  header + canonical_context(context))
+    ct = AESGCM(material).encrypt(
+        nonce, bytes(plaintext) if isinstance(plaintext, memoryview) else plaintext, header + canonical_context(context)
+    )
     return header + nonce + ct
 
 

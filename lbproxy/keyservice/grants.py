@@ -93,8 +93,9 @@ def can_retire(grant: Grant, principal_arn: str) -> bool:
     return grant.grantee == principal_arn and "RetireGrant" in grant.operations
 
 
-def same_parameters(grant: Grant, grantee: str, retiring: str | None, operations: tuple[str, ...],
-                    constraints: Mapping[str, Any] | None) -> bool:
+def same_parameters(
+    grant: Grant, grantee: str, retiring: str | None, operations: tuple[str, ...], constraints: Mapping[str, Any] | None
+) -> bool:
     """CreateGrant with the same Name and these parameters returns the existing grant (idempotent)."""
     return (
         grant.grantee == grantee

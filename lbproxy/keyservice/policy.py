@@ -148,7 +148,7 @@ def _validate_statement(st: Any, i: int) -> None:
         raise PolicyError(f"{where} has no Principal")
     if principal != "*":
         if not isinstance(principal, dict) or not principal or set(principal) - {"AWS", "Service"}:
-            raise PolicyError(f"{where}.Principal must be \"*\" or an object with AWS and/or Service")
+            raise PolicyError(f'{where}.Principal must be "*" or an object with AWS and/or Service')
         for k, v in principal.items():
             _as_list(v, f"{where}.Principal.{k}")
     for a in _as_list(st.get("Action"), f"{where}.Action"):

@@ -34,7 +34,6 @@ from lbproxy.keyservice.errors import (
     InvalidCiphertextException,
     InvalidGrantIdException,
     InvalidGrantTokenException,
-    InvalidKeyUsageException,
     InvalidMarkerException,
     KMSInvalidStateException,
     MalformedPolicyDocumentException,
@@ -232,9 +231,19 @@ class KeyService:
                 " creation_date, policy, rotation_enabled, rotation_period, next_rotation, tags,"
                 " current_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,1)",
                 (
-                    key_id, description, "ENCRYPT_DECRYPT", SYMMETRIC_DEFAULT, "AWS_KMS", key_manager,
-                    "Enabled", now, json.dumps(policy, indent=2), int(rotation_enabled),
-                    DEFAULT_ROTATION_DAYS if rotation_enabled else None, next_rotation, json.dumps(tags),
+                    key_id,
+                    description,
+                    "ENCRYPT_DECRYPT",
+                    SYMMETRIC_DEFAULT,
+                    "AWS_KMS",
+                    key_manager,
+                    "Enabled",
+                    now,
+                    json.dumps(policy, indent=2),
+                    int(rotation_enabled),
+                    DEFAULT_ROTATION_DAYS if rotation_enabled else None,
+                    next_rotation,
+                    json.dumps(tags),
                 ),
             )
             tx.execute("INSERT INTO kms_key_material VALUES (?,?,?,?)", (key_id, 1, wrapped, now))
@@ -270,7 +279,7 @@ class KeyService:
         if ident.startswith("arn:"):
             if not ident.startswith(prefix):
                 raise NotFoundException(f"Invalid arn {ident}")
-            name = ident[len(prefix):]
+            name = ident[len(prefix) :]
             if name.startswith("key/"):
                 name = name[4:]
             elif not name.startswith("alias/"):
@@ -398,9 +407,20 @@ class KeyService:
             doc = parse_policy(text)
         except PolicyError as exc:
             raise MalformedPolicyDocumentException(str(exc)) from None
-        if not bypass and evaluate(doc, _caller(principal), "PutKeyPolicy", "*", {
-            "kms:CallerAccount": ACCOUNT_ID, "aws:PrincipalArn": principal.arn,
-        }) != "allow":
+        if (
+            not bypass
+            and evaluate(
+                doc,
+                _caller(principal),
+                "PutKeyPolicy",
+                "*",
+                {
+                    "kms:CallerAccount": ACCOUNT_ID,
+                    "aws:PrincipalArn": principal.arn,
+                },
+            )
+            != "allow"
+        ):
             raise MalformedPolicyDocumentException(
                 "The new key policy will not allow you to update the key policy in the future."
             )
@@ -443,8 +463,9 @@ class KeyService:
             out["NextMarker"] = next_marker
         return out
 
-    def _set_state(self, principal: Principal, key_id: str, action: str, new_state: str, event: str,
-                   **fields: Any) -> Key:
+    def _set_state(
+        self, principal: Principal, key_id: str, action: str, new_state: str, event: str, **fields: Any
+    ) -> Key:
         key = self._resolve(key_id)
         self._authorize(principal, key, action)
         if key.state == "PendingDeletion":
@@ -462,9 +483,7 @@ class KeyService:
             audience.add(g.grantee)
             if g.retiring:
                 audience.add(g.retiring)
-        self._events.publish(
-            event, {"keyId": key.key_id, "keyArn": key.arn, "keyState": state, **extra}, audience
-        )
+        self._events.publish(event, {"keyId": key.key_id, "keyArn": key.arn, "keyState": state, **extra}, audience)
 
     def enable_key(self, principal: Principal, key_id: str) -> None:
         self._set_state(principal, key_id, "EnableKey", "Enabled", "key.enabled")
@@ -480,8 +499,7 @@ class KeyService:
         when = self._clock.time() + pending_days * 86400
         with self._db.transaction() as tx:
             tx.execute(
-                "UPDATE kms_keys SET state = 'PendingDeletion', deletion_date = ?, pending_window = ? "
-                "WHERE key_id = ?",
+                "UPDATE kms_keys SET state = 'PendingDeletion', deletion_date = ?, pending_window = ? WHERE key_id = ?",
                 (when, pending_days, key.key_id),
             )
             self._publish_key_event("key.pending_deletion", key, "PendingDeletion", deletionDate=when)
@@ -499,8 +517,7 @@ class KeyService:
             raise KMSInvalidStateException(f"{key.arn} is not pending deletion.")
         with self._db.transaction() as tx:
             tx.execute(
-                "UPDATE kms_keys SET state = 'Disabled', deletion_date = NULL, pending_window = NULL "
-                "WHERE key_id = ?",
+                "UPDATE kms_keys SET state = 'Disabled', deletion_date = NULL, pending_window = NULL WHERE key_id = ?",
                 (key.key_id,),
             )
             self._publish_key_event("key.deletion_cancelled", key, "Disabled")
@@ -513,8 +530,14 @@ class KeyService:
             raise NotFoundException(f"Policy {policy_name} not found for key {key.arn}")
         return {"Policy": key.policy_text, "PolicyName": "default"}
 
-    def put_key_policy(self, principal: Principal, key_id: str, policy: str, policy_name: str = "default",
-                       bypass_lockout_check: bool = False) -> None:
+    def put_key_policy(
+        self,
+        principal: Principal,
+        key_id: str,
+        policy: str,
+        policy_name: str = "default",
+        bypass_lockout_check: bool = False,
+    ) -> None:
         key = self._resolve(key_id)
         self._authorize(principal, key, "PutKeyPolicy")
         if policy_name != "default":
@@ -535,8 +558,11 @@ class KeyService:
         if key.key_manager == "AWS":
             raise UnsupportedOperationException(f"{key.arn} is an AWS managed key; it rotates every year.")
         period = period_days or key.rotation_period or DEFAULT_ROTATION_DAYS
-        base = key.next_rotation.timestamp() if key.rotation_enabled and key.next_rotation and not period_days \
+        base = (
+            key.next_rotation.timestamp()
+            if key.rotation_enabled and key.next_rotation and not period_days
             else self._clock.time() + period * 86400
+        )
         with self._db.transaction() as tx:
             tx.execute(
                 "UPDATE kms_keys SET rotation_enabled = 1, rotation_period = ?, next_rotation = ? WHERE key_id = ?",
@@ -550,8 +576,7 @@ class KeyService:
         if key.key_manager == "AWS":
             raise UnsupportedOperationException(f"{key.arn} is an AWS managed key; its rotation cannot be changed.")
         with self._db.transaction() as tx:
-            tx.execute("UPDATE kms_keys SET rotation_enabled = 0, next_rotation = NULL WHERE key_id = ?",
-                       (key.key_id,))
+            tx.execute("UPDATE kms_keys SET rotation_enabled = 0, next_rotation = NULL WHERE key_id = ?", (key.key_id,))
 
     def get_key_rotation_status(self, principal: Principal, key_id: str) -> dict[str, Any]:
         key = self._resolve(key_id)
@@ -581,9 +606,9 @@ class KeyService:
 
     def _check_alias_name(self, alias_name: str) -> None:
         if not alias_name.startswith("alias/"):
-            raise InvalidAliasNameException("Alias must start with the prefix \"alias/\".")
+            raise InvalidAliasNameException('Alias must start with the prefix "alias/".')
         if alias_name.startswith("alias/aws/"):
-            raise InvalidAliasNameException("Alias must not begin with the reserved prefix \"alias/aws/\".")
+            raise InvalidAliasNameException('Alias must not begin with the reserved prefix "alias/aws/".')
         if not _ALIAS_RE.match(alias_name) or len(alias_name) > 256:
             raise InvalidAliasNameException(
                 f"Alias {alias_name} contains characters other than alphanumerics, '/', '_', '-' and ':'."
@@ -591,7 +616,7 @@ class KeyService:
 
     def delete_alias(self, principal: Principal, alias_name: str) -> None:
         if alias_name.startswith("alias/aws/"):
-            raise InvalidAliasNameException("Alias must not begin with the reserved prefix \"alias/aws/\".")
+            raise InvalidAliasNameException('Alias must not begin with the reserved prefix "alias/aws/".')
         self._require_iam(principal, "DeleteAlias", self.alias_arn(alias_name))
         row = self._db.query_one("SELECT key_id FROM kms_aliases WHERE name = ?", (alias_name,))
         if row is None:
@@ -601,8 +626,9 @@ class KeyService:
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM kms_aliases WHERE name = ?", (alias_name,))
 
-    def list_aliases(self, principal: Principal, key_id: str | None = None, limit: int = 100,
-                     marker: str | None = None) -> dict[str, Any]:
+    def list_aliases(
+        self, principal: Principal, key_id: str | None = None, limit: int = 100, marker: str | None = None
+    ) -> dict[str, Any]:
         self._require_iam(principal, "ListAliases")
         if key_id is not None:
             key = self._resolve(key_id)
@@ -627,9 +653,15 @@ class KeyService:
 
     # ---------------------------------------------------------------- cryptography
 
-    def encrypt(self, principal: Principal, key_id: str, plaintext: bytes | bytearray,
-                context: Mapping[str, str] | None = None, audit: dict[str, Any] | None = None,
-                dry_run: bool = False) -> bytes:
+    def encrypt(
+        self,
+        principal: Principal,
+        key_id: str,
+        plaintext: bytes | bytearray,
+        context: Mapping[str, str] | None = None,
+        audit: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> bytes:
         key = self._resolve(key_id)
         self._authorize(principal, key, "Encrypt", context, audit)
         self._usable(key)
@@ -637,9 +669,17 @@ class KeyService:
         with self._material(key) as (material, version):
             return envelope.seal(material, key.key_id, version, plaintext, context)
 
-    def generate_data_key(self, principal: Principal, key_id: str, context: Mapping[str, str] | None = None,
-                          *, number_of_bytes: int = 32, audit: dict[str, Any] | None = None,
-                          action: str = "GenerateDataKey", dry_run: bool = False) -> DataKey:
+    def generate_data_key(
+        self,
+        principal: Principal,
+        key_id: str,
+        context: Mapping[str, str] | None = None,
+        *,
+        number_of_bytes: int = 32,
+        audit: dict[str, Any] | None = None,
+        action: str = "GenerateDataKey",
+        dry_run: bool = False,
+    ) -> DataKey:
         key = self._resolve(key_id)
         self._authorize(principal, key, action, context, audit)
         self._usable(key)
@@ -649,10 +689,16 @@ class KeyService:
             blob = envelope.seal(material, key.key_id, version, plaintext, context)
         return DataKey(plaintext, blob, key.arn)
 
-    def decrypt(self, principal: Principal, ciphertext_blob: bytes | bytearray,
-                context: Mapping[str, str] | None = None, key_id: str | None = None,
-                audit: dict[str, Any] | None = None, dry_run: bool = False,
-                action: str = "Decrypt") -> Decrypted:
+    def decrypt(
+        self,
+        principal: Principal,
+        ciphertext_blob: bytes | bytearray,
+        context: Mapping[str, str] | None = None,
+        key_id: str | None = None,
+        audit: dict[str, Any] | None = None,
+        dry_run: bool = False,
+        action: str = "Decrypt",
+    ) -> Decrypted:
         try:
             header = envelope.parse_header(ciphertext_blob)
         except envelope.InvalidBlob:
@@ -679,11 +725,17 @@ class KeyService:
                 raise InvalidCiphertextException("") from None
         return Decrypted(plaintext, key.arn, grant.grant_id if grant else None)
 
-    def re_encrypt(self, principal: Principal, blob: bytes | bytearray, destination_key_id: str,
-                   source_context: Mapping[str, str] | None = None,
-                   destination_context: Mapping[str, str] | None = None,
-                   source_key_id: str | None = None, audit: dict[str, Any] | None = None,
-                   dry_run: bool = False) -> dict[str, Any]:
+    def re_encrypt(
+        self,
+        principal: Principal,
+        blob: bytes | bytearray,
+        destination_key_id: str,
+        source_context: Mapping[str, str] | None = None,
+        destination_context: Mapping[str, str] | None = None,
+        source_key_id: str | None = None,
+        audit: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         dest = self._resolve(destination_key_id)
         self._authorize(principal, dest, "ReEncryptTo", destination_context, audit)
         self._usable(dest)
@@ -723,8 +775,10 @@ class KeyService:
             raise _denied(principal, "CreateGrant", key.arn)
         self._usable(key)
         if not operations:
-            raise ValidationException("1 validation error detected: Value '[]' at 'operations' failed to "
-                                      "satisfy constraint: Member must have length greater than or equal to 1")
+            raise ValidationException(
+                "1 validation error detected: Value '[]' at 'operations' failed to "
+                "satisfy constraint: Member must have length greater than or equal to 1"
+            )
         if constraints:
             constraints = {k: dict(v) for k, v in constraints.items() if v is not None}
             if len(constraints) > 1:
@@ -749,13 +803,22 @@ class KeyService:
             tx.execute(
                 "INSERT INTO kms_grants VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    grant_id, key.key_id, name or "", grantee, retiring_principal, json.dumps(list(ops)),
-                    json.dumps(constraints) if constraints else None, self._clock.time(),
-                    account_root_arn(), token, seq_row[0],
+                    grant_id,
+                    key.key_id,
+                    name or "",
+                    grantee,
+                    retiring_principal,
+                    json.dumps(list(ops)),
+                    json.dumps(constraints) if constraints else None,
+                    self._clock.time(),
+                    account_root_arn(),
+                    token,
+                    seq_row[0],
                 ),
             )
-            grant = self._row_to_grant(tx.execute("SELECT * FROM kms_grants WHERE grant_id = ?",
-                                                  (grant_id,)).fetchone())
+            grant = self._row_to_grant(
+                tx.execute("SELECT * FROM kms_grants WHERE grant_id = ?", (grant_id,)).fetchone()
+            )
             self._publish_grant_event("grant.created", key, grant, principal)
         if audit is not None:
             audit.setdefault("responseElements", {})["grantId"] = grant_id
@@ -795,8 +858,15 @@ class KeyService:
             entry["Constraints"] = grant.constraints
         return entry
 
-    def list_grants(self, principal: Principal, key_id: str, grant_id: str | None = None,
-                    grantee: str | None = None, limit: int = 50, marker: str | None = None) -> dict[str, Any]:
+    def list_grants(
+        self,
+        principal: Principal,
+        key_id: str,
+        grant_id: str | None = None,
+        grantee: str | None = None,
+        limit: int = 50,
+        marker: str | None = None,
+    ) -> dict[str, Any]:
         key = self._resolve(key_id)
         self._authorize(principal, key, "ListGrants")
         grants = self._grants_for(key.key_id)
@@ -810,8 +880,9 @@ class KeyService:
             out["NextMarker"] = next_marker
         return out
 
-    def list_retirable_grants(self, principal: Principal, retiring_principal: str, limit: int = 50,
-                              marker: str | None = None) -> dict[str, Any]:
+    def list_retirable_grants(
+        self, principal: Principal, retiring_principal: str, limit: int = 50, marker: str | None = None
+    ) -> dict[str, Any]:
         self._require_iam(principal, "ListRetirableGrants")
         rows = self._db.query("SELECT * FROM kms_grants WHERE retiring = ? ORDER BY seq", (retiring_principal,))
         page, next_marker = _paginate([self.grant_entry(self._row_to_grant(r)) for r in rows], limit, marker)
@@ -824,9 +895,16 @@ class KeyService:
         """All grants on a key, unauthenticated (for the control plane's own use: dashboard, Lightsail)."""
         return self._grants_for(self._resolve(key_id).key_id)
 
-    def retire_grant(self, principal: Principal, *, key_id: str | None = None, grant_id: str | None = None,
-                     grant_token: str | None = None, audit: dict[str, Any] | None = None,
-                     dry_run: bool = False) -> None:
+    def retire_grant(
+        self,
+        principal: Principal,
+        *,
+        key_id: str | None = None,
+        grant_id: str | None = None,
+        grant_token: str | None = None,
+        audit: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> None:
         if grant_token is not None:
             row = self._db.query_one("SELECT * FROM kms_grants WHERE token = ?", (grant_token,))
             if row is None:
@@ -854,8 +932,14 @@ class KeyService:
             tx.execute("DELETE FROM kms_grants WHERE grant_id = ?", (grant.grant_id,))
             self._publish_grant_event("grant.retired", key, grant, principal)
 
-    def revoke_grant(self, principal: Principal, key_id: str, grant_id: str,
-                     audit: dict[str, Any] | None = None, dry_run: bool = False) -> None:
+    def revoke_grant(
+        self,
+        principal: Principal,
+        key_id: str,
+        grant_id: str,
+        audit: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> None:
         key = self._resolve(key_id)
         # RevokeGrant needs key-policy permission; a grant can never confer it.
         values = {"kms:CallerAccount": ACCOUNT_ID, "aws:PrincipalArn": principal.arn}
@@ -863,8 +947,7 @@ class KeyService:
             raise _denied(principal, "RevokeGrant", key.arn)
         if not re.fullmatch(r"[0-9a-f]{64}", grant_id):
             raise InvalidGrantIdException(f"Invalid grant ID {grant_id}")
-        row = self._db.query_one("SELECT * FROM kms_grants WHERE grant_id = ? AND key_id = ?",
-                                 (grant_id, key.key_id))
+        row = self._db.query_one("SELECT * FROM kms_grants WHERE grant_id = ? AND key_id = ?", (grant_id, key.key_id))
         if row is None:
             raise NotFoundException(f"Grant ID {grant_id} not found")
         grant = self._row_to_grant(row)

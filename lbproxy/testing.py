@@ -1,0 +1,95 @@
+"""Helpers for running a real control plane in-process (tests, drills, benchmarks).
+
+``ControlThread`` runs ``ControlServer`` on its own event loop in a background thread, so synchronous
+clients (boto3, the AWS CLI) can drive it over a real socket on 127.0.0.1 while the test holds the
+``ControlPlane`` and its injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lbproxy.clock import Clock, ManualClock
+from lbproxy.config import ControlSettings
+from lbproxy.control.app import ControlServer
+from lbproxy.control.plane import ControlPlane
+from lbproxy.principals import Principal
+
+
+class ControlThread:
+    def __init__(self, data_dir: Path, clock: Clock | None = None, **settings: Any) -> None:
+        self.clock = clock or ManualClock()
+        settings.setdefault("port", 0)
+        settings.setdefault("sweep_interval", 0.05)
+        self.settings = ControlSettings(data_dir=data_dir, **settings)
+        self.plane: ControlPlane | None = None
+        self.server: ControlServer | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="control-plane", daemon=True)
+
+    def start(self) -> ControlThread:
+        self._thread.start()
+        self.call(self._start)
+        return self
+
+    async def _start(self) -> None:
+        self.plane = ControlPlane(self.settings, clock=self.clock)
+        self.server = ControlServer(self.plane)
+        await self.server.start()
+
+    def call(self, fn: Callable[[], Any], timeout: float = 30) -> Any:
+        """Run ``fn`` (sync or async) on the control plane's loop and return its result."""
+
+        async def run() -> Any:
+            out = fn()
+            if asyncio.iscoroutine(out):
+                out = await out
+            return out
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    @property
+    def admin(self) -> Principal:
+        assert self.plane is not None
+        return self.plane.admin
+
+    def client(self, service: str, principal: Principal | None = None, **kw: Any) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        p = principal or self.admin
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=self.settings.region,
+            aws_access_key_id=p.access_key_id,
+            aws_secret_access_key=p.secret_access_key,
+            config=Config(retries={"max_attempts": 1}, **kw),
+        )
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            if self.server is not None:
+                await self.server.stop()
+            if self.plane is not None:
+                self.plane.close()
+            current = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        try:
+            self.call(_stop)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
