@@ -1,6 +1,7 @@
 """``lbproxy``: argparse subcommands only; each hands off to the module that does the work.
 
 - ``control``  the control plane (KMS, ACM, Lightsail APIs, events, dashboard)
+- ``backend``  the tiny demo backend
 - ``audit``    print (and follow) the audit trail
 """
 
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         help="managed renewal starts this many days before expiry (default 60, as ACM)",
     )
+
+    b = sub.add_parser("backend", help="run the tiny demo backend (one instance)")
+    b.add_argument("--name", required=True, help="instance name it answers with")
+    b.add_argument("--listen", default="127.0.0.1:9001", help="HOST:PORT (default 127.0.0.1:9001)")
 
     a = sub.add_parser("audit", help="print the audit trail (JSON lines)")
     _add_data_dir(a)
@@ -132,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             return _run(run_control(control_settings(args)))
         if args.command == "audit":
             return run_audit(args)
+        if args.command == "backend":
+            from lbproxy.backend import run_backend
+
+            host, port = parse_hostport(args.listen, field="--listen")
+            return _run(run_backend(args.name, host, port))
     except ConfigError as exc:
         print(f"lbproxy {args.command}: {exc}", file=sys.stderr)
         return 2

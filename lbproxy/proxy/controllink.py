@@ -1,0 +1,235 @@
+"""The data plane's link to the control plane, over HTTP like any client (no ``lbproxy.control`` imports).
+
+- ``Credentials`` come from botocore's standard chain (``AWS_SHARED_CREDENTIALS_FILE`` + ``AWS_PROFILE``
+  naming the load balancer's profile, or ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``).
+- Every request is SigV4-signed by botocore: lbproxy's own endpoints with signing name ``lbproxy``,
+  KMS calls as ``kms`` with ``X-Amz-Target: TrentService.Decrypt``.
+- ``EventSubscription`` follows ``GET /events`` (server-sent events), resuming from the last event id
+  after any disconnect, with capped exponential backoff; it never gives up, and reports contact times
+  so a key lease can fail closed.
+- ``decrypt_data_key`` is the one call that yields key material: the KMS Decrypt response is parsed
+  and its plaintext decoded into a ``bytearray``; the JSON text it came in is an unwipeable copy, which
+  is why only key-holding worker processes (which exit to wipe) ever call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, ReadOnlyCredentials
+from botocore.session import Session
+
+log = logging.getLogger("lbproxy.proxy")
+
+SIGNING_NAME = "lbproxy"
+
+
+class ControlError(Exception):
+    """The control plane answered with an error (``code`` is the AWS error code)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def load_credentials(profile: str | None = None) -> tuple[ReadOnlyCredentials, str]:
+    """Credentials and region from botocore's standard chain (env vars, shared file + profile)."""
+    session = Session(profile=profile or os.environ.get("AWS_PROFILE"))
+    creds = session.get_credentials()
+    if creds is None:
+        raise ControlError(
+            0, "NoCredentials", "no AWS credentials found (set AWS_PROFILE / AWS_SHARED_CREDENTIALS_FILE)"
+        )
+    region = session.get_config_variable("region") or "us-east-1"
+    return creds.get_frozen_credentials(), region
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    credentials: ReadOnlyCredentials
+    region: str
+
+    def headers(
+        self, method: str, url: str, body: bytes, service: str, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        creds = Credentials(self.credentials.access_key, self.credentials.secret_key, self.credentials.token)
+        req = AWSRequest(method=method, url=url, data=body, headers=dict(extra or {}))
+        SigV4Auth(creds, service, self.region).add_auth(req)
+        return {k: v for k, v in req.headers.items()}
+
+
+class ControlClient:
+    """Blocking calls (used by workers at start-up and by tools); the supervisor uses the async ones."""
+
+    def __init__(self, base_url: str, signer: Signer, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.signer = signer
+        self.timeout = timeout
+
+    def _send(self, method: str, path: str, body: bytes, service: str, headers: Mapping[str, str]) -> bytes:
+        url = self.base_url + path
+        signed = self.signer.headers(method, url, body, service, headers)
+        req = urllib.request.Request(url, data=body if method != "GET" else None, headers=signed, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                err = json.loads(raw)
+            except ValueError:
+                err = {}
+            code = str(err.get("__type") or err.get("code") or exc.reason).rsplit("#", 1)[-1]
+            raise ControlError(exc.code, code, str(err.get("message") or err.get("Message") or "")) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ControlError(0, "Unreachable", f"{self.base_url}: {exc}") from None
+
+    def get_json(self, path: str) -> Any:
+        return json.loads(self._send("GET", path, b"", SIGNING_NAME, {}))
+
+    def post_json(self, path: str, payload: Any) -> Any:
+        raw = self._send("POST", path, json.dumps(payload).encode(), SIGNING_NAME, {"Content-Type": "application/json"})
+        return json.loads(raw or b"{}")
+
+    def decrypt_data_key(
+        self, ciphertext_blob: bytes, context: Mapping[str, str], grant_tokens: list[str] | None = None
+    ) -> bytearray:
+        """KMS Decrypt under the grant's encryption context; the plaintext as a ``bytearray``."""
+        body: dict[str, Any] = {
+            "CiphertextBlob": base64.b64encode(ciphertext_blob).decode(),
+            "EncryptionContext": dict(context),
+        }
+        if grant_tokens:
+            body["GrantTokens"] = grant_tokens
+        raw = bytearray(
+            self._send(
+                "POST",
+                "/",
+                json.dumps(body).encode(),
+                "kms",
+                {
+                    "X-Amz-Target": "TrentService.Decrypt",
+                    "Content-Type": "application/x-amz-json-1.1",
+                },
+            )
+        )
+        try:
+            start = raw.index(b'"Plaintext":"') + len(b'"Plaintext":"')
+            end = raw.index(b'"', start)
+            view = memoryview(raw)[start:end]
+            out = bytearray(len(view) * 3 // 4)
+            n = _b64decode_into(view, out)
+            del view
+            return out[:n] if n != len(out) else out
+        except (ValueError, binascii.Error):
+            raise ControlError(500, "InvalidResponse", "KMS Decrypt response has no Plaintext") from None
+        finally:
+            raw[:] = bytes(len(raw))
+
+
+_B64 = {c: i for i, c in enumerate(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+
+
+def _b64decode_into(src: memoryview, out: bytearray) -> int:
+    """Decode base64 from ``src`` into ``out`` without creating a ``bytes`` copy of the plaintext."""
+    acc = 0
+    bits = 0
+    n = 0
+    for c in src:
+        if c == 0x3D:  # '='
+            break
+        v = _B64.get(c)
+        if v is None:
+            raise binascii.Error("invalid base64")
+        acc = ((acc << 6) | v) & 0xFFFFFF
+        bits += 6
+        if bits >= 8:
+            bits -= 8
+            out[n] = (acc >> bits) & 0xFF
+            n += 1
+    acc = 0
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    type: str
+    detail: dict[str, Any]
+
+
+class EventSubscription:
+    """``GET /events`` as an async iterator that reconnects and resumes; ``last_contact`` for leases."""
+
+    def __init__(
+        self, base_url: str, signer: Signer, after: int = 0, *, min_backoff: float = 0.2, max_backoff: float = 10.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.signer = signer
+        self.last_id = after
+        self.last_contact = time.monotonic()
+        self.connected = False
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        backoff = self._min_backoff
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                url = f"{self.base_url}/events"
+                headers = self.signer.headers("GET", url, b"", SIGNING_NAME, {"Last-Event-ID": str(self.last_id)})
+                try:
+                    async with session.get(url, headers=headers) as resp:
+                        if resp.status != 200:
+                            raise ControlError(resp.status, "EventStream", (await resp.text())[:200])
+                        self.connected = True
+                        self.last_contact = time.monotonic()
+                        backoff = self._min_backoff
+                        async for event in _parse_sse(resp, self):
+                            yield event
+                except (aiohttp.ClientError, ControlError, TimeoutError, ConnectionError) as exc:
+                    log.warning("event stream: %s; reconnecting in %.1fs", exc, backoff)
+                self.connected = False
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self._max_backoff)
+
+
+async def _parse_sse(resp: aiohttp.ClientResponse, sub: EventSubscription) -> AsyncIterator[Event]:
+    fields: dict[str, str] = {}
+    async for raw in resp.content:
+        sub.last_contact = time.monotonic()
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if "data" in fields:
+                data = json.loads(fields["data"])
+                ev = Event(
+                    int(fields.get("id", data.get("id", 0))),
+                    fields.get("event", data.get("type", "")),
+                    data.get("detail", {}),
+                )
+                sub.last_id = max(sub.last_id, ev.id)
+                yield ev
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        fields[name] = value[1:] if value.startswith(" ") else value
