@@ -15,6 +15,8 @@ import socket
 
 from aiohttp import web
 
+from lbproxy.control.app import bound_port
+
 NAME = web.AppKey("name", str)
 HEALTHY = web.AppKey("healthy", list)
 FORWARDED = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Port")
@@ -33,7 +35,8 @@ async def handle_any(request: web.Request) -> web.StreamResponse:
     }
     if "application/json" in request.headers.get("Accept", ""):
         return web.json_response(info)
-    fwd = " ".join(f"{k}={v}" for k, v in info["headers"].items())  # type: ignore[union-attr]
+    forwarded = {h: request.headers[h] for h in FORWARDED if h in request.headers}
+    fwd = " ".join(f"{k}={v}" for k, v in forwarded.items())
     text = f"{info['instance']}: {request.method} {request.path_qs} {fwd}\n"
     return web.Response(text=text, headers={"X-Instance": request.app[NAME]})
 
@@ -69,7 +72,7 @@ async def run_backend(name: str, host: str, port: int) -> int:
         await runner.cleanup()
         print(f"lbproxy backend: cannot listen on {host}:{port}: {exc.strerror}", flush=True)
         return 2
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound = bound_port(site)
     print(json.dumps({"backend": name, "listening": f"{host}:{bound}"}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

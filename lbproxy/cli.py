@@ -13,7 +13,9 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from lbproxy.config import ConfigError, ControlSettings, default_data_dir, parse_hostport
 
@@ -120,7 +122,7 @@ def run_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(coro) -> int:  # type: ignore[no-untyped-def]
+def _run(coro: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
 

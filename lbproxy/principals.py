@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import os
 import secrets
+import sqlite3
 import string
 import tomllib
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ class Principals:
         os.replace(tmp, self._credentials_path)
 
 
-def _row(row) -> Principal:  # type: ignore[no-untyped-def]
+def _row(row: sqlite3.Row) -> Principal:
     return Principal(
         name=row["name"],
         arn=row["arn"],

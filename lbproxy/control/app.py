@@ -13,8 +13,8 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -206,7 +206,7 @@ def make_app(plane: ControlPlane, installers: list[RouteInstaller] | None = None
     for install in installers or []:
         install(app, plane)
 
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         plane.events.bind_loop(asyncio.get_running_loop())
         await plane.start()
         yield
@@ -214,6 +214,12 @@ def make_app(plane: ControlPlane, installers: list[RouteInstaller] | None = None
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def bound_port(site: web.TCPSite) -> int:
+    """The port a started site listens on (port 0 picks a free one)."""
+    server = cast(asyncio.Server, site._server)
+    return int(server.sockets[0].getsockname()[1])
 
 
 class ControlServer:
@@ -237,9 +243,7 @@ class ControlServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.plane.settings.port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = bound_port(site)
         log.info("control plane listening on %s", self.url)
 
     async def stop(self) -> None:
