@@ -1,0 +1,460 @@
+#!/usr/bin/env python3
+"""lbproxy vs HAProxy, same backends, same certificates, same run: ``python bench/run.py``.
+
+What it does, in order:
+1. Installs what it needs if missing (wrk, haproxy, nginx via apt-get when run as root) and builds the
+   ``noresume.so`` shim (``SSL_set_session`` as a no-op) so wrk can be forced to do full handshakes.
+2. Starts two nginx backends (one worker each, a fixed small response), a real ``lbproxy control``
+   with the two instances registered, and for each key type (ECDSA P-256, RSA-2048) one certificate
+   imported into ACM and attached to a load balancer; then ``lbproxy lb`` (decrypting its key through
+   its grant, as in production) and HAProxy 2.x (``nbthread 1``) with the same certificate and key.
+3. For each scenario it alternates the two proxies (A B B A ...) for ``--rounds`` rounds and takes medians:
+   - ``https``    keep-alive HTTPS (wrk, ``--connections`` connections, 1 thread)
+   - ``http``     keep-alive HTTP
+   - ``full``     a full TLS handshake per request (``Connection: close`` + the no-resume shim)
+   - ``resumed``  a resumed TLS handshake per request (``Connection: close``; wrk resumes by itself)
+   It reports req/s, p50/p99 latency, errors, and requests per proxy-CPU-second (utime+stime of the
+   proxy and all its children from /proc), and the lbproxy/HAProxy ratios.
+4. Writes ``bench/RESULTS.md`` (or ``--out``) with the command line and the environment.
+
+Only loopback addresses are used; every wrk run is bounded by ``--duration``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LOOPBACK = "127.0.0.1"
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("wrk", "haproxy", "nginx", "gcc") if shutil.which(t) is None]
+    if not missing:
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        pkgs = {"wrk": "wrk", "haproxy": "haproxy", "nginx": "nginx", "gcc": "gcc"}
+        print(f"installing {' '.join(missing)} with apt-get ...", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *[pkgs[m] for m in missing]], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    still = [t for t in missing if shutil.which(t) is None]
+    if still:
+        sys.exit(f"bench: missing tools: {', '.join(still)} (install them, e.g. apt-get install {' '.join(still)})")
+
+
+def build_shim(workdir: Path) -> Path:
+    out = workdir / "noresume.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(HERE / "noresume.c"), "-ldl"], check=True)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def port_owner_check(port: int) -> None:
+    """A stale proxy from an earlier run can silently answer on the benchmark port: refuse to start."""
+    with socket.socket() as s:
+        if s.connect_ex((LOOPBACK, port)) == 0:
+            sys.exit(f"bench: something already listens on {LOOPBACK}:{port}; stop it first")
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex((LOOPBACK, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {LOOPBACK}:{port} after {timeout}s")
+
+
+# ----------------------------------------------------------------------------- certificates
+
+
+@dataclass
+class CertSet:
+    kind: str  # "ec" | "rsa"
+    cert_pem: bytes
+    chain_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes
+
+
+def make_certs(kind: str) -> CertSet:
+    import trustme
+
+    ca = trustme.CA(key_type=trustme.KeyType.ECDSA if kind == "ec" else trustme.KeyType.RSA)
+    leaf = ca.issue_cert("localhost", "127.0.0.1",
+                         key_type=trustme.KeyType.ECDSA if kind == "ec" else trustme.KeyType.RSA)
+    chain = leaf.cert_chain_pems
+    return CertSet(kind, chain[0].bytes(), b"".join(c.bytes() for c in chain[1:]), leaf.private_key_pem.bytes(),
+                   ca.cert_pem.bytes())
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the process and all its descendants (alive ones)."""
+        total = 0
+        for pid in descendants(self.popen.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError):
+                continue
+        return total / CLK_TCK
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+def descendants(pid: int) -> list[int]:
+    out = [pid]
+    i = 0
+    while i < len(out):
+        p = out[i]
+        i += 1
+        for task in Path(f"/proc/{p}/task").glob("*") if Path(f"/proc/{p}/task").exists() else []:
+            with contextlib.suppress(OSError):
+                out.extend(int(c) for c in (task / "children").read_text().split())
+    return list(dict.fromkeys(out))
+
+
+def start_nginx_backend(workdir: Path, port: int) -> Proc:
+    d = workdir / f"nginx-{port}"
+    d.mkdir()
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
+    server {{
+        listen {LOOPBACK}:{port} reuseport backlog=4096;
+        location / {{ default_type text/plain; return 200 "hello from backend {port}\\n"; }}
+    }}
+}}
+""")
+    p = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_port(port)
+    return Proc(f"nginx:{port}", p)
+
+
+def start_haproxy(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Proc:
+    pem = workdir / f"haproxy-{certs.kind}.pem"
+    pem.write_bytes(certs.cert_pem + certs.chain_pem + certs.key_pem)
+    pem.chmod(0o600)
+    servers = "\n".join(f"    server b{i} {LOOPBACK}:{p}" for i, p in enumerate(backends))
+    cfg = workdir / f"haproxy-{certs.kind}.cfg"
+    cfg.write_text(f"""
+global
+    nbthread 1
+    maxconn 8000
+    tune.ssl.default-dh-param 2048
+    stats socket {workdir}/haproxy-{certs.kind}.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+    option http-keep-alive
+    http-reuse always
+frontend fe_http
+    bind {LOOPBACK}:{http_port}
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Port {http_port}
+    default_backend be
+frontend fe_https
+    bind {LOOPBACK}:{https_port} ssl crt {pem} alpn http/1.1
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Port {https_port}
+    default_backend be
+backend be
+    balance roundrobin
+{servers}
+""")
+    p = subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_port(https_port)
+    return Proc("haproxy", p)
+
+
+# ----------------------------------------------------------------------------- lbproxy
+
+
+@dataclass
+class LbproxyStack:
+    control: Proc
+    url: str
+    data_dir: Path
+    credentials: Path
+
+
+def start_control(workdir: Path) -> LbproxyStack:
+    data = workdir / "lbproxy-data"
+    port = free_port()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lbproxy", "--log-level", "WARNING", "control", "--listen", f"{LOOPBACK}:{port}",
+         "--data-dir", str(data), "--validation-delay", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    wait_port(port)
+    return LbproxyStack(Proc("lbproxy-control", p), f"http://{LOOPBACK}:{port}", data, data / "credentials")
+
+
+def admin_client(stack: LbproxyStack, service: str):  # type: ignore[no-untyped-def]
+    import boto3
+
+    session = boto3.Session(profile_name="admin")
+    return session.client(service, endpoint_url=stack.url, region_name="us-east-1")
+
+
+def setup_load_balancer(stack: LbproxyStack, name: str, certs: CertSet, backends: list[int]) -> None:
+    """Everything through the public API: instances, load balancer, imported certificate, attach."""
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(stack.credentials)
+    from lbproxy_bench_setup import setup  # type: ignore[import-not-found]  # noqa: PLC0415
+
+    setup(stack, name, certs, backends)
+
+
+def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, workers: int) -> Proc:
+    env = {**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(stack.credentials), "AWS_PROFILE": name}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "lbproxy", "--log-level", "WARNING", "lb", "--name", name, "--control", stack.url,
+         "--http-listen", f"{LOOPBACK}:{http_port}", "--https-listen", f"{LOOPBACK}:{https_port}",
+         "--workers", str(workers)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )
+    wait_port(https_port, timeout=30)
+    return Proc(f"lbproxy-lb:{name}", p)
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    cpu_s: float
+
+    @property
+    def per_cpu(self) -> float:
+        return self.requests / self.cpu_s if self.cpu_s > 0 else 0.0
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def run_wrk(url: str, proc: Proc, duration: float, connections: int, close: bool, shim: Path | None) -> Run:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    env = dict(os.environ)
+    if shim is not None:
+        env["LD_PRELOAD"] = str(shim)
+    cpu0 = proc.cpu_seconds()
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, env=env, timeout=duration + 30).stdout
+    cpu = proc.cpu_seconds() - cpu0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return Run(rps, p50, p99, errors, reqs, cpu)
+
+
+SCENARIOS = {
+    # name: (scheme, Connection: close, no-resume shim)
+    "https": ("https", False, False),
+    "http": ("http", False, False),
+    "full": ("https", True, True),
+    "resumed": ("https", True, False),
+}
+
+
+@dataclass
+class Result:
+    scenario: str
+    key: str
+    workers: int
+    runs: dict[str, list[Run]] = field(default_factory=lambda: {"lbproxy": [], "haproxy": []})
+
+    def median(self, who: str, attr: str) -> float:
+        vals = [getattr(r, attr) for r in self.runs[who]]
+        return statistics.median(vals) if vals else float("nan")
+
+
+def fmt_row(r: Result) -> str:
+    lb_rps, ha_rps = r.median("lbproxy", "rps"), r.median("haproxy", "rps")
+    lb_cpu, ha_cpu = r.median("lbproxy", "per_cpu"), r.median("haproxy", "per_cpu")
+    errs = sum(x.errors for x in r.runs["lbproxy"]), sum(x.errors for x in r.runs["haproxy"])
+    return (
+        f"| {r.scenario} | {r.key} | {r.workers} | {lb_rps:,.0f} | {ha_rps:,.0f} | **{lb_rps / ha_rps:.2f}x** | "
+        f"{r.median('lbproxy', 'p50_ms'):.2f} / {r.median('lbproxy', 'p99_ms'):.2f} | "
+        f"{r.median('haproxy', 'p50_ms'):.2f} / {r.median('haproxy', 'p99_ms'):.2f} | "
+        f"{lb_cpu:,.0f} | {ha_cpu:,.0f} | **{lb_cpu / ha_cpu:.2f}x** | {errs[0]} / {errs[1]} |"
+    )
+
+
+HEADER = (
+    "| scenario | key | lbproxy workers | lbproxy req/s | HAProxy req/s | ratio | lbproxy p50/p99 ms | "
+    "HAProxy p50/p99 ms | lbproxy req/CPU-s | HAProxy req/CPU-s | ratio/CPU | errors lb/ha |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def environment() -> str:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        m = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        cpu = m.group(1) if m else cpu
+    versions = []
+    for cmd in (["haproxy", "-v"], ["nginx", "-v"], ["wrk", "-v"], ["openssl", "version"]):
+        with contextlib.suppress(OSError):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            versions.append((r.stdout or r.stderr).splitlines()[0].strip())
+    return (f"- machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}\n"
+            f"- Python {platform.python_version()}; " + "; ".join(versions))
+
+
+@contextlib.contextmanager
+def stack_for(workdir: Path, certs: CertSet, backends: list[int], workers: int) -> Iterator[dict[str, tuple[Proc, int, int]]]:
+    procs: list[Proc] = []
+    try:
+        ha_http, ha_https = free_port(), free_port()
+        lb_http, lb_https = free_port(), free_port()
+        for p in (ha_http, ha_https, lb_http, lb_https):
+            port_owner_check(p)
+        stack = start_control(workdir / f"{certs.kind}-{workers}")
+        procs.append(stack.control)
+        name = f"bench-{certs.kind}"
+        setup_load_balancer(stack, name, certs, backends)
+        lb = start_lb(stack, name, lb_http, lb_https, workers)
+        procs.append(lb)
+        ha = start_haproxy(workdir, certs, ha_http, ha_https, backends)
+        procs.append(ha)
+        yield {"lbproxy": (lb, lb_http, lb_https), "haproxy": (ha, ha_http, ha_https)}
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (default 8)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternated rounds per scenario; medians (default 3)")
+    ap.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    ap.add_argument("--scenarios", default="https,http,full,resumed")
+    ap.add_argument("--keys", default="ec,rsa", help="certificate key types: ec,rsa")
+    ap.add_argument("--workers", default="1,2", help="lbproxy --workers values to measure (default 1,2)")
+    ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = ap.parse_args()
+    ensure_tools()
+    sys.path.insert(0, str(HERE))
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="lbproxy-bench-", dir="/dev/shm" if Path("/dev/shm").exists() else None) as tmp:
+        workdir = Path(tmp)
+        shim = build_shim(workdir)
+        backends = [free_port(), free_port()]
+        nginxes = [start_nginx_backend(workdir, p) for p in backends]
+        try:
+            for key in args.keys.split(","):
+                certs = make_certs(key)
+                for workers in (int(w) for w in args.workers.split(",")):
+                    with stack_for(workdir, certs, backends, workers) as procs:
+                        for scenario in args.scenarios.split(","):
+                            scheme, close, no_resume = SCENARIOS[scenario]
+                            res = Result(scenario, key, workers)
+                            for rnd in range(args.rounds):
+                                order = ["lbproxy", "haproxy"] if rnd % 2 == 0 else ["haproxy", "lbproxy"]
+                                for who in order:
+                                    proc, http_port, https_port = procs[who]
+                                    port = https_port if scheme == "https" else http_port
+                                    run = run_wrk(f"{scheme}://{LOOPBACK}:{port}/", proc, args.duration,
+                                                  args.connections, close, shim if no_resume else None)
+                                    res.runs[who].append(run)
+                                    print(json.dumps({"scenario": scenario, "key": key, "workers": workers,
+                                                      "who": who, "round": rnd, "rps": round(run.rps),
+                                                      "p99_ms": run.p99_ms, "errors": run.errors,
+                                                      "req_per_cpu_s": round(run.per_cpu)}), flush=True)
+                            results.append(res)
+                            print(fmt_row(res), flush=True)
+        finally:
+            for n in nginxes:
+                n.stop()
+    cmd = "python bench/run.py " + " ".join(sys.argv[1:])
+    text = (
+        "# Benchmarks: lbproxy vs HAProxy\n\n"
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `{cmd.strip()}` "
+        f"({args.rounds} alternated rounds of {args.duration:g} s, {args.connections} connections, medians).\n\n"
+        f"{environment()}\n- HAProxy: nbthread 1. Backends: two nginx (1 worker each). Load: wrk, 1 thread.\n\n"
+        f"{HEADER}\n" + "\n".join(fmt_row(r) for r in results) + "\n"
+    )
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
