@@ -2,6 +2,7 @@
 
 - ``control``  the control plane (KMS, ACM, Lightsail APIs, events, dashboard)
 - ``backend``  the tiny demo backend
+- ``ca``       the local certificate authority (``ca export``)
 - ``audit``    print (and follow) the audit trail
 """
 
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--name", required=True, help="instance name it answers with")
     b.add_argument("--listen", default="127.0.0.1:9001", help="HOST:PORT (default 127.0.0.1:9001)")
 
+    ca = sub.add_parser("ca", help="the local certificate authority")
+    ca_sub = ca.add_subparsers(dest="ca_command", required=True)
+    ce = ca_sub.add_parser("export", help="print the root certificate (PEM), or write it with -o")
+    _add_data_dir(ce)
+    ce.add_argument("-o", "--output", type=Path, default=None, help="write the PEM to FILE")
+
     a = sub.add_parser("audit", help="print the audit trail (JSON lines)")
     _add_data_dir(a)
     a.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
@@ -85,9 +92,10 @@ def control_settings(args: argparse.Namespace) -> ControlSettings:
 async def run_control(settings: ControlSettings) -> int:
     from lbproxy.control.app import ControlServer
     from lbproxy.control.plane import ControlPlane
+    from lbproxy.lightsail.dataplane import install_routes
 
     plane = ControlPlane(settings)
-    server = ControlServer(plane)
+    server = ControlServer(plane, installers=[install_routes])
     try:
         await server.start()
     except OSError as exc:
@@ -122,6 +130,22 @@ def run_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ca_export(args: argparse.Namespace) -> int:
+    from lbproxy.certs.ca import CAError, export_root
+
+    try:
+        pem = export_root(args.data_dir or default_data_dir())
+    except CAError as exc:
+        print(f"lbproxy ca export: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        args.output.write_text(pem)
+        print(f"wrote the root CA certificate to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(pem)
+    return 0
+
+
 def _run(coro: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
@@ -139,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(run_control(control_settings(args)))
         if args.command == "audit":
             return run_audit(args)
+        if args.command == "ca":
+            return run_ca_export(args)
         if args.command == "backend":
             from lbproxy.backend import run_backend
 

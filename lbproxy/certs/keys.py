@@ -61,9 +61,7 @@ def describe_name(algorithm: str) -> str:
 
 def to_der(key: PrivateKey) -> bytearray:
     """PKCS#8 DER in a ``bytearray``; the intermediate ``bytes`` from cryptography is scrubbed."""
-    raw = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    raw = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     try:
         return bytearray(raw)
     finally:

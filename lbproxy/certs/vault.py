@@ -15,10 +15,8 @@ from typing import Any, Protocol
 
 from lbproxy.certs import keys
 from lbproxy.certs.sealed import SealedKey, open_sealed, seal, wipe
+from lbproxy.keyservice.service import ACM_KEY_ALIAS
 from lbproxy.principals import ACM_PRINCIPAL, Principal
-
-#: The AWS managed key ACM seals with (the key service creates it at first start).
-ACM_KEY_ALIAS = "alias/aws/acm"
 
 
 class _DataKey(Protocol):
@@ -76,9 +74,7 @@ class KeyServiceLike(Protocol):
 
 
 class KeyVault:
-    def __init__(
-        self, kms: KeyServiceLike, key_id: str = ACM_KEY_ALIAS, principal: Principal = ACM_PRINCIPAL
-    ) -> None:
+    def __init__(self, kms: KeyServiceLike, key_id: str = ACM_KEY_ALIAS, principal: Principal = ACM_PRINCIPAL) -> None:
         self.kms = kms
         self.key_id = key_id
         self.principal = principal
@@ -107,9 +103,7 @@ class KeyVault:
 
     def open(self, sealed: SealedKey) -> bytearray:
         """The PKCS#8 DER of a sealed key, in a new ``bytearray`` the caller must wipe."""
-        dec = self.kms.decrypt(
-            self.principal, sealed.encrypted_data_key, dict(sealed.context), key_id=sealed.key_arn
-        )
+        dec = self.kms.decrypt(self.principal, sealed.encrypted_data_key, dict(sealed.context), key_id=sealed.key_arn)
         try:
             return open_sealed(sealed, dec.plaintext)
         finally:
@@ -127,9 +121,7 @@ class KeyVault:
 
     def rewrap(self, sealed: SealedKey, context: Mapping[str, str]) -> SealedKey:
         """The same sealed key with its data key encrypted again under ``context``."""
-        dec = self.kms.decrypt(
-            self.principal, sealed.encrypted_data_key, dict(sealed.context), key_id=sealed.key_arn
-        )
+        dec = self.kms.decrypt(self.principal, sealed.encrypted_data_key, dict(sealed.context), key_id=sealed.key_arn)
         try:
             blob = self.kms.encrypt(self.principal, sealed.key_arn, dec.plaintext, dict(context))
         finally:
