@@ -15,14 +15,22 @@ from typing import Any
 
 from lbproxy.clock import Clock, ManualClock
 from lbproxy.config import ControlSettings
-from lbproxy.control.app import ControlServer
+from lbproxy.control.app import ControlServer, RouteInstaller
 from lbproxy.control.plane import ControlPlane
 from lbproxy.principals import Principal
 
 
 class ControlThread:
-    def __init__(self, data_dir: Path, clock: Clock | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        clock: Clock | None = None,
+        *,
+        installers: list[RouteInstaller] | None = None,
+        **settings: Any,
+    ) -> None:
         self.clock = clock or ManualClock()
+        self.installers = installers
         settings.setdefault("port", 0)
         settings.setdefault("sweep_interval", 0.05)
         self.settings = ControlSettings(data_dir=data_dir, **settings)
@@ -38,7 +46,7 @@ class ControlThread:
 
     async def _start(self) -> None:
         self.plane = ControlPlane(self.settings, clock=self.clock)
-        self.server = ControlServer(self.plane)
+        self.server = ControlServer(self.plane, installers=self.installers)
         await self.server.start()
 
     def call(self, fn: Callable[[], Any], timeout: float = 30) -> Any:

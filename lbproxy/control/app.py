@@ -27,7 +27,7 @@ from lbproxy.control.errors import (
     UnknownOperationException,
 )
 from lbproxy.control.plane import LBPROXY_SIGNING_NAME, ControlPlane
-from lbproxy.control.protocol import JSON_CONTENT_TYPE, RequestContext, encode, error_body
+from lbproxy.control.protocol import JSON_CONTENT_TYPE, AwsJsonService, RequestContext, encode, error_body
 from lbproxy.control.shapes import operation_model, validate_input
 from lbproxy.principals import Principal
 
@@ -77,13 +77,53 @@ async def authenticate(request: web.Request, service: str = LBPROXY_SIGNING_NAME
     return plane.authenticate(signed_request(request, body), service)
 
 
+async def invoke(
+    plane: ControlPlane,
+    service: AwsJsonService,
+    operation: str,
+    ctx: RequestContext,
+    params: Callable[[], Any],
+) -> Any:
+    """Run one operation the way the AWS API does: look it up, validate ``params()`` against the botocore
+    model, call the handler, and write the audit record (success or error). Raises ``AwsError``.
+
+    ``handle_aws`` (SigV4 callers) and the dashboard (the admin, from the browser) both call this, so an
+    action taken in the dashboard is checked and audited exactly like the same call from the AWS CLI.
+    """
+    try:
+        handler = service.handlers().get(operation)
+        op = operation_model(service.model_name, operation)
+        if handler is None or op is None:
+            raise UnknownOperationException("")
+        validated = validate_input(op, params(), service.validation_error)
+        result: Any = handler(ctx, validated)
+        if inspect.isawaitable(result):
+            result = await result
+    except AwsError as exc:
+        _audit(plane, service.event_source, operation, ctx, exc)
+        raise
+    except Exception:
+        log.exception("internal error in %s.%s", service.target_prefix, operation)
+        failure = InternalFailure("The request processing has failed because of an unknown error.")
+        _audit(plane, service.event_source, operation, ctx, failure)
+        raise failure from None
+    _audit(plane, service.event_source, operation, ctx, None)
+    return result
+
+
+def parse_json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise SerializationException("Unexpected character or malformed JSON in request body") from None
+
+
 async def handle_aws(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
     request_id = str(uuid.uuid4())
     target = request.headers.get("X-Amz-Target", "")
     prefix, _, operation = target.partition(".")
     service = plane.services.get(prefix)
-    ctx: RequestContext | None = None
     try:
         body = await read_body(request, plane.settings.max_request_body)
         if service is None or not operation:
@@ -97,19 +137,7 @@ async def handle_aws(request: web.Request) -> web.Response:
             source_ip=request.remote or "",
             user_agent=request.headers.get("User-Agent", ""),
         )
-        handler = service.handlers().get(operation)
-        op = operation_model(service.model_name, operation)
-        if handler is None or op is None:
-            raise UnknownOperationException("")
-        try:
-            params = json.loads(body) if body.strip() else {}
-        except (ValueError, UnicodeDecodeError):
-            raise SerializationException("Unexpected character or malformed JSON in request body") from None
-        params = validate_input(op, params, service.validation_error)
-        result: Any = handler(ctx, params)
-        if inspect.isawaitable(result):
-            result = await result
-        _audit(plane, service.event_source, operation, ctx, None)
+        result = await invoke(plane, service, operation, ctx, lambda: parse_json_body(body))
         payload = encode(result or {})
         _wipe_plaintexts(result)
         return web.Response(
@@ -118,14 +146,10 @@ async def handle_aws(request: web.Request) -> web.Response:
             headers={"x-amzn-RequestId": request_id},
         )
     except AwsError as exc:
-        if ctx is not None and service is not None:
-            _audit(plane, service.event_source, operation, ctx, exc)
         return aws_error_response(exc, request_id)
     except Exception:
         log.exception("internal error in %s", target)
         exc2 = InternalFailure("The request processing has failed because of an unknown error.")
-        if ctx is not None and service is not None:
-            _audit(plane, service.event_source, operation, ctx, exc2)
         return aws_error_response(exc2, request_id)
 
 

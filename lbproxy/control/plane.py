@@ -62,6 +62,27 @@ class ControlPlane:
         self.register(KmsApi(self.kms))
         self.tickers.append(self.kms)
 
+        from lbproxy.certs.api import AcmApi
+        from lbproxy.certs.manager import CertificateManager
+
+        self.acm = CertificateManager(self.db, self.kms, self.events, self.clock, self.data_dir, self.settings)
+        self.register(AcmApi(self.acm))
+        self.tickers.append(self.acm)
+
+        from lbproxy.lightsail.api import LightsailApi
+        from lbproxy.lightsail.certificates import CertificateBroker
+        from lbproxy.lightsail.model import LightsailService
+
+        self.lightsail = LightsailService(
+            self.db, self.principals, self.events, self.clock, CertificateBroker(self.acm, self.kms), self.settings
+        )
+        self.register(LightsailApi(self.lightsail))
+        self.tickers.append(self.lightsail)
+
+    def reload_instances(self) -> None:
+        """SIGHUP: re-read the ``--instances`` file (a bad file is logged and changes nothing)."""
+        self.lightsail.reload_instances()
+
     def register(self, service: AwsJsonService) -> None:
         self.services[service.target_prefix] = service
 

@@ -60,8 +60,7 @@ class LoadBalancerSpec:
             raise ConfigError(f"invalid health_check_path: {self.health_check_path!r} (must start with /)")
         if self.tls_policy_name not in TLS_POLICIES:
             raise ConfigError(
-                f"invalid tls_policy_name: {self.tls_policy_name!r} "
-                f"(expected one of {', '.join(sorted(TLS_POLICIES))})"
+                f"invalid tls_policy_name: {self.tls_policy_name!r} (expected one of {', '.join(sorted(TLS_POLICIES))})"
             )
         if not 1 <= self.stickiness_cookie_duration <= 7 * 86400:
             raise ConfigError(

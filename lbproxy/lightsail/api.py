@@ -1,0 +1,177 @@
+"""Lightsail on the wire: ``X-Amz-Target: Lightsail_20161128.<Operation>`` handlers over ``LightsailService``.
+
+Requests arrive validated against botocore's ``lightsail`` model (types, required members, enums, ranges);
+the rest (name patterns, attribute values, limits) is checked by the service, with Lightsail's error codes.
+Who may call: users (``admin`` and declared users) every operation; roles (load balancers' own
+principals) only the read-only ones (``Get*``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from lbproxy.control.errors import AwsError
+from lbproxy.control.protocol import Handler, RequestContext
+from lbproxy.lightsail.errors import AccessDeniedException, InvalidInputException
+from lbproxy.lightsail.model import LightsailService
+from lbproxy.principals import ACCOUNT_ID
+
+READ_ONLY = frozenset({
+    "GetLoadBalancer", "GetLoadBalancers", "GetLoadBalancerTlsCertificates", "GetLoadBalancerTlsPolicies",
+    "GetLoadBalancerMetricData", "GetInstance", "GetInstances",
+})
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+    return float(value)
+
+
+class LightsailApi:
+    target_prefix = "Lightsail_20161128"
+    model_name = "lightsail"
+    event_source = "lightsail.amazonaws.com"
+    validation_error: type[AwsError] = InvalidInputException
+
+    def __init__(self, service: LightsailService) -> None:
+        self.service = service
+        self._handlers: dict[str, Handler] = {
+            "CreateLoadBalancer": self.create_load_balancer,
+            "GetLoadBalancer": self.get_load_balancer,
+            "GetLoadBalancers": self.get_load_balancers,
+            "DeleteLoadBalancer": self.delete_load_balancer,
+            "AttachInstancesToLoadBalancer": self.attach_instances,
+            "DetachInstancesFromLoadBalancer": self.detach_instances,
+            "CreateLoadBalancerTlsCertificate": self.create_certificate,
+            "GetLoadBalancerTlsCertificates": self.get_certificates,
+            "AttachLoadBalancerTlsCertificate": self.attach_certificate,
+            "DeleteLoadBalancerTlsCertificate": self.delete_certificate,
+            "UpdateLoadBalancerAttribute": self.update_attribute,
+            "GetLoadBalancerTlsPolicies": self.get_tls_policies,
+            "GetLoadBalancerMetricData": self.get_metric_data,
+            "GetInstance": self.get_instance,
+            "GetInstances": self.get_instances,
+        }
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return self._handlers
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _authorize(ctx: RequestContext, operation: str) -> None:
+        p = ctx.principal
+        if p.kind == "user" or (p.kind == "role" and operation in READ_ONLY):
+            return
+        raise AccessDeniedException(f"User: {p.arn} is not authorized to perform: lightsail:{operation}")
+
+    def _audit(self, ctx: RequestContext, operation: str, **request: Any) -> None:
+        self._authorize(ctx, operation)
+        params = {k: v for k, v in request.items() if v is not None}
+        ctx.audit["requestParameters"] = params or None
+        lb = params.get("loadBalancerName")
+        if lb:
+            ctx.audit["resources"] = [{"ARN": lb, "accountId": ACCOUNT_ID, "type": "AWS::Lightsail::LoadBalancer"}]
+
+    # -- load balancers --------------------------------------------------------------------------
+
+    def create_load_balancer(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "CreateLoadBalancer", loadBalancerName=params["loadBalancerName"],
+                    instancePort=params["instancePort"], certificateName=params.get("certificateName"))
+        ops = self.service.create_load_balancer(
+            params["loadBalancerName"],
+            params["instancePort"],
+            health_check_path=params.get("healthCheckPath"),
+            certificate_name=params.get("certificateName"),
+            certificate_domain_name=params.get("certificateDomainName"),
+            certificate_alternative_names=params.get("certificateAlternativeNames"),
+            tags=params.get("tags"),
+            ip_address_type=params.get("ipAddressType"),
+            tls_policy_name=params.get("tlsPolicyName"),
+        )
+        return {"operations": ops}
+
+    def get_load_balancer(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "GetLoadBalancer", loadBalancerName=params["loadBalancerName"])
+        return {"loadBalancer": self.service.get_load_balancer(params["loadBalancerName"])}
+
+    def get_load_balancers(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "GetLoadBalancers")
+        return {"loadBalancers": self.service.get_load_balancers()}
+
+    def delete_load_balancer(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "DeleteLoadBalancer", loadBalancerName=params["loadBalancerName"])
+        return {"operations": self.service.delete_load_balancer(params["loadBalancerName"])}
+
+    def attach_instances(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "AttachInstancesToLoadBalancer", loadBalancerName=params["loadBalancerName"],
+                    instanceNames=params["instanceNames"])
+        return {"operations": self.service.attach_instances(params["loadBalancerName"], params["instanceNames"])}
+
+    def detach_instances(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "DetachInstancesFromLoadBalancer", loadBalancerName=params["loadBalancerName"],
+                    instanceNames=params["instanceNames"])
+        return {"operations": self.service.detach_instances(params["loadBalancerName"], params["instanceNames"])}
+
+    def update_attribute(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "UpdateLoadBalancerAttribute", loadBalancerName=params["loadBalancerName"],
+                    attributeName=params["attributeName"], attributeValue=params["attributeValue"])
+        return {"operations": self.service.update_attribute(
+            params["loadBalancerName"], params["attributeName"], params["attributeValue"])}
+
+    def get_tls_policies(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "GetLoadBalancerTlsPolicies")
+        return {"tlsPolicies": self.service.tls_policies()}
+
+    def get_metric_data(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "GetLoadBalancerMetricData", loadBalancerName=params["loadBalancerName"],
+                    metricName=params["metricName"], period=params["period"], unit=params["unit"],
+                    statistics=params["statistics"])
+        data = self.service.metric_data(
+            params["loadBalancerName"],
+            params["metricName"],
+            params["period"],
+            _epoch(params["startTime"]),
+            _epoch(params["endTime"]),
+            params["unit"],
+            params["statistics"],
+        )
+        return {"metricName": params["metricName"], "metricData": data}
+
+    # -- TLS certificates ------------------------------------------------------------------------
+
+    def create_certificate(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "CreateLoadBalancerTlsCertificate", loadBalancerName=params["loadBalancerName"],
+                    certificateName=params["certificateName"], certificateDomainName=params["certificateDomainName"],
+                    certificateAlternativeNames=params.get("certificateAlternativeNames"))
+        return {"operations": self.service.create_certificate(
+            params["loadBalancerName"], params["certificateName"], params["certificateDomainName"],
+            params.get("certificateAlternativeNames"), params.get("tags"))}
+
+    def get_certificates(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "GetLoadBalancerTlsCertificates", loadBalancerName=params["loadBalancerName"])
+        return {"tlsCertificates": self.service.get_certificates(params["loadBalancerName"])}
+
+    def attach_certificate(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "AttachLoadBalancerTlsCertificate", loadBalancerName=params["loadBalancerName"],
+                    certificateName=params["certificateName"])
+        return {"operations": self.service.attach_certificate(params["loadBalancerName"], params["certificateName"])}
+
+    def delete_certificate(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "DeleteLoadBalancerTlsCertificate", loadBalancerName=params["loadBalancerName"],
+                    certificateName=params["certificateName"], force=params.get("force"))
+        return {"operations": self.service.delete_certificate(
+            params["loadBalancerName"], params["certificateName"], bool(params.get("force")))}
+
+    # -- instances -------------------------------------------------------------------------------
+
+    def get_instance(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "GetInstance", instanceName=params["instanceName"])
+        return {"instance": self.service.get_instance(params["instanceName"])}
+
+    def get_instances(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "GetInstances")
+        return {"instances": self.service.get_instances()}

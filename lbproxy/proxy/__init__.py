@@ -1,0 +1,28 @@
+"""The data plane: a TLS-terminating HTTP/1.1 load balancer whose private key lives only in memory.
+
+Parts (one module per concept):
+- ``spec``: what is served (``LoadBalancerSpec``, ``InstanceSpec``) and every limit (``ProxySettings``).
+- ``tlspolicies``: Lightsail's TLS security policies by name (pure; the control plane imports it too).
+- ``framing``: strict request framing (head + chunked bodies), sans-IO.
+- ``forwarding``: header rewriting (X-Forwarded-*, hop-by-hop) and the load balancer's own responses.
+- ``balancer``: round robin over healthy instances, refusal marks.
+- ``stickiness``: the tamper-proof ``AWSALB`` cookie.
+- ``health``: Lightsail health states/reason codes and the health checker.
+- ``metrics``: Lightsail metric names, aggregation, Prometheus text.
+- ``downstream`` / ``upstream``: the hot path (``asyncio.Protocol`` per connection, httptools for
+  responses, keep-alive pool, backpressure, pipelining, tunnels).
+- ``tls`` / ``keys``: SSL contexts per policy, key loading through memfd, the key-less listener context,
+  the ``KeySource`` protocol and hardening of key holders.
+- ``dataplane``: one process's listeners, shared routing state, timeouts sweeper, drain order.
+- ``worker``: a generation of key-holding worker processes (leader decrypts, builds contexts, forks).
+- ``supervisor``: ``LoadBalancer``, the key-less process owning sockets, health, metrics, generations.
+- ``__main__``: ``python -m lbproxy.proxy`` / ``run_load_balancer`` for the CLI.
+"""
+
+from __future__ import annotations
+
+from lbproxy.proxy.keys import KeySource, KeySourceRef
+from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
+from lbproxy.proxy.supervisor import LoadBalancer
+
+__all__ = ["InstanceSpec", "KeySource", "KeySourceRef", "LoadBalancer", "LoadBalancerSpec", "ProxySettings"]

@@ -1,0 +1,388 @@
+"""The data plane's agent of the control plane: keeps one ``LoadBalancer`` in step with it.
+
+``lbproxy lb --name NAME --control URL`` runs this in the supervisor process (which never holds key
+material):
+
+1. Fetch the load balancer's configuration as its own principal (``GET /dataplane/v1/load-balancers/NAME``),
+   build a ``LoadBalancerSpec`` and, when an issued certificate is attached, a ``KeySourceRef`` naming
+   ``ControlKeySource``: the generation leader process (not the supervisor) calls it to fetch the sealed
+   bundle, KMS-``Decrypt`` its data key under the grant's encryption context and open the private key into
+   a ``bytearray``. The HTTPS listener serves only once that worked.
+2. Follow the event stream from the snapshot's ``lastEventId`` and react, in order:
+   - grant revoked/retired (ours), key disabled / pending deletion / deleted (ours), certificate detached,
+     load balancer deleted -> ``revoke()``: refuse handshakes now, key-less successor, old generation
+     drains and exits (the wipe);
+   - certificate attached/swapped, ``certificate.renewed`` (ours) -> refetch, ``rotate()`` to the new key;
+   - instances/attributes changed -> refetch, ``update()`` (live, no connection dropped).
+   A refetch that finds the certificate gone also revokes, so a missed event cannot leave a key loaded.
+3. Report instance health, metric counters (increments since the last report) and the key state
+   (``loaded``/``wiped``/``none``, since when, certificate fingerprint — never key material) every
+   ``report_interval`` seconds (``POST .../report``).
+4. If the control plane is unreachable it keeps serving with the key it has and reconnects with backoff;
+   with ``key_lease`` > 0 it fails closed (revokes) after that many seconds without contact, and loads
+   the key again once contact is back and the grant still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lbproxy.proxy.controllink import (
+    ControlClient,
+    ControlError,
+    Event,
+    EventSubscription,
+    Signer,
+    load_credentials,
+)
+from lbproxy.proxy.keys import KeySourceRef
+from lbproxy.proxy.metrics import GAUGES
+from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
+
+log = logging.getLogger("lbproxy.proxy")
+
+REVOKING_KEY_EVENTS = frozenset({"key.disabled", "key.pending_deletion", "key.deleted"})
+REFRESH_EVENTS = frozenset({"loadbalancer.instances_changed", "loadbalancer.attribute_changed"})
+
+
+def config_path(name: str) -> str:
+    return f"/dataplane/v1/load-balancers/{name}"
+
+
+def spec_from_config(cfg: dict[str, Any]) -> LoadBalancerSpec:
+    """The control plane's snapshot -> the data plane's frozen spec (pure)."""
+    attrs = cfg.get("attributes") or {}
+    instances = tuple(
+        InstanceSpec(name=i["name"], host=i["host"], port=int(i["port"]))
+        for i in cfg.get("instances") or []
+        if i.get("host") and i.get("port")
+    )
+    https = bool(((cfg.get("listeners") or {}).get("https") or {}).get("enabled")) and bool(cfg.get("certificate"))
+    return LoadBalancerSpec(
+        name=cfg["name"],
+        instances=instances,
+        health_check_path=attrs.get("HealthCheckPath") or "/",
+        session_stickiness_enabled=_truthy(attrs.get("SessionStickinessEnabled", False)),
+        stickiness_cookie_duration=int(attrs.get("SessionStickiness_LB_CookieDurationSeconds") or 86400),
+        https_redirection_enabled=_truthy(attrs.get("HttpsRedirectionEnabled", False)) and https,
+        tls_policy_name=attrs.get("TlsPolicyName") or "TLS-2016-08",
+        https_enabled=https,
+    )
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateView:
+    """What the supervisor may know of the attached certificate: names and ids, no key material."""
+
+    acm_arn: str
+    grant_id: str
+    key_arn: str
+    serial: str
+    fingerprint: str  # SHA-256 of the certificate's DER, hex
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> CertificateView | None:
+        cert = cfg.get("certificate")
+        if not cert:
+            return None
+        bundle = cert.get("bundle") or {}
+        return cls(
+            acm_arn=cert.get("acmCertificateArn", ""),
+            grant_id=(cert.get("grant") or {}).get("grantId", ""),
+            key_arn=cert.get("kmsKeyArn") or (cert.get("grant") or {}).get("keyArn", ""),
+            serial=str(bundle.get("Serial", "")),
+            fingerprint=pem_fingerprint(cert.get("certificatePem") or bundle.get("Certificate") or ""),
+        )
+
+
+def pem_fingerprint(pem: str) -> str:
+    body = "".join(line for line in pem.strip().splitlines() if not line.startswith("-----"))
+    try:
+        return hashlib.sha256(base64.b64decode(body.split("-----")[0])).hexdigest()
+    except ValueError:
+        return ""
+
+
+class ControlKeySource:
+    """``KeySource`` for a generation leader: the key through the grant, straight into a ``bytearray``.
+
+    Runs only in the key-holding process; credentials come from the environment it inherited
+    (botocore's chain). ``expect_certificate`` pins the ACM certificate the supervisor decided on: if the
+    control plane now answers with another (or none), nothing is loaded and the supervisor refetches.
+    """
+
+    def __init__(self, control_url: str, name: str, expect_certificate: str | None = None) -> None:
+        self.control_url = control_url
+        self.name = name
+        self.expect_certificate = expect_certificate
+
+    def load(self) -> tuple[bytes, bytearray] | None:
+        from lbproxy.certs.sealed import open_sealed_key, pem_private_key, wipe
+
+        creds, region = load_credentials()
+        client = ControlClient(self.control_url, Signer(creds, region))
+        cfg = client.get_json(config_path(self.name))
+        cert = cfg.get("certificate")
+        if not cert or not ((cfg.get("listeners") or {}).get("https") or {}).get("enabled"):
+            return None
+        if self.expect_certificate and cert.get("acmCertificateArn") != self.expect_certificate:
+            return None
+        bundle = cert["bundle"]
+        token = (cert.get("grant") or {}).get("grantToken")
+        data_key = client.decrypt_data_key(
+            base64.b64decode(bundle["EncryptedDataKey"]),
+            cert.get("encryptionContext") or bundle["EncryptionContext"],
+            [token] if token else None,
+        )
+        try:
+            der = open_sealed_key(bundle, data_key)
+        finally:
+            wipe(data_key)
+        try:
+            pem = pem_private_key(der)
+        finally:
+            wipe(der)
+        chain = (cert.get("certificatePem") or bundle["Certificate"]).rstrip("\n") + "\n"
+        chain += (cert.get("chainPem") or bundle.get("CertificateChain") or "").rstrip("\n") + "\n"
+        return chain.encode(), pem
+
+
+class DataPlaneAgent:
+    def __init__(
+        self,
+        control_url: str,
+        name: str,
+        settings: ProxySettings,
+        *,
+        report_interval: float = 10.0,
+        key_lease: float = 0.0,
+        signer: Signer | None = None,
+    ) -> None:
+        if signer is None:
+            creds, region = load_credentials()
+            signer = Signer(creds, region)
+        self.control_url = control_url.rstrip("/")
+        self.name = name
+        self.settings = settings
+        self.report_interval = report_interval
+        self.key_lease = key_lease
+        self.client = ControlClient(self.control_url, signer)
+        self.signer = signer
+        self.lb: Any = None  # lbproxy.proxy.supervisor.LoadBalancer once started
+        self.certificate: CertificateView | None = None
+        self.key_state = "none"
+        self.key_state_since = time.time()
+        self.leased_out = False
+        self._last_counters: dict[str, float] = {}
+        self._subscription: EventSubscription | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+        self.ready = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def fetch(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.client.get_json, config_path(self.name))
+
+    async def fetch_until_reachable(self, max_backoff: float = 10.0) -> dict[str, Any]:
+        backoff = 0.2
+        while True:
+            try:
+                return await self.fetch()
+            except ControlError as exc:
+                if exc.status in (400, 403, 404):
+                    raise
+                log.warning("control plane unreachable (%s); retrying in %.1fs", exc.message, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff)
+
+    def _key_ref(self, cfg: dict[str, Any]) -> KeySourceRef | None:
+        view = CertificateView.from_config(cfg)
+        if view is None or not spec_from_config(cfg).https_enabled:
+            return None
+        return KeySourceRef(
+            "lbproxy.proxy.agent:ControlKeySource",
+            {"control_url": self.control_url, "name": self.name, "expect_certificate": view.acm_arn},
+        )
+
+    async def start(self) -> None:
+        from lbproxy.proxy.supervisor import LoadBalancer
+
+        cfg = await self.fetch_until_reachable()
+        self.certificate = CertificateView.from_config(cfg)
+        ref = self._key_ref(cfg)
+        self.lb = LoadBalancer(spec_from_config(cfg), self.settings, ref)
+        await self.lb.start()
+        self._set_key_state("loaded" if self.lb.has_key else "none")
+        if ref is not None and not self.lb.has_key:
+            log.error("the certificate's key could not be loaded; HTTPS handshakes are refused")
+        self._subscription = EventSubscription(self.control_url, self.signer, after=int(cfg.get("lastEventId") or 0))
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._follow_events(), name="lb-events"),
+            loop.create_task(self._report_loop(), name="lb-report"),
+        ]
+        if self.key_lease > 0:
+            self._tasks.append(loop.create_task(self._lease_loop(), name="lb-lease"))
+        self.ready.set()
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        if self.lb is not None:
+            await self.lb.stop()
+            if self.key_state == "loaded":
+                self._set_key_state("wiped")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(self._report_once), 3)
+
+    # -- reacting ----------------------------------------------------------------------------------
+    def _set_key_state(self, state: str) -> None:
+        if state != self.key_state:
+            self.key_state = state
+            self.key_state_since = time.time()
+            log.info("key state: %s", state)
+
+    async def _follow_events(self) -> None:
+        assert self._subscription is not None
+        async for event in self._subscription:
+            try:
+                await self.handle(event)
+            except Exception:
+                log.exception("handling event %s failed", event.type)
+
+    def _concerns_our_certificate(self, event: Event) -> bool:
+        cert = self.certificate
+        if cert is None:
+            return False
+        d = event.detail
+        if event.type.startswith("grant."):
+            return bool(d.get("grantId")) and d.get("grantId") == cert.grant_id
+        if event.type.startswith("key."):
+            return bool(d.get("keyArn")) and d.get("keyArn") == cert.key_arn
+        if event.type.startswith("certificate."):
+            return d.get("certificateArn") == cert.acm_arn
+        return False
+
+    async def handle(self, event: Event) -> None:
+        t = event.type
+        d = event.detail
+        if t.startswith("loadbalancer.") and d.get("loadBalancerName") not in (None, self.name):
+            return
+        if t in ("grant.revoked", "grant.retired") or t in REVOKING_KEY_EVENTS:
+            if self._concerns_our_certificate(event):
+                log.warning("%s: revoking the key now", t)
+                await self.revoke()
+                await self.refresh()
+            return
+        if t in ("loadbalancer.certificate_detached", "loadbalancer.deleted"):
+            await self.revoke()
+            if t != "loadbalancer.deleted":
+                await self.refresh()
+            return
+        renewed = t == "certificate.renewed" and self._concerns_our_certificate(event)
+        if t == "loadbalancer.certificate_attached" or renewed:
+            await self.refresh(force_rotate=True)
+            return
+        if t in REFRESH_EVENTS or t in ("key.enabled", "grant.created"):
+            await self.refresh()
+
+    async def revoke(self) -> None:
+        async with self._lock:
+            if self.lb is not None and self.lb.has_key:
+                await self.lb.revoke()
+                self._set_key_state("wiped")
+            self.certificate = None if self.certificate is None else self.certificate
+
+    async def refresh(self, force_rotate: bool = False) -> None:
+        """Refetch the configuration and bring the supervisor in line with it."""
+        try:
+            cfg = await self.fetch()
+        except ControlError as exc:
+            log.warning("refresh failed: %s", exc)
+            return
+        async with self._lock:
+            spec = spec_from_config(cfg)
+            view = CertificateView.from_config(cfg)
+            ref = self._key_ref(cfg)
+            changed_cert = view != self.certificate
+            self.certificate = view
+            if ref is None:
+                if self.lb.has_key:
+                    await self.lb.revoke()
+                    self._set_key_state("wiped")
+                await self.lb.update(spec, key_source=None)
+                return
+            if force_rotate or changed_cert or not self.lb.has_key:
+                await self.lb.update(spec, key_source=ref)
+                self._set_key_state("loaded" if self.lb.has_key else self.key_state)
+            else:
+                await self.lb.update(spec)
+
+    # -- reporting and the lease -------------------------------------------------------------------
+    def report_body(self) -> dict[str, Any]:
+        assert self.lb is not None
+        snap = self.lb.metrics_snapshot()
+        metrics: dict[str, float] = {}
+        for name, value in snap.items():
+            if name == "InstanceResponseTime":
+                continue
+            if name in GAUGES:
+                metrics[name] = value
+            else:
+                metrics[name] = max(0.0, value - self._last_counters.get(name, 0.0))
+        self._last_counters = {k: v for k, v in snap.items() if k not in GAUGES}
+        instances = [
+            {"name": h["instanceName"], "state": h["instanceHealth"], "reasonCode": h.get("instanceHealthReason")}
+            for h in self.lb.health_snapshot()
+        ]
+        cert = self.certificate
+        key_state = {
+            "state": self.key_state,
+            "since": self.key_state_since,
+            "certificateArn": cert.acm_arn if cert else None,
+            "serial": cert.serial if cert else None,
+            "fingerprint": cert.fingerprint if cert else None,
+            "workers": len(self.lb.worker_pids()),
+            "leasedOut": self.leased_out,
+        }
+        return {"instances": instances, "metrics": metrics, "keyState": key_state}
+
+    def _report_once(self) -> None:
+        self.client.post_json(config_path(self.name) + "/report", self.report_body())
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.report_interval)
+            try:
+                await asyncio.to_thread(self._report_once)
+            except ControlError as exc:
+                log.warning("report failed: %s", exc)
+
+    async def _lease_loop(self) -> None:
+        assert self._subscription is not None
+        while True:
+            await asyncio.sleep(min(1.0, self.key_lease / 4))
+            silent = time.monotonic() - self._subscription.last_contact
+            if not self._subscription.connected and silent > self.key_lease and not self.leased_out:
+                log.error("no contact with the control plane for %.0fs: key lease expired, failing closed", silent)
+                self.leased_out = True
+                await self.revoke()
+            elif self.leased_out and self._subscription.connected:
+                log.warning("control plane reachable again: reloading the key if the grant still holds")
+                self.leased_out = False
+                await self.refresh(force_rotate=True)

@@ -1,0 +1,247 @@
+"""One process's data plane: the listeners, the routing state they share, the sweeper.
+
+``Dataplane`` is what a worker process serves with, and what tests run in-process. It owns:
+- the listeners (HTTP always; HTTPS through a ``TlsTerminator``, refusing handshakes without a key),
+  serving sockets that were bound elsewhere (the supervisor) or by ``bind_listener``;
+- the shared routing state the protocols read on the hot path (``balancer``, ``pool``, ``metrics``,
+  ``signer``, settings copied to plain attributes);
+- the sweeper: a ``call_later`` chain (no task) every ``tick`` seconds that refreshes the coarse clock
+  ``now`` and enforces the header (408), idle, and upstream response (504) timeouts, expires refusal marks
+  and closes stale pooled connections;
+- the lifecycle: ``start`` / ``update(spec)`` / ``set_healthy`` / ``revoke_tls`` / ``stop(mode)``, where
+  ``stop`` is the written shutdown order: stop accepting, refuse handshakes (revoke/shutdown), let
+  in-flight exchanges finish within the drain time, close idle connections (TLS ones are aborted, never
+  closed: ``close()`` would wait for the peer's close_notify and keep the key alive), abort the rest.
+- the access log (ALB's format, logger ``lbproxy.access``; None when off: no per-request cost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from lbproxy.proxy.balancer import Balancer
+from lbproxy.proxy.downstream import Downstream, TlsDownstream
+from lbproxy.proxy.forwarding import forwarded_tail
+from lbproxy.proxy.metrics import Metrics
+from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings
+from lbproxy.proxy.stickiness import StickinessSigner
+from lbproxy.proxy.upstream import Pool
+
+if TYPE_CHECKING:
+    from lbproxy.proxy.tls import TlsTerminator
+
+log = logging.getLogger("lbproxy.proxy")
+
+STOP_REVOKE = "revoke"
+STOP_ROTATE = "rotate"
+STOP_SHUTDOWN = "shutdown"
+
+
+def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket (non-blocking, ``SO_REUSEADDR``), shared by every worker of every generation."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+class Dataplane:
+    def __init__(
+        self,
+        spec: LoadBalancerSpec,
+        settings: ProxySettings,
+        *,
+        terminator: TlsTerminator | None = None,
+        stickiness_secret: bytes,
+        name: str = "worker",
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.settings = settings
+        self.name = name
+        self.terminator = terminator
+        self.metrics = Metrics()
+        self.signer = StickinessSigner(stickiness_secret)
+        self.balancer = Balancer(spec.instances)
+        self.pool = Pool(
+            self.loop,
+            connect_timeout=settings.upstream_connect_timeout,
+            idle_timeout=settings.upstream_idle_timeout,
+            max_idle=settings.upstream_pool_size,
+        )
+        self.connections: set[Downstream] = set()
+        self.now = self.loop.time()
+        self.draining = False
+        # Settings the hot path reads, as plain attributes.
+        s = settings
+        self.max_request_line = s.max_request_line
+        self.max_header_bytes = s.max_header_bytes
+        self.max_header_count = s.max_header_count
+        self.max_body = s.max_body
+        self.pipeline_limit = s.pipeline_buffer_bytes
+        self.max_connections = s.max_connections
+        self.refused_backoff = s.refused_backoff
+        self.access_log: logging.Logger | None = logging.getLogger("lbproxy.access") if s.access_log else None
+        self.https_port = 443
+        self.http_port = 80
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self.tick = max(0.02, min(1.0, s.header_timeout / 4, s.idle_timeout / 4, s.upstream_response_timeout / 4))
+        self.spec = spec
+        self._apply(spec)
+
+    # -- configuration -----------------------------------------------------------------------------
+    def _apply(self, spec: LoadBalancerSpec) -> None:
+        self.spec = spec
+        self.sticky = spec.session_stickiness_enabled
+        self.sticky_duration = spec.stickiness_cookie_duration
+        self.redirect = spec.https_redirection_enabled
+
+    def update(self, spec: LoadBalancerSpec) -> None:
+        """Swap instances and attributes; open connections and pooled upstreams to kept instances stay."""
+        self.balancer.set_instances(spec.instances)
+        self._apply(spec)
+
+    def set_healthy(self, names: frozenset[str] | set[str] | list[str]) -> None:
+        self.balancer.set_healthy(names)
+
+    def revoke_tls(self) -> None:
+        if self.terminator is not None:
+            self.terminator.revoke()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def start(self, http_sock: socket.socket | None, https_sock: socket.socket | None) -> None:
+        loop = self.loop
+        if http_sock is not None:
+            self.http_port = http_sock.getsockname()[1]
+            tail = forwarded_tail("http", self.http_port)
+            self._servers.append(
+                await loop.create_server(lambda: Downstream(self, False, tail), sock=http_sock, backlog=1024)
+            )
+        if https_sock is not None and self.terminator is not None:
+            self.https_port = https_sock.getsockname()[1]
+            tail_s = forwarded_tail("https", self.https_port)
+            self._servers.append(
+                await loop.create_server(
+                    lambda: TlsDownstream(self, True, tail_s),
+                    sock=https_sock,
+                    ssl=self.terminator.base,
+                    backlog=1024,
+                    ssl_handshake_timeout=self.settings.header_timeout,
+                )
+            )
+        elif https_sock is not None:
+            self.https_port = https_sock.getsockname()[1]
+        self._sweep_handle = loop.call_later(self.tick, self._sweep)
+
+    def stop_accepting(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    async def stop(self, mode: str = STOP_SHUTDOWN) -> None:
+        """Stop in the written order (see the module docstring); returns when no connection is left."""
+        self.stop_accepting()
+        if mode != STOP_ROTATE:
+            self.revoke_tls()
+        s = self.settings
+        grace = s.rotation_grace if mode == STOP_ROTATE else s.drain_timeout
+        deadline = time.monotonic() + grace
+        if mode != STOP_ROTATE:
+            self.draining = True
+            for conn in list(self.connections):
+                if conn.idle():
+                    conn.close_idle()
+        while self.connections and time.monotonic() < deadline:
+            if mode != STOP_ROTATE and not any(not c.idle() for c in self.connections):
+                break
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.closing = True
+            conn.transport.abort()
+        self.connections.clear()
+        self.pool.close_all()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        self.terminator = None
+        await asyncio.sleep(0)
+
+    # -- the sweeper -------------------------------------------------------------------------------
+    def _sweep(self) -> None:
+        now = self.now = self.loop.time()
+        s = self.settings
+        try:
+            mono = time.monotonic()
+            for conn in list(self.connections):
+                if conn.closing:
+                    continue
+                if conn.req is None:
+                    if conn.tunnel:
+                        if now - conn.last_active > s.idle_timeout:
+                            conn.close_idle()
+                    elif conn.head_started and now - conn.head_started > s.header_timeout:
+                        conn.header_timed_out()
+                    elif now - conn.last_active > s.idle_timeout:
+                        conn.close_idle()
+                elif conn.upstream is not None and not conn.resp_started and conn.req_done:
+                    if mono - conn.sent_at > s.upstream_response_timeout:
+                        conn.response_timed_out()
+                elif now - conn.last_active > s.idle_timeout:
+                    conn.close_idle()
+            self.balancer.expire_refusals(now)
+            self.pool.sweep(now, set(self.balancer.instances))
+        finally:
+            self._sweep_handle = self.loop.call_later(self.tick, self._sweep)
+
+    # -- access log --------------------------------------------------------------------------------
+    def log_access(self, conn: Downstream) -> None:
+        """One line in ALB's access log format (only called when the access log is on)."""
+        logger = self.access_log
+        if logger is None:
+            return
+        req = conn.req
+        inst = conn.instance
+        target = f"{inst.host}:{inst.port}" if inst is not None else "-"
+        port = self.https_port if conn.tls else self.http_port
+        if req is not None:
+            host = (req.host or b"-").decode("latin-1")
+            scheme = "https" if conn.tls else "http"
+            request = f"{req.method.decode()} {scheme}://{host}:{port}{req.target.decode('latin-1')} HTTP/1.1"
+            ua = "-"
+            for line in req.kept:
+                if line[:11].lower() == b"user-agent:":
+                    ua = line[11:].strip().decode("latin-1")
+        else:
+            request, ua = "- - -", "-"
+        took = time.monotonic() - conn.sent_at if conn.sent_at else -1
+        cipher, proto = "-", "-"
+        if conn.tls and conn.transport is not None:
+            info = conn.transport.get_extra_info("cipher")
+            if info:
+                cipher, proto = info[0], info[1]
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        logger.info(
+            '%s %s %s %s:0 %s -1 %.3f -1 %d %s %d %d "%s" "%s" %s %s',
+            "https" if conn.tls else "http",
+            stamp,
+            self.spec.name,
+            conn.client.decode(),
+            target,
+            took,
+            conn.status,
+            conn.status if inst is not None and conn.resp_started else "-",
+            req.raw_size if req is not None else 0,
+            conn.sent,
+            request,
+            ua,
+            cipher,
+            proto,
+        )

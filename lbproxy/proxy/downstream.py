@@ -1,0 +1,591 @@
+"""The downstream side: one ``asyncio.Protocol`` per client connection (the hot path).
+
+No task or coroutine per request: bytes arrive in ``data_received``, a complete head is policed by
+``framing.parse_request_head``, an instance is picked (``Balancer``), a pooled ``Upstream`` is attached
+(a coroutine runs only to open a new upstream connection), the rewritten head is written once, the body
+streams through (Content-Length counted, chunked decoded strictly and re-chunked), and the response comes
+back through ``response_head``/``response_body``/``response_complete`` called by the upstream.
+
+Rules kept here:
+- Pipelined requests are buffered (bounded by ``pipeline_buffer_bytes``, then reading pauses) and
+  answered strictly in order: the next head is parsed only when the previous exchange has finished.
+- Backpressure both ways through one pause mask: the client's reading pauses while the instance cannot
+  take more body (``PAUSE_UPSTREAM``), while pipelined bytes pile up (``PAUSE_PIPELINE``), while an
+  upstream connection is being opened (``PAUSE_CONNECT``); the instance's reading pauses while the client
+  cannot take more response (``pause_writing``).
+- Errors: framing -> 400/405/413/414/417/431/501 and close; no healthy instance -> 503; connect failure ->
+  the next instance (nothing was sent yet), else 502 (504 on connect timeout); a reused keep-alive
+  connection that dies before answering an idempotent body-less request is retried once on a new
+  connection; an instance dying before the response head -> 502, after it -> the client connection is
+  aborted (the truncation must show). The proxy itself lives on.
+- Timeouts are checked by ``Dataplane``'s sweeper against a coarse clock (``dp.now``), so no timer is
+  armed per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from lbproxy.proxy.forwarding import error_response, redirect_response, status_line, upstream_request_head
+from lbproxy.proxy.framing import ChunkedDecoder, FramingError, RequestHead, check_partial_head, parse_request_head
+from lbproxy.proxy.stickiness import find_cookie
+from lbproxy.proxy.upstream import FRAMING_CHUNKED, FRAMING_CLOSE, Upstream
+
+if TYPE_CHECKING:
+    from lbproxy.proxy.balancer import Instance
+    from lbproxy.proxy.dataplane import Dataplane
+
+_CLOSE_LINE = b"Connection: close\r\n"
+_KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
+_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+_UPGRADE_LINE = b"Connection: upgrade\r\n"
+
+
+class Downstream(asyncio.Protocol):
+    PAUSE_UPSTREAM = 1
+    PAUSE_PIPELINE = 2
+    PAUSE_CONNECT = 4
+    PAUSE_DRAIN = 8
+
+    __slots__ = (
+        "body_left",
+        "body_seen",
+        "buf",
+        "client",
+        "closing",
+        "decoder",
+        "dp",
+        "head_started",
+        "instance",
+        "last_active",
+        "made",
+        "paused",
+        "req",
+        "req_done",
+        "resp_chunked",
+        "resp_close",
+        "resp_done",
+        "resp_started",
+        "retried",
+        "sent",
+        "sent_at",
+        "set_cookie",
+        "status",
+        "tail",
+        "tls",
+        "transport",
+        "tunnel",
+        "upstream",
+        "write_paused",
+    )
+
+    def __init__(self, dp: Dataplane, tls: bool, tail: bytes) -> None:
+        self.dp = dp
+        self.tls = tls
+        #: The listener's constant X-Forwarded-Proto/Port lines.
+        self.tail = tail
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.made = False
+        self.client = b"-"
+        self.buf = bytearray()
+        self.paused = 0
+        self.write_paused = False
+        self.closing = False
+        self.tunnel = False
+        self.head_started = 0.0
+        self.last_active = dp.now
+        self.upstream: Upstream | None = None
+        self._reset_exchange()
+
+    def _reset_exchange(self) -> None:
+        self.req: RequestHead | None = None
+        self.instance: Instance | None = None
+        self.req_done = True
+        self.resp_started = False
+        self.resp_done = False
+        self.resp_chunked = False
+        self.resp_close = False
+        self.body_left = 0
+        self.body_seen = 0
+        self.decoder: ChunkedDecoder | None = None
+        self.set_cookie: bytes | None = None
+        self.status = 0
+        self.sent = 0
+        self.sent_at = 0.0
+        self.retried = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.made = True
+        dp = self.dp
+        if len(dp.connections) >= dp.max_connections or dp.draining:
+            dp.metrics.rejected_connections += 1
+            transport.abort()
+            return
+        dp.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client = peer[0].encode()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.dp.connections.discard(self)
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.close()
+
+    def eof_received(self) -> bool | None:
+        if self.req is not None and not self.tunnel:
+            self.resp_close = True  # answer what is in flight, then close
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        up = self.upstream
+        if up is not None and not up.closed:
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        up = self.upstream
+        if up is not None and not up.closed:
+            up.transport.resume_reading()
+
+    def pause(self, bit: int) -> None:
+        if not self.paused and not self.closing:
+            self.transport.pause_reading()
+        self.paused |= bit
+
+    def resume(self, bit: int) -> None:
+        if self.paused & bit:
+            self.paused &= ~bit
+            if not self.paused and not self.closing:
+                self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.dp.now
+        if self.req is None:
+            # Fast path: the whole head (and nothing else) in one read.
+            if (
+                not self.buf
+                and data[-4:] == b"\r\n\r\n"
+                and data.find(b"\r\n\r\n") == len(data) - 4
+                and data[:2] != b"\r\n"
+            ):
+                self._head(data)
+                return
+            self.buf += data
+            self._next_request()
+            return
+        if self.tunnel:
+            up = self.upstream
+            if up is not None:
+                up.transport.write(data)
+            return
+        if not self.req_done and self.upstream is not None and not self.buf:
+            rest = self._body(data)
+            if rest:
+                self.buf += rest
+                self._check_pipeline()
+            return
+        self.buf += data
+        self._check_pipeline()
+
+    # -- requests ----------------------------------------------------------------------------------
+    def _check_pipeline(self) -> None:
+        if len(self.buf) > self.dp.pipeline_limit and (self.req_done or self.upstream is None):
+            self.pause(self.PAUSE_PIPELINE)
+
+    def _next_request(self) -> None:
+        """Parse the next complete head in ``buf`` (only when no exchange is in flight)."""
+        if self.req is not None or self.closing:
+            return
+        buf = self.buf
+        while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+            del buf[:2]
+        end = buf.find(b"\r\n\r\n")
+        dp = self.dp
+        if end < 0:
+            if buf:
+                if not self.head_started:
+                    self.head_started = dp.now
+                try:
+                    check_partial_head(buf, dp.max_request_line, dp.max_header_bytes)
+                except FramingError as exc:
+                    self._reject(exc.status)
+                    return
+            self.resume(self.PAUSE_PIPELINE)
+            return
+        end += 4
+        head = bytes(buf[:end])
+        del buf[:end]
+        self._head(head)
+
+    def _head(self, head: bytes) -> None:
+        dp = self.dp
+        self.head_started = 0.0
+        try:
+            req = parse_request_head(
+                head,
+                max_request_line=dp.max_request_line,
+                max_header_bytes=dp.max_header_bytes,
+                max_header_count=dp.max_header_count,
+            )
+        except FramingError as exc:
+            self._reject(exc.status)
+            return
+        dp.metrics.request_count += 1
+        self.req = req
+        if req.chunked:
+            self.decoder = ChunkedDecoder()
+            self.req_done = False
+        elif req.content_length > 0:
+            if dp.max_body and req.content_length > dp.max_body:
+                self._local(413, close=True)
+                return
+            self.body_left = req.content_length
+            self.req_done = False
+        if dp.redirect and not self.tls:
+            self._respond_local(redirect_response(req.host, req.target, dp.https_port, close=self._must_close()), 301)
+            return
+        pinned = None
+        if dp.sticky:
+            value = find_cookie(req.cookie)
+            if value is not None:
+                pinned = dp.signer.verify(value, time.time())
+        inst = dp.balancer.pick(dp.now, pinned)
+        if inst is None:
+            self._local(503, close=self._must_close())
+            return
+        if dp.sticky and inst.name != pinned:
+            self.set_cookie = dp.signer.set_cookie_header(inst.name, time.time(), dp.sticky_duration)
+        self.instance = inst
+        self._route(inst)
+
+    def _must_close(self) -> bool:
+        req = self.req
+        return req is None or not req.keep_alive or not self.req_done or self.resp_close
+
+    def _route(self, inst: Instance) -> None:
+        up = self.dp.pool.acquire(inst)
+        if up is not None:
+            self._attach(up)
+            return
+        self.pause(self.PAUSE_CONNECT)
+        self.dp.loop.create_task(self._open(inst))
+
+    async def _open(self, inst: Instance) -> None:
+        dp = self.dp
+        try:
+            up = await dp.pool.connect(inst)
+        except (OSError, TimeoutError) as exc:
+            if self.closing:
+                return
+            self._connect_failed(inst, exc)
+            return
+        if self.closing or self.req is None:
+            up.close()
+            return
+        self.resume(self.PAUSE_CONNECT)
+        self._attach(up)
+
+    def _connect_failed(self, inst: Instance, exc: BaseException) -> None:
+        dp = self.dp
+        timed_out = isinstance(exc, TimeoutError)
+        dp.balancer.mark_refused(inst, dp.now + dp.refused_backoff)
+        nxt = dp.balancer.pick(dp.now, None, exclude=inst)
+        if nxt is not None and nxt is not inst:
+            # Nothing reached the instance: any request may go to the next one.
+            self.instance = nxt
+            if self.set_cookie is not None:
+                self.set_cookie = dp.signer.set_cookie_header(nxt.name, time.time(), dp.sticky_duration)
+            self._route(nxt)
+            return
+        self.resume(self.PAUSE_CONNECT)
+        self._local(504 if timed_out else 502, close=self._must_close())
+
+    def _attach(self, up: Upstream) -> None:
+        req = self.req
+        assert req is not None
+        self.upstream = up
+        up.attach(self, req.method == b"HEAD")
+        if req.host is None:  # HTTP/1.0 without Host: the instance gets an HTTP/1.1 request, which needs one
+            req.host = b"%s:%d" % (up.instance.host.encode(), up.instance.port)
+            req.kept.append(b"Host: " + req.host)
+        head = upstream_request_head(req, self.client, self.tail)
+        self.sent_at = time.monotonic()
+        if self.write_paused:
+            up.transport.pause_reading()
+        if not self.req_done and self.buf:
+            data = bytes(self.buf)
+            self.buf.clear()
+            up.transport.write(head)
+            rest = self._body(data)
+            if rest:
+                self.buf += rest
+        else:
+            up.transport.write(head)
+
+    def _body(self, data: bytes) -> bytes:
+        """Forward request body bytes; returns what follows the body (the next pipelined request)."""
+        up = self.upstream
+        assert up is not None
+        dec = self.decoder
+        if dec is None:
+            n = self.body_left
+            if len(data) < n:
+                self.body_left = n - len(data)
+                up.transport.write(data)
+                return b""
+            up.transport.write(data[:n] if len(data) > n else data)
+            self.body_left = 0
+            rest = data[n:]
+            self._request_complete()
+            return rest
+        try:
+            pieces, used = dec.feed(data)
+        except FramingError as exc:
+            self._body_error(exc.status)
+            return b""
+        if pieces:
+            size = sum(map(len, pieces))
+            self.body_seen += size
+            if self.dp.max_body and self.body_seen > self.dp.max_body:
+                self._body_error(413)
+                return b""
+            out = []
+            for p in pieces:
+                out.append(b"%x\r\n" % len(p))
+                out.append(p)
+                out.append(b"\r\n")
+            if dec.done:
+                out.append(_LAST_CHUNK)
+            up.transport.write(b"".join(out))
+        elif dec.done:
+            up.transport.write(_LAST_CHUNK)
+        if dec.done:
+            rest = data[used:]
+            self._request_complete()
+            return rest
+        return b""
+
+    def _body_error(self, status: int) -> None:
+        up = self.upstream
+        self.upstream = None
+        if up is not None:
+            up.close()
+        if self.resp_started:
+            self._abort()
+        else:
+            self._local(status, close=True)
+
+    def _request_complete(self) -> None:
+        self.req_done = True
+
+    # -- responses (called by Upstream) ------------------------------------------------------------
+
+    def response_informational(self, status: int, lines: list[bytes]) -> None:
+        req = self.req
+        if req is not None and not req.http10:
+            self.transport.write(status_line(status) + b"".join(lines) + b"\r\n")
+
+    def response_head(self, status: int, lines: list[bytes], framing: int, upgrade: bytes | None) -> None:
+        req = self.req
+        assert req is not None
+        dp = self.dp
+        self.resp_started = True
+        self.status = status
+        m = dp.metrics
+        m.response_time_sum += time.monotonic() - self.sent_at
+        m.response_time_count += 1
+        m.count_instance_status(status)
+        close = not req.keep_alive or self.resp_close or dp.draining
+        parts = [status_line(status), *lines]
+        if status == 101:
+            parts.append(_UPGRADE_LINE)
+            if upgrade is not None:
+                parts.append(b"Upgrade: " + upgrade + b"\r\n")
+        elif framing in (FRAMING_CHUNKED, FRAMING_CLOSE):
+            if req.http10:
+                close = True  # HTTP/1.0 client: the body ends with the connection
+            else:
+                self.resp_chunked = True
+                parts.append(_CHUNKED_LINE)
+        if self.set_cookie is not None:
+            parts.append(self.set_cookie)
+        if status != 101:
+            if close:
+                parts.append(_CLOSE_LINE)
+            elif req.http10:
+                parts.append(_KEEP_ALIVE_LINE)
+        parts.append(b"\r\n")
+        self.resp_close = close
+        head = b"".join(parts)
+        self.sent += len(head)
+        self.transport.write(head)
+
+    def response_body(self, data: bytes) -> None:
+        self.sent += len(data)
+        if self.resp_chunked:
+            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self.transport.write(data)
+
+    def response_complete(self, keep_alive: bool) -> None:
+        if self.resp_done:
+            return
+        if self.resp_chunked:
+            self.transport.write(_LAST_CHUNK)
+        self.resp_done = True
+        if self.req_done:
+            self._finish(keep_alive)
+        else:
+            # The instance answered before the body ended: the rest of the body cannot be framed.
+            self.resp_close = True
+            self._finish(False)
+
+    def upstream_failed(self, up: Upstream, status: int) -> None:
+        """The instance connection broke (or sent garbage, or timed out) during this exchange."""
+        if self.upstream is up:
+            self.upstream = None
+        if self.closing:
+            return
+        req = self.req
+        if req is None:
+            return
+        if self.resp_started:
+            self._abort()  # the client must see the truncation
+            return
+        if (
+            status == 502
+            and not self.retried
+            and up.uses > 1
+            and not up.got_data
+            and req.idempotent
+            and not req.has_body
+            and self.instance is not None
+        ):
+            # A keep-alive connection the instance closed while idle: retry once on a new connection.
+            self.retried = True
+            self.pause(self.PAUSE_CONNECT)
+            self.dp.loop.create_task(self._open(self.instance))
+            return
+        self._local(status, close=self._must_close())
+
+    def response_timed_out(self) -> None:
+        up = self.upstream
+        if up is None:
+            return
+        self.upstream = None
+        up.close()
+        self.upstream_failed(up, 504)
+
+    # -- tunnel (after 101) ------------------------------------------------------------------------
+    def start_tunnel(self, rest: bytes) -> None:
+        self.tunnel = True
+        if rest:
+            self.transport.write(rest)
+        up = self.upstream
+        if self.buf and up is not None:
+            up.transport.write(bytes(self.buf))
+            self.buf.clear()
+        self.resume(self.PAUSE_PIPELINE)
+
+    def tunnel_to_client(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def tunnel_closed(self) -> None:
+        self.upstream = None
+        if not self.closing:
+            self.closing = True
+            self.transport.close()
+
+    # -- local responses and the end of an exchange ------------------------------------------------
+    def _reject(self, status: int) -> None:
+        """A request refused before routing: the connection closes (its framing cannot be trusted)."""
+        self.dp.metrics.count_lb_status(status)
+        self.status = status
+        self.dp.log_access(self)
+        self.closing = True
+        self.transport.write(error_response(status, close=True))
+        self.transport.close()
+
+    def _local(self, status: int, *, close: bool) -> None:
+        req = self.req
+        self.dp.metrics.count_lb_status(status)
+        self._respond_local(
+            error_response(status, close=close, head_only=req is not None and req.method == b"HEAD"), status
+        )
+
+    def _respond_local(self, data: bytes, status: int) -> None:
+        self.status = status
+        self.resp_started = True
+        self.resp_close = self._must_close()
+        self.sent += len(data)
+        self.transport.write(data)
+        self.resp_done = True
+        self._finish(False)
+
+    def _abort(self) -> None:
+        self.closing = True
+        up = self.upstream
+        self.upstream = None
+        if up is not None:
+            up.close()
+        self.transport.abort()
+
+    def _finish(self, reusable: bool) -> None:
+        dp = self.dp
+        up = self.upstream
+        self.upstream = None
+        if up is not None:
+            up.detach()
+            if reusable and not dp.draining:
+                dp.pool.release(up, dp.now)
+            else:
+                up.close()
+        if dp.access_log is not None:
+            dp.log_access(self)
+        close = self.resp_close or not self.req_done
+        self._reset_exchange()
+        self.last_active = dp.now
+        if close or (dp.draining and not self.buf):
+            self.closing = True
+            self.transport.close()
+            return
+        if self.buf:
+            dp.loop.call_soon(self._next_request)
+        elif self.paused & self.PAUSE_PIPELINE:
+            self.resume(self.PAUSE_PIPELINE)
+
+    # -- sweeper hooks -----------------------------------------------------------------------------
+    def idle(self) -> bool:
+        return self.req is None and not self.tunnel
+
+    def header_timed_out(self) -> None:
+        self._reject(408)
+
+    def close_idle(self) -> None:
+        self.closing = True
+        if self.tls:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+
+class TlsDownstream(Downstream):
+    """A downstream on the HTTPS listener; one that never completed its handshake counts as a TLS
+    negotiation error (asyncio creates the protocol at accept and calls ``connection_made`` only after
+    the handshake)."""
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        if not self.made:
+            self.dp.metrics.tls_negotiation_errors += 1

@@ -1,0 +1,112 @@
+"""Metrics under Lightsail's names: per-worker counters, aggregation, Prometheus text.
+
+- ``Metrics``: one worker's counters as slotted attributes (an increment on the hot path is one
+  attribute add). ``as_dict`` names them as Lightsail does.
+- ``MetricsAggregator``: the supervisor's sum over workers: the latest report of each live worker plus
+  the final totals of workers that exited (counters never go backwards across generations), and the
+  gauges ``HealthyHostCount`` / ``UnhealthyHostCount`` from health checking.
+- ``render_prometheus``: the ``/metrics`` text exposition (``lbproxy_<LightsailName>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+#: Lightsail metric name -> ``Metrics`` attribute.
+COUNTERS: dict[str, str] = {
+    "RequestCount": "request_count",
+    "HTTPCode_LB_4XX_Count": "lb_4xx",
+    "HTTPCode_LB_5XX_Count": "lb_5xx",
+    "HTTPCode_Instance_2XX_Count": "instance_2xx",
+    "HTTPCode_Instance_3XX_Count": "instance_3xx",
+    "HTTPCode_Instance_4XX_Count": "instance_4xx",
+    "HTTPCode_Instance_5XX_Count": "instance_5xx",
+    "ClientTLSNegotiationErrorCount": "tls_negotiation_errors",
+    "RejectedConnectionCount": "rejected_connections",
+    "InstanceResponseTime_Sum": "response_time_sum",
+    "InstanceResponseTime_Count": "response_time_count",
+}
+GAUGES = ("HealthyHostCount", "UnhealthyHostCount")
+
+
+class Metrics:
+    __slots__ = (*COUNTERS.values(), "active_connections")
+
+    def __init__(self) -> None:
+        for attr in COUNTERS.values():
+            setattr(self, attr, 0)
+        self.response_time_sum = 0.0
+        self.active_connections = 0
+
+    def count_instance_status(self, status: int) -> None:
+        if status < 300:
+            self.instance_2xx += 1
+        elif status < 400:
+            self.instance_3xx += 1
+        elif status < 500:
+            self.instance_4xx += 1
+        else:
+            self.instance_5xx += 1
+
+    def count_lb_status(self, status: int) -> None:
+        if status >= 500:
+            self.lb_5xx += 1
+        elif status >= 400:
+            self.lb_4xx += 1
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, attr) for name, attr in COUNTERS.items()}
+
+
+class MetricsAggregator:
+    def __init__(self) -> None:
+        self._live: dict[str, dict[str, float]] = {}
+        self._retired: dict[str, float] = dict.fromkeys(COUNTERS, 0)
+        self.gauges: dict[str, int] = dict.fromkeys(GAUGES, 0)
+
+    def report(self, worker: str, counters: Mapping[str, float]) -> None:
+        self._live[worker] = {k: float(counters.get(k, 0)) for k in COUNTERS}
+
+    def retire(self, worker: str) -> None:
+        last = self._live.pop(worker, None)
+        if last:
+            for k, v in last.items():
+                self._retired[k] += v
+
+    def set_health(self, healthy: int, unhealthy: int) -> None:
+        self.gauges["HealthyHostCount"] = healthy
+        self.gauges["UnhealthyHostCount"] = unhealthy
+
+    def snapshot(self) -> dict[str, float]:
+        """Every Lightsail metric, summed over workers (``InstanceResponseTime`` as its mean, seconds)."""
+        total = dict(self._retired)
+        for counters in self._live.values():
+            for k, v in counters.items():
+                total[k] += v
+        out: dict[str, float] = {k: v for k, v in total.items() if not k.startswith("InstanceResponseTime")}
+        n = total["InstanceResponseTime_Count"]
+        out["InstanceResponseTime"] = total["InstanceResponseTime_Sum"] / n if n else 0.0
+        out["InstanceResponseTime_Sum"] = total["InstanceResponseTime_Sum"]
+        out["InstanceResponseTime_Count"] = n
+        out.update(self.gauges)
+        return out
+
+
+def render_prometheus(snapshot: Mapping[str, float], lb_name: str) -> bytes:
+    label = '{{load_balancer="{}"}}'.format(lb_name.replace("\\", "\\\\").replace('"', '\\"'))
+    lines: list[str] = []
+    for name, value in snapshot.items():
+        if name == "InstanceResponseTime":
+            continue
+        if name.startswith("InstanceResponseTime_"):
+            metric = "lbproxy_InstanceResponseTime_seconds_" + name.rsplit("_", 1)[1].lower()
+            kind = None
+        elif name in GAUGES:
+            metric, kind = f"lbproxy_{name}", "gauge"
+        else:
+            metric, kind = f"lbproxy_{name}_total", "counter"
+        if kind:
+            lines.append(f"# TYPE {metric} {kind}")
+        lines.append(f"{metric}{label} {value:g}")
+    lines.insert(0, "# TYPE lbproxy_InstanceResponseTime_seconds summary")
+    return ("\n".join(lines) + "\n").encode()

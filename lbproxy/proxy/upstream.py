@@ -1,0 +1,287 @@
+"""The upstream side: one ``asyncio.Protocol`` per connection to an instance, and the keep-alive pool.
+
+- ``Upstream``: a connection to an instance, owned by at most one downstream exchange at a time. The
+  response is parsed by httptools (callbacks, no coroutine): hop-by-hop headers dropped while the head is
+  collected, the head handed to the downstream once, body pieces relayed as they arrive, 1xx relayed
+  (100-continue), 101 switches both sides to a byte tunnel. Backpressure: when the instance reads the
+  request body slower than the client sends it, ``pause_writing`` pauses the downstream's reading.
+- ``Pool``: idle keep-alive connections per instance (LIFO, bounded, closed after
+  ``upstream_idle_timeout``); ``connect`` opens a new one within ``upstream_connect_timeout`` (the only
+  coroutine on the request path, and only when the pool has nothing idle).
+
+State grouped by lifetime: per connection (``pool``, ``instance``, ``transport``, ``closed``), per
+exchange (``ds``, ``lines``, ``framing``, ``is_head``, ``status``, ``informational``, ``got_data``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from lbproxy.proxy.balancer import Instance
+from lbproxy.proxy.forwarding import RESPONSE_HOP_BY_HOP
+
+if TYPE_CHECKING:
+    from lbproxy.proxy.downstream import Downstream
+
+# Response body framing as the instance sent it.
+FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE = range(4)
+
+_CONTENT_LENGTH = b"content-length"
+_TRANSFER_ENCODING = b"transfer-encoding"
+_UPGRADE = b"upgrade"
+
+
+class Upstream(asyncio.Protocol):
+    __slots__ = (
+        "closed",
+        "ds",
+        "framing",
+        "got_data",
+        "idle_since",
+        "informational",
+        "instance",
+        "is_head",
+        "lines",
+        "parser",
+        "pool",
+        "reset_parser",
+        "status",
+        "transport",
+        "tunnel",
+        "upgrade_value",
+        "uses",
+    )
+
+    def __init__(self, pool: Pool, instance: Instance) -> None:
+        self.pool = pool
+        self.instance = instance
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.tunnel = False
+        self.uses = 0
+        self.idle_since = 0.0
+        self.ds: Downstream | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.lines: list[bytes] = []
+        self.framing = FRAMING_CLOSE
+        self.is_head = False
+        self.status = 0
+        self.informational = False
+        self.got_data = False
+        self.reset_parser = False
+        self.upgrade_value: bytes | None = None
+
+    # -- ownership ---------------------------------------------------------------------------------
+    def attach(self, ds: Downstream, is_head: bool) -> None:
+        self.ds = ds
+        self.is_head = is_head
+        self.uses += 1
+
+    def detach(self) -> None:
+        self.ds = None
+        if self.reset_parser:
+            self.parser = httptools.HttpResponseParser(self)
+        self._reset()
+
+    def close(self) -> None:
+        """Abort (never linger): the connection is not reusable."""
+        self.ds = None
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        ds = self.ds
+        if ds is None:  # an idle connection must not speak: drop it
+            self.pool.forget(self)
+            self.close()
+            return
+        ds.last_active = ds.dp.now
+        if self.tunnel:
+            ds.tunnel_to_client(data)
+            return
+        self.got_data = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._switch(data[exc.args[0] :])
+        except httptools.HttpParserError:
+            self.reset_parser = True
+            ds = self.ds
+            if ds is not None:
+                self.ds = None
+                ds.upstream_failed(self, 502)
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        ds = self.ds
+        self.ds = None
+        if ds is None:
+            self.pool.forget(self)
+            return
+        if self.tunnel:
+            ds.tunnel_closed()
+        elif self.status and not self.informational and self.framing == FRAMING_CLOSE:
+            ds.response_complete(False)  # a close-delimited body ends with the connection
+        else:
+            ds.upstream_failed(self, 502)
+
+    def pause_writing(self) -> None:
+        ds = self.ds
+        if ds is not None:
+            ds.pause(ds.PAUSE_UPSTREAM)
+
+    def resume_writing(self) -> None:
+        ds = self.ds
+        if ds is not None:
+            ds.resume(ds.PAUSE_UPSTREAM)
+
+    # -- httptools callbacks -----------------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in RESPONSE_HOP_BY_HOP:
+            if lname == _TRANSFER_ENCODING:
+                self.framing = FRAMING_CHUNKED
+            elif lname == _UPGRADE:
+                self.upgrade_value = value
+            return
+        if lname == _CONTENT_LENGTH and self.framing != FRAMING_CHUNKED:
+            self.framing = FRAMING_LENGTH
+        self.lines.append(name + b": " + value + b"\r\n")
+
+    def on_headers_complete(self) -> None:
+        ds = self.ds
+        if ds is None:
+            return
+        status = self.parser.get_status_code()
+        self.status = status
+        if status < 200 and status != 101:
+            self.informational = True
+            ds.response_informational(status, self.lines)
+            self.lines = []
+            return
+        if self.is_head or status == 204 or status == 304:
+            self.framing = FRAMING_NONE
+        elif status == 101 and (ds.req is None or ds.req.upgrade is None):
+            self.reset_parser = True
+            self.ds = None
+            ds.upstream_failed(self, 502)
+            self.close()
+            return
+        keep = self.parser.should_keep_alive()
+        ds.response_head(status, self.lines, self.framing, self.upgrade_value)
+        if self.framing == FRAMING_NONE and status != 101:
+            # HEAD/204/304: no body follows, whatever Content-Length says; start a fresh parser next time.
+            self.reset_parser = True
+            self._complete(keep)
+
+    def on_body(self, body: bytes) -> None:
+        ds = self.ds
+        if ds is not None and not self.informational:
+            ds.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            self.status = 0
+            return
+        if self.status == 101 or self.ds is None or self.framing == FRAMING_NONE:
+            return
+        self._complete(self.parser.should_keep_alive() and self.framing != FRAMING_CLOSE)
+
+    def _complete(self, keep_alive: bool) -> None:
+        ds = self.ds
+        if ds is not None:
+            ds.response_complete(keep_alive)
+
+    def _switch(self, rest: bytes) -> None:
+        ds = self.ds
+        if ds is None:
+            self.close()
+            return
+        self.tunnel = True
+        ds.start_tunnel(rest)
+
+
+class Pool:
+    """Idle keep-alive connections per instance."""
+
+    __slots__ = ("_idle", "connect_timeout", "idle_timeout", "loop", "max_idle")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, *, connect_timeout: float, idle_timeout: float, max_idle: int
+    ) -> None:
+        self.loop = loop
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle
+        self._idle: dict[Instance, list[Upstream]] = {}
+
+    def acquire(self, inst: Instance) -> Upstream | None:
+        idle = self._idle.get(inst)
+        while idle:
+            up = idle.pop()
+            if not up.closed:
+                return up
+        return None
+
+    async def connect(self, inst: Instance) -> Upstream:
+        async with asyncio.timeout(self.connect_timeout):
+            _, up = await self.loop.create_connection(lambda: Upstream(self, inst), inst.host, inst.port)
+        return up
+
+    def release(self, up: Upstream, now: float) -> None:
+        if up.closed or up.tunnel:
+            up.close()
+            return
+        idle = self._idle.get(up.instance)
+        if idle is None:
+            idle = self._idle[up.instance] = []
+        if len(idle) >= self.max_idle:
+            up.close()
+            return
+        up.idle_since = now
+        idle.append(up)
+
+    def forget(self, up: Upstream) -> None:
+        idle = self._idle.get(up.instance)
+        if idle and up in idle:
+            idle.remove(up)
+
+    def sweep(self, now: float, live: Any = None) -> None:
+        """Close connections idle too long, and every idle one to an instance no longer attached."""
+        for inst, idle in list(self._idle.items()):
+            gone = live is not None and inst not in live
+            keep = []
+            for up in idle:
+                if gone or up.closed or now - up.idle_since > self.idle_timeout:
+                    up.close()
+                else:
+                    keep.append(up)
+            if keep:
+                self._idle[inst] = keep
+            else:
+                del self._idle[inst]
+
+    def close_all(self) -> None:
+        for idle in self._idle.values():
+            for up in idle:
+                up.close()
+        self._idle.clear()
+
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())

@@ -1,0 +1,217 @@
+"""A generation of key-holding worker processes (``python -m lbproxy.proxy.worker``, started by the supervisor).
+
+Why a generation *leader*: design.md wants two things that pull apart. The supervisor must never touch key
+material (so its memory never needs wiping), yet the workers should be forked *after* the SSLContext is
+built so they share session-ticket keys (separate contexts never resume each other's tickets). Both hold
+when a fresh process leads each generation:
+
+1. The supervisor spawns the leader (a new interpreter: nothing of the supervisor's heap, and nothing of a
+   previous generation's freed key copies) with the listening sockets and one control socketpair per
+   worker (``--http``/``--https``/``--ctrl`` fds), and sends the generation's config (spec, settings,
+   stickiness secret, a ``KeySourceRef``, the healthy set) as one JSON line on the first control socket.
+2. The leader hardens itself (``RLIMIT_CORE`` 0, not dumpable), resolves the key source and loads the key
+   *inside this process*, builds the keyed context (key through a memfd, buffers zeroed) and the key-less
+   base context whose ticket keys all workers will share.
+3. It forks ``workers - 1`` siblings (single-threaded, no event loop yet), each dying with the leader
+   (``PR_SET_PDEATHSIG``), itself dying with the supervisor. Every process then runs its own uvloop
+   ``Dataplane`` on the shared listening sockets and talks to the supervisor over its own socketpair.
+4. ``stop`` (revocation, rotation, shutdown) ends the generation: stop accepting, refuse handshakes,
+   drain, abort TLS transports, report final counters, exit. The leader waits for its siblings before it
+   exits, so "the leader exited" means "the generation is gone". Process exit is the wipe guarantee.
+
+Messages (JSON lines). Supervisor -> worker: ``update {spec}``, ``health {healthy}``, ``revoke``,
+``stop {mode}``. Worker -> supervisor: ``ready {pid, worker, tls}``, ``metrics {counters}``,
+``error {message}``, ``stopped``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+from typing import Any
+
+from lbproxy.config import settings_from_mapping
+from lbproxy.proxy.dataplane import STOP_SHUTDOWN, Dataplane
+from lbproxy.proxy.keys import KeySourceRef, die_with_parent, harden_key_holder, zero
+from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings, spec_from_mapping
+from lbproxy.proxy.tls import TlsTerminator, keyed_context
+from lbproxy.proxy.tlspolicies import get_policy
+
+log = logging.getLogger("lbproxy.proxy")
+
+
+def _read_line(sock: socket.socket, limit: int = 1 << 20) -> bytes:
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("supervisor closed the control channel")
+        data += chunk
+        if len(data) > limit:
+            raise ValueError("control message too large")
+    return bytes(data)
+
+
+def _load_keyed(key_source: dict[str, Any] | None, spec: LoadBalancerSpec) -> tuple[ssl.SSLContext | None, str | None]:
+    """(keyed context or None, error message or None). The key never leaves this function but in OpenSSL."""
+    if not key_source:
+        return None, None
+    try:
+        loaded = KeySourceRef.from_mapping(key_source).resolve().load()
+    except Exception as exc:  # the generation then serves without a key (fail closed), and says why
+        return None, f"key source failed: {type(exc).__name__}: {exc}"
+    if loaded is None:
+        return None, None
+    chain, key = loaded
+    try:
+        return keyed_context(get_policy(spec.tls_policy_name), chain, key), None
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return None, f"certificate or key refused: {exc}"
+    finally:
+        zero(key)
+
+
+async def _serve(
+    index: int,
+    generation: int,
+    ctrl: socket.socket,
+    http_sock: socket.socket | None,
+    https_sock: socket.socket | None,
+    cfg: dict[str, Any],
+    settings: ProxySettings,
+    spec: LoadBalancerSpec,
+    terminator: TlsTerminator,
+    error: str | None,
+) -> None:
+    dp = Dataplane(
+        spec,
+        settings,
+        terminator=terminator,
+        stickiness_secret=bytes.fromhex(cfg["secret"]),
+        name=f"g{generation}w{index}",
+    )
+    dp.set_healthy(frozenset(cfg.get("healthy", ())))
+    await dp.start(http_sock, https_sock)
+    reader, writer = await asyncio.open_unix_connection(sock=ctrl)
+
+    def send(msg: dict[str, Any]) -> None:
+        writer.write(json.dumps(msg).encode() + b"\n")
+
+    if error:
+        send({"op": "error", "message": error})
+    send({"op": "ready", "pid": os.getpid(), "worker": index, "tls": terminator.has_key})
+    del terminator  # the Dataplane holds the only reference (dropped at stop)
+    stop_mode = STOP_SHUTDOWN
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(settings.metrics_interval)
+            send({"op": "metrics", "counters": dp.metrics.as_dict()})
+
+    reporter = loop.create_task(report())
+    stop_wait = loop.create_task(stopping.wait())
+    try:
+        while True:
+            read = loop.create_task(reader.readline())
+            done, _ = await asyncio.wait({read, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if stop_wait in done:
+                read.cancel()
+                break
+            line = read.result()
+            if not line:
+                break  # supervisor gone: shut down
+            msg = json.loads(line)
+            op = msg.get("op")
+            if op == "update":
+                dp.update(spec_from_mapping(msg["spec"]))
+            elif op == "health":
+                dp.set_healthy(frozenset(msg["healthy"]))
+            elif op == "revoke":
+                dp.revoke_tls()
+            elif op == "stop":
+                stop_mode = msg.get("mode", STOP_SHUTDOWN)
+                break
+    finally:
+        reporter.cancel()
+        stop_wait.cancel()
+    await dp.stop(stop_mode)
+    with contextlib.suppress(OSError):
+        send({"op": "metrics", "counters": dp.metrics.as_dict()})
+        send({"op": "stopped"})
+        await writer.drain()
+        writer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lbproxy.proxy.worker")
+    parser.add_argument("--http", type=int, default=-1)
+    parser.add_argument("--https", type=int, default=-1)
+    parser.add_argument("--ctrl", required=True, help="comma-separated control socket fds, one per worker")
+    parser.add_argument("--generation", type=int, default=0)
+    args = parser.parse_args(argv)
+    die_with_parent()
+    ctrl_fds = [int(x) for x in args.ctrl.split(",")]
+    ctrl0 = socket.socket(fileno=ctrl_fds[0])
+    cfg = json.loads(_read_line(ctrl0))
+    settings = settings_from_mapping(ProxySettings, cfg["settings"])
+    spec = spec_from_mapping(cfg["spec"])
+    logging.basicConfig(
+        level=logging.INFO if settings.access_log else logging.WARNING, stream=sys.stderr, format="%(message)s"
+    )
+    if cfg.get("key_source") and settings.harden_key_holders:
+        harden_key_holder()
+    keyed, error = _load_keyed(cfg.get("key_source"), spec)
+    terminator = TlsTerminator(get_policy(spec.tls_policy_name), keyed)
+    del keyed
+    # Fork the siblings now: they share the base context's session-ticket keys and the keyed context.
+    index = 0
+    children: list[int] = []
+    for i in range(1, len(ctrl_fds)):
+        pid = os.fork()
+        if pid == 0:
+            index = i
+            children = []
+            die_with_parent()
+            break
+        children.append(pid)
+    if index != 0:
+        ctrl0.detach()  # the sibling's copy of the leader's channel: leave it to the leader
+    for i, fd in enumerate(ctrl_fds):
+        if i != index and i != 0:
+            os.close(fd)
+    ctrl = ctrl0 if index == 0 else socket.socket(fileno=ctrl_fds[index])
+    if index != 0:
+        os.close(ctrl_fds[0])
+    http_sock = socket.socket(fileno=args.http) if args.http >= 0 else None
+    https_sock = socket.socket(fileno=args.https) if args.https >= 0 else None
+    import uvloop
+
+    try:
+        uvloop.run(_serve(index, args.generation, ctrl, http_sock, https_sock, cfg, settings, spec, terminator, error))
+    except Exception:
+        log.exception("worker %d of generation %d failed", index, args.generation)
+        rc = 1
+    else:
+        rc = 0
+    for pid in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The dashboard's HTTP API against a real control plane: token, snapshot, actions, event stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from lbproxy.control import dashboard
+
+if TYPE_CHECKING:
+    from tests.dashboard.conftest import Dash
+
+
+def make_key_and_grant(d: Dash, role: str = "demo-lb") -> tuple[str, str, str]:
+    kms = d.ct.client("kms")
+    key_id = kms.create_key(Description="dashboard test")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/dash-test", TargetKeyId=key_id)
+    grantee = d.role(role).arn
+    grant_id = kms.create_grant(
+        KeyId=key_id,
+        GranteePrincipal=grantee,
+        Operations=["Decrypt", "DescribeKey"],
+        Constraints={"EncryptionContextEquals": {"aws:lightsail:arn": "arn:aws:lightsail:lb/demo"}},
+        RetiringPrincipal="acm.amazonaws.com",
+        Name="IssuedThroughACM",
+    )["GrantId"]
+    return key_id, grant_id, grantee
+
+
+def test_token_file_and_url(dash: Dash) -> None:
+    plane = dash.ct.plane
+    assert plane is not None
+    path = plane.data_dir / dashboard.TOKEN_FILE
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert path.read_text().strip() == dash.token and len(dash.token) >= 40
+    assert dash.url == f"{dash.ct.url}/?token={dash.token}"
+    # The same token on the next start.
+    assert dashboard.load_or_create_token(plane.data_dir) == dash.token
+
+
+@pytest.mark.parametrize("path", ["/dashboard/api/state", "/dashboard/api/events"])
+@pytest.mark.parametrize("how", ["missing", "wrong", "longer"])
+def test_token_required(dash: Dash, path: str, how: str) -> None:
+    token = {"missing": None, "wrong": "wrong", "longer": dash.token + "x"}[how]
+    reply = dash.request("GET", path, token=token)
+    assert reply.status == 401
+    assert "token" in reply.body["message"]
+
+
+def test_call_requires_token(dash: Dash) -> None:
+    kms = dash.ct.client("kms")
+    before = len(kms.list_keys()["Keys"])
+    reply = dash.request("POST", "/dashboard/api/call", {"target": "TrentService.CreateKey", "params": {}}, token=None)
+    assert reply.status == 401
+    reply = dash.request("POST", "/dashboard/api/call", {"target": "TrentService.CreateKey", "params": {}}, token="no")
+    assert reply.status == 401
+    assert len(kms.list_keys()["Keys"]) == before
+
+
+def test_page_and_static_files(dash: Dash) -> None:
+    page = dash.request("GET", "/", token=None)
+    assert page.status == 200 and "<title>lbproxy dashboard</title>" in page.body
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    for name in ("app.js", "style.css"):
+        assert dash.request("GET", f"/static/{name}", token=None).status == 200
+    assert dash.request("GET", "/static/..%2Fdashboard.py", token=None).status == 404
+    assert dash.request("GET", "/static/nope.js", token=None).status == 404
+
+
+def test_state_snapshot(dash: Dash) -> None:
+    key_id, grant_id, grantee = make_key_and_grant(dash)
+    dash.report_key_state("demo-lb", "loaded", fingerprint="AB:CD", certificate="demo-cert")
+    state = dash.state()
+
+    keys = {k["keyId"]: k for k in state["keys"]}
+    key = keys[key_id]
+    assert key["aliases"] == ["alias/dash-test"] and key["manager"] == "CUSTOMER" and key["state"] == "Enabled"
+    assert key["rotation"] is False and key["description"] == "dashboard test"
+    [grant] = key["grants"]
+    assert grant == {
+        "grantId": grant_id,
+        "keyArn": key["arn"],
+        "name": "IssuedThroughACM",
+        "grantee": grantee,
+        "retiringPrincipal": "acm.amazonaws.com",
+        "operations": ["Decrypt", "DescribeKey"],
+        "constraints": {"EncryptionContextEquals": {"aws:lightsail:arn": "arn:aws:lightsail:lb/demo"}},
+        "creationDate": grant["creationDate"],
+    }
+    acm_key = next(k for k in state["keys"] if "alias/aws/acm" in k["aliases"])
+    assert acm_key["manager"] == "AWS" and acm_key["rotation"] is True
+
+    [dp] = state["dataPlanes"]
+    assert dp["loadBalancer"] == "demo-lb" and dp["state"] == "LOADED" and dp["fingerprint"] == "AB:CD"
+    assert dp["certificate"] == "demo-cert" and dp["reported"] is True
+    assert "TrentService" in state["services"] and "RevokeGrant" in state["operations"]["TrentService"]
+    events = [r["eventName"] for r in state["audit"]]
+    assert events[-3:] == ["CreateKey", "CreateAlias", "CreateGrant"]
+    assert state["eventId"] > 0 and state["auditSeq"] >= 3
+    # Reading the snapshot is not an action: no audit records for it.
+    assert [r["eventName"] for r in dash.state()["audit"]] == events
+
+
+def test_call_revokes_grant_and_audits_it(dash: Dash) -> None:
+    key_id, grant_id, _ = make_key_and_grant(dash)
+    reply = dash.call("TrentService.RevokeGrant", {"KeyId": key_id, "GrantId": grant_id})
+    assert reply.status == 200, reply.body
+    assert reply.body == {}
+    assert dash.ct.client("kms").list_grants(KeyId=key_id)["Grants"] == []
+    assert next(k for k in dash.state()["keys"] if k["keyId"] == key_id)["grants"] == []
+
+    plane = dash.ct.plane
+    assert plane is not None
+    records = [json.loads(line) for line in plane.audit.path.read_text().splitlines()]
+    rec = next(r for r in records if r["eventName"] == "RevokeGrant")
+    assert rec["eventName"] == "RevokeGrant" and rec["eventSource"] == "kms.amazonaws.com"
+    assert rec["userAgent"] == dashboard.USER_AGENT == "lbproxy-dashboard"
+    assert rec["userIdentity"]["arn"] == plane.admin.arn
+    assert rec["sourceIPAddress"] == "127.0.0.1" and "errorCode" not in rec
+    # The same record the API writes: the handler's audit details are there too.
+    api_rec = next(r for r in records if r["eventName"] == "CreateGrant")
+    assert set(api_rec) - {"responseElements"} <= set(rec) | {"requestParameters", "resources"}
+    # And the dashboard's own trail has it.
+    assert "RevokeGrant" in [r["eventName"] for r in dash.state()["audit"]]
+
+
+def test_call_errors_are_the_api_errors(dash: Dash) -> None:
+    kms = dash.ct.client("kms")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+
+    def api(target: str, body: bytes) -> tuple[int, Any]:
+        # The same request through the AWS API, signed as the admin, for comparison.
+        import botocore.auth
+        import botocore.awsrequest
+        import botocore.credentials
+
+        admin = dash.ct.admin
+        req = botocore.awsrequest.AWSRequest(
+            method="POST",
+            url=dash.ct.url + "/",
+            data=body,
+            headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"},
+        )
+        creds = botocore.credentials.Credentials(admin.access_key_id, admin.secret_access_key)
+        botocore.auth.SigV4Auth(creds, "kms", dash.ct.settings.region).add_auth(req)
+        r = urllib.request.Request(req.url, data=body, headers=dict(req.headers.items()), method="POST")
+        try:
+            with urllib.request.urlopen(r, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    cases = [
+        ("TrentService.RevokeGrant", {"KeyId": key_id, "GrantId": "0" * 64}),  # NotFoundException
+        ("TrentService.RevokeGrant", {"KeyId": key_id}),  # ValidationException (GrantId missing)
+        ("TrentService.RevokeGrant", {"KeyId": key_id, "GrantId": 5}),  # SerializationException
+        ("TrentService.NoSuchThing", {}),  # UnknownOperationException
+        ("TrentService.DescribeKey", {"KeyId": "alias/none"}),  # NotFoundException
+    ]
+    for target, params in cases:
+        mine = dash.call(target, params)
+        theirs = api(target, json.dumps(params).encode())
+        assert (mine.status, mine.body) == theirs, target
+        assert mine.status >= 400 and "__type" in mine.body
+
+    unknown_service = dash.call("NoSuchService.Op", {})
+    assert unknown_service.status == 400 and unknown_service.body["__type"] == "UnknownOperationException"
+    not_json = dash.request("POST", "/dashboard/api/call", b"{not json")
+    assert not_json.status == 400 and not_json.body["__type"] == "SerializationException"
+
+
+def test_key_material_is_refused(dash: Dash) -> None:
+    key_id = dash.ct.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    reply = dash.call("TrentService.GenerateDataKey", {"KeyId": key_id, "KeySpec": "AES_256"})
+    assert reply.status == 400 and reply.body["__type"] == "AccessDeniedException"
+    assert "Plaintext" not in reply.body
+    assert dash.state()["audit"][-1]["errorCode"] == "AccessDeniedException"
+
+
+def test_event_stream_pushes_events_and_audit(dash: Dash) -> None:
+    key_id, grant_id, _ = make_key_and_grant(dash)
+    req = urllib.request.Request(f"{dash.ct.url}/dashboard/api/events?token={dash.token}")
+    resp = urllib.request.urlopen(req, timeout=10)
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    got: list[tuple[str, dict[str, Any]]] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        event = ""
+        for raw in resp:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                got.append((event, json.loads(line[6:])))
+                kinds = {e for e, _ in got}
+                if {"control", "audit", "keystate"} <= kinds:
+                    done.set()
+                    return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    assert dash.call("TrentService.RevokeGrant", {"KeyId": key_id, "GrantId": grant_id}).status == 200
+    dash.report_key_state("demo-lb", "WIPED")
+    assert done.wait(10), got
+    resp.close()
+    control = [d for e, d in got if e == "control"]
+    assert control[0]["type"] == "grant.revoked" and control[0]["detail"]["grantId"] == grant_id
+    audit = [d for e, d in got if e == "audit"]
+    assert audit[0]["eventName"] == "RevokeGrant" and audit[0]["userAgent"] == "lbproxy-dashboard"
+    keystate = [d for e, d in got if e == "keystate"]
+    assert keystate[0]["state"] == "WIPED" and keystate[0]["loadBalancer"] == "demo-lb"
+
+
+def test_state_without_optional_services(dash: Dash) -> None:
+    state = dash.state()
+    # Only what is registered is read; the rest is empty, never an error.
+    if "CertificateManager" not in state["services"]:
+        assert state["certificates"] == []
+    if "Lightsail_20161128" not in state["services"]:
+        assert state["loadBalancers"] == []
+    assert state["dataPlanes"] == []
+
+
+def test_load_balancer_state_and_actions(dash: Dash) -> None:
+    plane = dash.ct.plane
+    assert plane is not None
+    if "Lightsail_20161128" not in plane.services:
+        pytest.skip("this control plane has no Lightsail API")
+    key_id, grant_id = dash.set_up_demo("demo-lb")
+    state = dash.state()
+    [lb] = state["loadBalancers"]
+    assert lb["name"] == "demo-lb" and lb["tlsPolicyName"] and lb["publicPorts"] == [80, 443]
+    health = {
+        i["instanceName"]: (i["instanceHealth"], i.get("instanceHealthReason")) for i in lb["instanceHealthSummary"]
+    }
+    assert health["web-1"] == ("healthy", None) and health["web-3"] == ("unhealthy", "Instance.ResponseCodeMismatch")
+    assert [c["name"] for c in lb["tlsCertificates"] if c["isAttached"]] == ["demo-cert"]
+    assert lb["keyState"]["state"] == "LOADED"
+    series = lb["requests"]["series"]
+    assert lb["requests"]["available"] and sum(series["2xx"]) == 4 * 52 and sum(series["5xx"]) == 4 * 3
+    [cert] = state["certificates"]
+    acm_key = next(k for k in state["keys"] if k["keyId"] == key_id)
+    assert cert["sealedUnder"] == acm_key["arn"] and cert["inUseBy"] == [lb["arn"]] and cert["status"] == "ISSUED"
+    assert [g["grantId"] for g in acm_key["grants"]] == [grant_id]
+
+    # Toggle HTTPS redirect, as the button does.
+    reply = dash.call(
+        "Lightsail_20161128.UpdateLoadBalancerAttribute",
+        {"loadBalancerName": "demo-lb", "attributeName": "HttpsRedirectionEnabled", "attributeValue": "true"},
+    )
+    assert reply.status == 200, reply.body
+    assert dash.state()["loadBalancers"][0]["httpsRedirectionEnabled"] is True
+
+    # Detach (lbproxy's extension): the certificate stays, the grant is retired.
+    assert "DetachLoadBalancerTlsCertificate" in state["operations"]["lbproxy"]
+    reply = dash.call(
+        "lbproxy.DetachLoadBalancerTlsCertificate", {"loadBalancerName": "demo-lb", "certificateName": "demo-cert"}
+    )
+    assert reply.status == 200, reply.body
+    after = dash.state()
+    assert [c["isAttached"] for c in after["loadBalancers"][0]["tlsCertificates"]] == [False]
+    assert next(k for k in after["keys"] if k["keyId"] == key_id)["grants"] == []
+    rec = after["audit"][-1]
+    assert rec["eventName"] == "lbproxy:DetachLoadBalancerTlsCertificate" and rec["userAgent"] == "lbproxy-dashboard"
+    again = dash.call(
+        "lbproxy.DetachLoadBalancerTlsCertificate", {"loadBalancerName": "demo-lb", "certificateName": "demo-cert"}
+    )
+    assert again.status == 400 and again.body["__type"] == "InvalidInputException"
+
+    # And attach it again.
+    reply = dash.call(
+        "Lightsail_20161128.AttachLoadBalancerTlsCertificate",
+        {"loadBalancerName": "demo-lb", "certificateName": "demo-cert"},
+    )
+    assert reply.status == 200, reply.body
+    assert len(next(k for k in dash.state()["keys"] if k["keyId"] == key_id)["grants"]) == 1

@@ -1,0 +1,169 @@
+"""Strict request framing, on values (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lbproxy.proxy.framing import ChunkedDecoder, FramingError, check_partial_head, parse_request_head
+
+
+def parse(head: bytes, **kw: int):  # type: ignore[no-untyped-def]
+    return parse_request_head(head, **kw)
+
+
+def test_simple_get() -> None:
+    req = parse(b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\n\r\n")
+    assert req.method == b"GET" and req.target == b"/a?b=1"
+    assert req.host == b"example.com"
+    assert req.keep_alive and not req.has_body and not req.http10
+    assert req.kept == [b"Host: example.com", b"User-Agent: t"]
+
+
+def test_content_length_and_chunked() -> None:
+    req = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n")
+    assert req.content_length == 12 and not req.chunked
+    req = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert req.chunked and req.content_length == -1
+    assert not any(line.lower().startswith(b"transfer-encoding") for line in req.kept)
+
+
+def test_hop_by_hop_dropped_and_connection_tokens() -> None:
+    req = parse(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Secret\r\nKeep-Alive: 5\r\nTE: trailers\r\n"
+        b"X-Secret: 1\r\nX-Forwarded-Proto: evil\r\nX-Forwarded-For: 1.2.3.4\r\nX-Ok: 2\r\n\r\n"
+    )
+    assert not req.keep_alive
+    assert req.kept == [b"Host: a", b"X-Ok: 2"]
+    assert req.xff == b"1.2.3.4"
+
+
+def test_http10_keep_alive_rules() -> None:
+    assert not parse(b"GET / HTTP/1.0\r\n\r\n").keep_alive
+    assert parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive
+
+
+def test_upgrade_needs_connection_upgrade() -> None:
+    req = parse(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert req.upgrade == b"websocket"
+    req = parse(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
+    assert req.upgrade is None
+
+
+def test_expect_100_continue() -> None:
+    req = parse(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+    assert req.expect_continue
+    with pytest.raises(FramingError) as e:
+        parse(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n")
+    assert e.value.status == 417
+
+
+def test_absolute_form_rewritten_when_authority_matches() -> None:
+    req = parse(b"GET http://a/x?y HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert req.target == b"/x?y"
+    req = parse(b"GET http://a HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert req.target == b"/"
+    assert parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").target == b"*"
+
+
+BAD: list[tuple[bytes, int]] = [
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400),
+    (b"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n: empty\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+]
+
+
+@pytest.mark.parametrize(("head", "status"), BAD, ids=[repr(h[:48]) for h, _ in BAD])
+def test_rejected(head: bytes, status: int) -> None:
+    with pytest.raises(FramingError) as e:
+        parse(head)
+    assert e.value.status == status
+
+
+def test_limits() -> None:
+    big = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 5000 + b"\r\n\r\n"
+    with pytest.raises(FramingError) as e:
+        parse(big, max_header_bytes=4096)
+    assert e.value.status == 431
+    with pytest.raises(FramingError) as e:
+        parse(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: a\r\n\r\n", max_request_line=100)
+    assert e.value.status == 414
+    many = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X%d: 1\r\n" % i for i in range(20)) + b"\r\n"
+    with pytest.raises(FramingError) as e:
+        parse(many, max_header_count=10)
+    assert e.value.status == 431
+
+
+def test_partial_head_checks() -> None:
+    check_partial_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 100, 1000)
+    for buf, status in [
+        (b"GET / HTTP/1.1\nHost", 400),
+        (b"GET /" + b"a" * 200, 414),
+        (b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 300, 431),
+    ]:
+        with pytest.raises(FramingError) as e:
+            check_partial_head(buf, 100, 1000)
+        assert e.value.status == status
+
+
+def test_chunked_decoder_incremental() -> None:
+    body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT"
+    for step in (1, 2, 3, 7, len(body)):
+        dec = ChunkedDecoder()
+        out = b""
+        consumed_total = 0
+        pos = 0
+        while not dec.done:
+            piece = body[pos : pos + step]
+            data, used = dec.feed(piece)
+            out += b"".join(data)
+            pos += used
+            consumed_total += used
+            if used < len(piece):
+                break
+        assert out == b"hello world"
+        assert body[consumed_total:] == b"NEXT"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"x\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\nhelloX\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n",
+        b" 5\r\nhello\r\n",
+        b"fffffffffffffffff\r\n",
+        b"0\r\nbad trailer\r\n\r\n",
+    ],
+)
+def test_chunked_decoder_rejects(body: bytes) -> None:
+    with pytest.raises(FramingError):
+        ChunkedDecoder().feed(body)

@@ -1,0 +1,353 @@
+"""HTTP behaviour of the data plane over real sockets (in-process ``Dataplane``, aiohttp instances)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+
+import pytest
+from aiohttp import ClientSession, WSMsgType
+from proxy_helpers import raw, read_response, request
+
+from lbproxy.proxy.spec import InstanceSpec
+from lbproxy.proxy.stickiness import COOKIE_NAME
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_round_robin_and_forwarding_headers(backend_factory, dataplane_factory) -> None:
+    a, b = await backend_factory("a"), await backend_factory("b")
+    lb = await dataplane_factory([a.spec, b.spec])
+    seen = []
+    for _ in range(4):
+        r = await request(lb.http_port, "/x?q=1", headers={"X-Forwarded-For": "10.1.1.1", "Host": "site.test"})
+        assert r.status == 200
+        info = r.json()
+        seen.append(info["instance"])
+        h = info["headers"]
+        assert h["X-Forwarded-For"] == "10.1.1.1, 127.0.0.1"
+        assert h["X-Forwarded-Proto"] == "http"
+        assert h["X-Forwarded-Port"] == str(lb.http_port)
+        assert h["Host"] == "site.test"
+        assert info["path"] == "/x?q=1"
+    assert seen == ["a", "b", "a", "b"]
+
+
+async def test_keep_alive_both_sides(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    for i in range(5):
+        writer.write(f"GET /k{i} HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n".encode())
+        r = await read_response(reader)
+        assert r.status == 200 and r.json()["path"] == f"/k{i}"
+    writer.close()
+    assert len(a.peers) == 1  # one pooled upstream connection served all five
+
+
+async def test_hop_by_hop_stripped(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    r = await request(
+        lb.http_port,
+        headers={"Keep-Alive": "timeout=5", "TE": "trailers", "Connection": "X-Hop", "X-Hop": "1", "X-Keep": "2"},
+    )
+    names = {k.lower() for k, _ in r.json()["header_list"]}
+    assert "x-keep" in names and not names & {"keep-alive", "te", "x-hop"}
+
+
+async def test_chunked_and_content_length_bodies_both_ways(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    writer.write(b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for part in (b"hello ", b"chunked ", b"world"):
+        writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+        await asyncio.sleep(0.01)
+    writer.write(b"0\r\n\r\n")
+    r = await read_response(reader)
+    assert r.json()["body_len"] == len(b"hello chunked world")
+    writer.write(b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nabcde")
+    r = await read_response(reader)
+    assert r.json()["body_len"] == 5 and r.json()["body_head"] == "abcde"
+    writer.write(b"GET /chunked?n=4 HTTP/1.1\r\nHost: h\r\n\r\n")
+    r = await read_response(reader)
+    assert r.header("Transfer-Encoding") == "chunked" and r.body == b"part0;part1;part2;part3;"
+    writer.close()
+
+
+async def test_http10_client_gets_close_delimited_body(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    out = await raw(lb.http_port, b"GET /chunked?n=2 HTTP/1.0\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding" not in head and b"Connection: close" in head
+    assert body == b"part0;part1;"
+
+
+async def test_large_bodies_stream_with_backpressure(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    size = 48 * 1024 * 1024
+    # Download: read slowly at first; the proxy must not buffer the whole body.
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port, limit=1 << 16)
+    writer.write(f"GET /big?size={size} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b"Content-Length: %d" % size in head
+    await asyncio.sleep(0.3)
+    conn = next(iter(lb.dp.connections))
+    buffered = conn.transport.get_write_buffer_size()
+    assert buffered < 8 * 1024 * 1024, buffered
+    got = 0
+    async with asyncio.timeout(20):
+        while got < size:
+            chunk = await reader.read(1 << 20)
+            assert chunk
+            got += len(chunk)
+    assert got == size
+    # Upload through the sink: Content-Length streamed.
+    block = os.urandom(1 << 20)
+    writer.write(f"POST /sink HTTP/1.1\r\nHost: h\r\nContent-Length: {16 * len(block)}\r\n\r\n".encode())
+    for _ in range(16):
+        writer.write(block)
+        await writer.drain()
+    r = await read_response(reader)
+    assert r.json()["received"] == 16 * len(block)
+    writer.close()
+
+
+async def test_head_request(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    writer.write(b"HEAD /big?size=1000 HTTP/1.1\r\nHost: h\r\n\r\n")
+    r = await read_response(reader, head=True)
+    assert r.status == 200 and r.header("Content-Length") == "1000"
+    writer.write(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n")  # the same connections stay in sync
+    r = await read_response(reader)
+    assert r.json()["path"] == "/after"
+    writer.close()
+
+
+async def test_expect_100_continue(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    writer.write(b"POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+    interim = await read_response(reader)
+    assert interim.status == 100
+    writer.write(b"data")
+    r = await read_response(reader)
+    assert r.status == 200 and r.json()["body_len"] == 4
+    writer.close()
+
+
+async def test_pipelined_requests_answered_in_order(backend_factory, dataplane_factory) -> None:
+    a, b = await backend_factory("a"), await backend_factory("b")
+    lb = await dataplane_factory([a.spec, b.spec])
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    batch = (
+        b"".join(
+            b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: h\r\n\r\n"
+            if i == 0
+            else b"GET /p%d HTTP/1.1\r\nHost: h\r\n\r\n" % i
+            for i in range(6)
+        )
+        + b"POST /p6 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz"
+    )
+    writer.write(batch)
+    first = await read_response(reader)
+    assert first.body == b"slow"
+    for i in range(1, 7):
+        r = await read_response(reader)
+        assert r.json()["path"] == f"/p{i}"
+    writer.close()
+
+
+async def test_websocket_tunnel(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    async with ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{lb.http_port}/ws") as ws:
+        for i in range(3):
+            await ws.send_str(f"m{i}")
+            msg = await asyncio.wait_for(ws.receive(), 5)
+            assert msg.type == WSMsgType.TEXT and msg.data == f"a:m{i}"
+
+
+REJECTED = [
+    (b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n  folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\nHost: h\n\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"GET http://other/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (b"CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n", 405),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 70000 + b"\r\n\r\n", 431),
+    (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 414),
+]
+
+
+@pytest.mark.parametrize(("data", "status"), REJECTED, ids=[repr(d[:40]) for d, _ in REJECTED])
+async def test_rejected_framing_never_forwarded(backend_factory, dataplane_factory, data, status) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    out = await raw(lb.http_port, data)
+    assert out.startswith(b"HTTP/1.1 %d " % status), out[:100]
+    assert b"Connection: close" in out
+    assert a.requests == []  # nothing reached the instance
+    assert lb.dp.metrics.lb_4xx + lb.dp.metrics.lb_5xx == 1
+
+
+async def test_oversized_head_in_one_read_and_413(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], max_header_bytes=1024, max_body=10)
+    out = await raw(lb.http_port, b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 2000 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431 ")
+    out = await raw(lb.http_port, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890")
+    assert out.startswith(b"HTTP/1.1 413 ")
+    chunked = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n01234567890\r\n0\r\n\r\n"
+    out = await raw(lb.http_port, chunked)
+    assert out.startswith(b"HTTP/1.1 413 ")
+    assert a.requests == []
+
+
+async def test_slowloris_gets_408(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], header_timeout=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    writer.write(b"GET / HTTP/1.1\r\n")
+    async with asyncio.timeout(3):
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            writer.write(b"X-Slow: 1\r\n")
+            if reader.at_eof() or reader._buffer:  # type: ignore[attr-defined]
+                break
+        out = await reader.read()
+    assert out.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_idle_timeout_closes(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], idle_timeout=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (await read_response(reader)).status == 200
+    async with asyncio.timeout(3):
+        assert await reader.read() == b""
+
+
+async def test_502_when_connect_refused_and_next_instance_used(backend_factory, dataplane_factory) -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead_port = s.getsockname()[1]
+    s.close()
+    a = await backend_factory("a")
+    dead = InstanceSpec("dead", "127.0.0.1", dead_port)
+    lb = await dataplane_factory([dead])
+    r = await request(lb.http_port)
+    assert r.status == 502 and b"502 Bad Gateway" in r.body
+    await lb.dp.stop()
+    lb = await dataplane_factory([dead, a.spec])
+    names = [(await request(lb.http_port)).json()["instance"] for _ in range(4)]
+    assert names == ["a"] * 4  # refused instance skipped at once (and the request retried)
+    assert lb.dp.balancer.routable == (lb.dp.balancer.get("a"),)
+
+
+async def test_backend_death_mid_request(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec])
+    r = await request(lb.http_port, "/die")
+    assert r.status == 502
+    # Death after the response head: the client connection is aborted (truncation visible).
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    writer.write(b"GET /die?after_head=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+        await read_response(reader)
+    writer.close()
+    # The proxy lives on.
+    assert (await request(lb.http_port, "/ok")).status == 200
+
+
+async def test_503_when_nothing_healthy(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], healthy=[])
+    r = await request(lb.http_port)
+    assert r.status == 503 and r.header("Content-Type") == "text/html"
+    lb.dp.set_healthy(["a"])
+    assert (await request(lb.http_port)).status == 200
+
+
+async def test_504_on_upstream_timeout(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], upstream_response_timeout=0.3)
+    r = await request(lb.http_port, "/slow?delay=3")
+    assert r.status == 504
+    assert lb.dp.metrics.lb_5xx == 1
+
+
+async def test_stickiness_pins_and_ignores_tampered_cookie(backend_factory, dataplane_factory) -> None:
+    a, b = await backend_factory("a"), await backend_factory("b")
+    lb = await dataplane_factory([a.spec, b.spec], session_stickiness_enabled=True, stickiness_cookie_duration=120)
+    r = await request(lb.http_port)
+    first = r.json()["instance"]
+    cookie = r.header("Set-Cookie")
+    assert cookie is not None and cookie.startswith(COOKIE_NAME.decode() + "=") and "Max-Age=120" in cookie
+    value = cookie.split(";")[0]
+    for _ in range(4):
+        assert (await request(lb.http_port, headers={"Cookie": value})).json()["instance"] == first
+    # Tampered: name swapped to the other instance, tag kept.
+    other = "b" if first == "a" else "a"
+    expiry, _, tag = value.split("=", 1)[1].split(".")
+    forged = f"{COOKIE_NAME.decode()}={expiry}.{base64.urlsafe_b64encode(other.encode()).decode().rstrip('=')}.{tag}"
+    got = [(await request(lb.http_port, headers={"Cookie": forged})).json()["instance"] for _ in range(4)]
+    assert set(got) == {"a", "b"}  # ignored: round robin again
+    # Pinned instance unhealthy: re-pinned elsewhere.
+    lb.dp.set_healthy([other])
+    r = await request(lb.http_port, headers={"Cookie": value})
+    assert r.json()["instance"] == other and r.header("Set-Cookie") is not None
+
+
+async def test_https_redirect(backend_factory, dataplane_factory) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], https_redirection_enabled=True)
+    r = await request(lb.http_port, "/p?q=1", headers={"Host": "example.com:8080"})
+    assert r.status == 301
+    assert r.header("Location") == f"https://example.com:{lb.https_port}/p?q=1"
+    assert a.requests == []
+
+
+async def test_live_update_keeps_connections(backend_factory, dataplane_factory) -> None:
+    a, b = await backend_factory("a"), await backend_factory("b")
+    lb = await dataplane_factory([a.spec])
+    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (await read_response(reader)).json()["instance"] == "a"
+    from dataclasses import replace
+
+    lb.dp.update(replace(lb.dp.spec, instances=(b.spec,)))
+    lb.dp.set_healthy(["b"])
+    writer.write(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert (await read_response(reader)).json()["instance"] == "b"  # same client connection
+    writer.close()
+
+
+async def test_access_log_alb_format(backend_factory, dataplane_factory, caplog) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], access_log=True)
+    with caplog.at_level("INFO", logger="lbproxy.access"):
+        await request(lb.http_port, "/logged", headers={"User-Agent": "ua/1"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "lbproxy.access"]
+    assert len(lines) == 1
+    assert lines[0].startswith("http ") and " 200 200 " in lines[0] and '"ua/1"' in lines[0]
+    assert f'"GET http://localhost:{lb.http_port}/logged HTTP/1.1"' in lines[0]

@@ -1,0 +1,184 @@
+"""THE MEMORY-SCAN PROOF: run the data plane as a subprocess with a key the test knows, serve HTTPS, and
+read the memory of every process of the data plane (supervisor + generation, found through
+``/proc/PID/task/*/children``) from outside via ``/proc/PID/maps`` + ``/proc/PID/mem``.
+
+Needles: every base64 body line of the PEM, the DER encodings (PKCS#8 and traditional), and the raw
+private scalar (EC) or primes (RSA) in both byte orders. Before revocation the scan must find the key
+(the live scalar/primes inside OpenSSL), which shows the scan works; after revocation it must find
+nothing in any process. Key holders are hardened (not dumpable); reading works as root with
+CAP_SYS_PTRACE, which this test needs (it is skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import select
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from proxy_helpers import request
+
+pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(os.geteuid() != 0, reason="needs root to read /proc/PID/mem")]
+
+
+def needles(key_pem: bytes) -> dict[str, bytes]:
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    out: dict[str, bytes] = {}
+    for i, line in enumerate(key_pem.splitlines()):
+        if line and not line.startswith(b"-----") and len(line) >= 32:
+            out[f"pem line {i}"] = line
+    out["der pkcs8"] = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    out["der traditional"] = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        scalars = {"scalar": key.private_numbers().private_value}
+        size = (key.curve.key_size + 7) // 8
+    else:
+        assert isinstance(key, rsa.RSAPrivateKey)
+        n = key.private_numbers()
+        scalars = {"prime p": n.p, "prime q": n.q}
+        size = (key.key_size // 2 + 7) // 8
+    for name, value in scalars.items():
+        raw = value.to_bytes(size, "big")
+        out[f"{name} big-endian"] = raw
+        out[f"{name} little-endian"] = raw[::-1]
+    return out
+
+
+def process_tree(root: int) -> list[int]:
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return pids
+
+
+def scan(pid: int, patterns: dict[str, bytes]) -> set[str]:
+    found: set[str] = set()
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+        mem = open(f"/proc/{pid}/mem", "rb", buffering=0)  # noqa: SIM115
+    except OSError:
+        return found
+    with mem:
+        for line in maps:
+            parts = line.split()
+            if "r" not in parts[1] or (len(parts) > 5 and parts[5] in ("[vvar]", "[vsyscall]", "[vvar_vclock]")):
+                continue
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            if not data:
+                continue
+            for name, needle in patterns.items():
+                if name not in found and needle in data:
+                    found.add(name)
+    return found
+
+
+def scan_tree(root: int, patterns: dict[str, bytes]) -> dict[int, set[str]]:
+    return {pid: scan(pid, patterns) for pid in process_tree(root)}
+
+
+class Proc:
+    def __init__(self, args: list[str]) -> None:
+        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+
+    def send(self, msg: dict[str, object]) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(json.dumps(msg).encode() + b"\n")
+        self.p.stdin.flush()
+
+    def event(self, timeout: float = 20.0) -> dict[str, object]:
+        assert self.p.stdout is not None
+        ready, _, _ = select.select([self.p.stdout], [], [], timeout)
+        assert ready, "no event from the data plane"
+        line = self.p.stdout.readline()
+        assert line, "data plane exited"
+        return json.loads(line)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("key_type", [trustme.KeyType.ECDSA, trustme.KeyType.RSA], ids=["ecdsa", "rsa"])
+async def test_key_is_gone_from_every_process_after_revocation(backend_factory, tmp_path, key_type) -> None:
+    a = await backend_factory("a")
+    ca = trustme.CA(key_type=key_type)
+    cert = ca.issue_cert("localhost", key_type=key_type)
+    key_pem = cert.private_key_pem.bytes()
+    (tmp_path / "chain.pem").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    (tmp_path / "lb.toml").write_text(
+        f"""
+[load_balancer]
+name = "scan-lb"
+https_enabled = true
+instances = [{{ name = "a", address = "127.0.0.1:{a.port}" }}]
+
+[settings]
+http_listen = "127.0.0.1:0"
+https_listen = "127.0.0.1:0"
+workers = 2
+drain_timeout = 2.0
+health_check_interval = 1.0
+"""
+    )
+    proc = Proc([
+        sys.executable, "-m", "lbproxy.proxy", "--config", str(tmp_path / "lb.toml"),
+        "--key-source", "lbproxy.proxy.keys:TestFileKeySource",
+        "--key-param", f"cert_path={tmp_path / 'chain.pem'}", "--key-param", f"key_path={tmp_path / 'key.pem'}",
+        "--control-stdin",
+    ])  # fmt: skip
+    try:
+        started = await asyncio.to_thread(proc.event)
+        assert started["event"] == "started" and started["tls"] is True
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+        for _ in range(3):
+            assert (await request(int(started["https_port"]), ssl_ctx=client)).status == 200  # type: ignore[arg-type]
+        patterns = needles(key_pem)
+        supervisor = proc.p.pid
+        before = await asyncio.to_thread(scan_tree, supervisor, patterns)
+        assert len(before) >= 3  # supervisor + two workers
+        assert not before[supervisor], f"the supervisor must never hold key material: {before[supervisor]}"
+        holders = {pid: f for pid, f in before.items() if f}
+        assert set(holders) >= set(started["worker_pids"])  # type: ignore[arg-type]
+        for found in holders.values():
+            assert any(n.startswith(("scalar", "prime")) for n in found), found  # the live key in OpenSSL
+
+        t0 = time.monotonic()
+        proc.send({"op": "revoke"})
+        revoked = await asyncio.to_thread(proc.event)
+        assert revoked["event"] == "revoked"
+        assert time.monotonic() - t0 < 2.0
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await request(int(started["https_port"]), ssl_ctx=client)  # type: ignore[arg-type]
+        assert (await request(int(started["http_port"]))).status == 200  # type: ignore[arg-type]
+        after = await asyncio.to_thread(scan_tree, supervisor, patterns)
+        assert set(after).isdisjoint(started["worker_pids"])  # type: ignore[arg-type]
+        assert {pid: f for pid, f in after.items() if f} == {}, "key material found after revocation"
+    finally:
+        if proc.p.poll() is None:
+            proc.send({"op": "stop"})
+            try:
+                proc.p.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.p.kill()
+                proc.p.wait()
