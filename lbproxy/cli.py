@@ -1,6 +1,7 @@
 """``lbproxy``: argparse subcommands only; each hands off to the module that does the work.
 
 - ``control``  the control plane (KMS, ACM, Lightsail APIs, events, dashboard)
+- ``lb``       one load balancer's data plane
 - ``backend``  the tiny demo backend
 - ``ca``       the local certificate authority (``ca export``)
 - ``audit``    print (and follow) the audit trail
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -57,6 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=60,
         help="managed renewal starts this many days before expiry (default 60, as ACM)",
+    )
+
+    lb = sub.add_parser("lb", help="run one load balancer's data plane (TLS termination, round robin)")
+    lb.add_argument("--name", required=True, help="the Lightsail load balancer's name")
+    lb.add_argument(
+        "--control", default="http://127.0.0.1:4599", help="control plane URL (default http://127.0.0.1:4599)"
+    )
+    lb.add_argument("--config", type=Path, default=None, help="TOML file with a [settings] table (every limit)")
+    lb.add_argument("--http-listen", default=None, help="HTTP listener HOST:PORT (default 127.0.0.1:8080)")
+    lb.add_argument("--https-listen", default=None, help="HTTPS listener HOST:PORT (default 127.0.0.1:8443)")
+    lb.add_argument("--admin-listen", default=None, help="Prometheus /metrics HOST:PORT (default: off)")
+    lb.add_argument("--workers", type=int, default=None, help="key-holding worker processes (default 1)")
+    lb.add_argument("--access-log", action="store_true", default=None, help="ALB-format access log on stderr")
+    lb.add_argument("--health-check-interval", type=float, default=None, help="seconds (default 30, as ALB)")
+    lb.add_argument(
+        "--report-interval",
+        type=float,
+        default=10.0,
+        help="seconds between health/metrics reports to the control plane (default 10)",
+    )
+    lb.add_argument(
+        "--key-lease",
+        type=float,
+        default=0.0,
+        help="fail closed (wipe the key) after this many seconds without the control plane (0: off)",
     )
 
     b = sub.add_parser("backend", help="run the tiny demo backend (one instance)")
@@ -130,6 +157,71 @@ def run_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def lb_settings(args: argparse.Namespace) -> Any:
+    from lbproxy.config import load_toml
+    from lbproxy.proxy.spec import proxy_settings_from_mapping
+
+    table: dict[str, Any] = {}
+    if args.config is not None:
+        doc = load_toml(args.config)
+        unknown = set(doc) - {"settings"}
+        if unknown:
+            raise ConfigError(f"{args.config}: unknown table(s): {', '.join(sorted(unknown))} (expected [settings])")
+        table.update(doc.get("settings", {}))
+    flags = {
+        "http_listen": args.http_listen,
+        "https_listen": args.https_listen,
+        "admin_listen": args.admin_listen,
+        "workers": args.workers,
+        "access_log": args.access_log,
+        "health_check_interval": args.health_check_interval,
+    }
+    table.update({k: v for k, v in flags.items() if v is not None})
+    return proxy_settings_from_mapping(table, f"{args.config}: " if args.config else "")
+
+
+async def run_lb(args: argparse.Namespace, settings: Any) -> int:
+    from lbproxy.proxy.agent import DataPlaneAgent
+    from lbproxy.proxy.controllink import ControlError
+
+    try:
+        agent = DataPlaneAgent(
+            args.control, args.name, settings, report_interval=args.report_interval, key_lease=args.key_lease
+        )
+        await agent.start()
+    except ControlError as exc:
+        print(f"lbproxy lb: {exc.code}: {exc.message or exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"lbproxy lb: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    lb = agent.lb
+    host_http = settings.http_listen.rsplit(":", 1)[0]
+    host_https = settings.https_listen.rsplit(":", 1)[0]
+    print(
+        json.dumps(
+            {
+                "lb": args.name,
+                "pid": os.getpid(),
+                "http": f"{host_http}:{lb.http_port}",
+                "https": f"{host_https}:{lb.https_port}",
+                "admin_port": lb.admin_port,
+                "key": agent.key_state,
+                "workers": lb.worker_pids(),
+            }
+        ),
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("lbproxy.proxy").info("stopping: refusing handshakes, draining, wiping the key")
+    await agent.stop()
+    return 0
+
+
 def run_ca_export(args: argparse.Namespace) -> int:
     from lbproxy.certs.ca import CAError, export_root
 
@@ -163,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(run_control(control_settings(args)))
         if args.command == "audit":
             return run_audit(args)
+        if args.command == "lb":
+            return _run(run_lb(args, lb_settings(args)))
         if args.command == "ca":
             return run_ca_export(args)
         if args.command == "backend":

@@ -111,7 +111,21 @@ CREATE TABLE IF NOT EXISTS ls_metric_samples (
     maximum REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ls_metric_samples_by_lb ON ls_metric_samples (lb_name, metric, time);
+CREATE TABLE IF NOT EXISTS ls_key_states (
+    lb_name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since REAL NOT NULL,
+    certificate_arn TEXT,
+    serial TEXT,
+    fingerprint TEXT,
+    workers INTEGER NOT NULL DEFAULT 0,
+    reported_at REAL NOT NULL
+);
 """
+
+#: What a data plane reports about its key (never key material): ``state`` and its time, the certificate's
+#: ARN, serial and SHA-256 fingerprint, how many key-holding workers serve.
+KEY_STATES = ("loaded", "wiped", "none")
 
 SOURCE_FILE = "file"
 SOURCE_API = "api"
@@ -127,6 +141,7 @@ EVENT_CERTIFICATE_ATTACHED = "loadbalancer.certificate_attached"
 EVENT_CERTIFICATE_DETACHED = "loadbalancer.certificate_detached"
 EVENT_HEALTH_CHANGED = "loadbalancer.health_changed"
 EVENT_DELETED = "loadbalancer.deleted"
+EVENT_KEY_STATE = "loadbalancer.key_state_changed"
 
 HEALTH_STATES = ("initial", "healthy", "unhealthy", "unused", "draining", "unavailable")
 HEALTH_REASONS = (
@@ -734,7 +749,7 @@ class LightsailService:
         """``POST /dataplane/v1/load-balancers/{name}/report``: health states and metric deltas."""
         if not isinstance(doc, Mapping):
             raise InvalidInputException("The report must be a JSON object.")
-        unknown = sorted(set(doc) - {"instances", "metrics"})
+        unknown = sorted(set(doc) - {"instances", "metrics", "keyState"})
         if unknown:
             raise InvalidInputException(f"unknown report field(s): {', '.join(unknown)}")
         now = self._clock.time()
@@ -743,6 +758,7 @@ class LightsailService:
         if not isinstance(raw_metrics, Mapping):
             raise InvalidInputException("invalid metrics: expected an object of metric name -> number")
         samples = metrics_mod.samples_from_report(raw_metrics, now)
+        key_state = _parse_key_state(doc.get("keyState"))
         with self._lock, self._db.transaction() as tx:
             lb = self.authorize_data_plane(principal, lb_name)
             attached = self._attached_rows(lb.name)
@@ -765,8 +781,33 @@ class LightsailService:
             if changed:
                 self._events.publish(EVENT_HEALTH_CHANGED, {**self._lb_ref(lb), "instances": changed},
                                      [lb.principal_arn])
+            if key_state is not None:
+                self._store_key_state(tx, lb, key_state, now)
         return {"accepted": {"instances": len(health) - len(ignored), "samples": len(samples)},
                 "ignoredInstances": ignored, "lastEventId": self._events.last_id()}
+
+    def _store_key_state(self, tx: Any, lb: LoadBalancer, ks: dict[str, Any], now: float) -> None:
+        prev = tx.execute("SELECT state, since, fingerprint FROM ls_key_states WHERE lb_name = ?",
+                          (lb.name,)).fetchone()
+        tx.execute(
+            "INSERT OR REPLACE INTO ls_key_states VALUES (?,?,?,?,?,?,?,?)",
+            (lb.name, ks["state"], ks["since"], ks["certificateArn"], ks["serial"], ks["fingerprint"],
+             ks["workers"], now),
+        )
+        if prev is None or (prev["state"], prev["fingerprint"]) != (ks["state"], ks["fingerprint"]):
+            # Admin-only audience: the dashboard follows it; the data plane needs no echo of itself.
+            self._events.publish(EVENT_KEY_STATE, {**self._lb_ref(lb), "keyState": ks}, [])
+
+    def key_states(self) -> dict[str, dict[str, Any]]:
+        """Each data plane's last reported key state, by load-balancer name (for the dashboard)."""
+        return {
+            r["lb_name"]: {
+                "state": r["state"], "since": r["since"], "certificateArn": r["certificate_arn"],
+                "serial": r["serial"], "fingerprint": r["fingerprint"], "workers": r["workers"],
+                "reportedAt": r["reported_at"],
+            }
+            for r in self._db.query("SELECT * FROM ls_key_states ORDER BY lb_name")
+        }
 
     def metric_data(
         self, lb_name: str, metric: str, period: int, start: float, end: float, unit: str, statistics: list[str]
@@ -1016,4 +1057,31 @@ def _parse_health(raw: Any) -> dict[str, tuple[str, str | None]]:
         if reason is not None and reason not in HEALTH_REASONS:
             raise InvalidInputException(f"invalid instances[{i}].reasonCode: {reason!r}")
         out[name] = (str(state), reason if state != "healthy" else None)
+    return out
+
+
+def _parse_key_state(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise InvalidInputException("invalid keyState: expected an object")
+    unknown = sorted(set(raw) - {"state", "since", "certificateArn", "serial", "fingerprint", "workers", "leasedOut"})
+    if unknown:
+        raise InvalidInputException(f"unknown keyState field(s): {', '.join(unknown)}")
+    state = raw.get("state")
+    if state not in KEY_STATES:
+        raise InvalidInputException(f"invalid keyState.state: {state!r} (expected one of {', '.join(KEY_STATES)})")
+    since = raw.get("since")
+    if isinstance(since, bool) or not isinstance(since, int | float):
+        raise InvalidInputException(f"invalid keyState.since: {since!r} (expected epoch seconds)")
+    out: dict[str, Any] = {"state": state, "since": float(since)}
+    for name in ("certificateArn", "serial", "fingerprint"):
+        value = raw.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInputException(f"invalid keyState.{name}: {value!r} (expected a string)")
+        out[name] = value
+    workers = raw.get("workers", 0)
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise InvalidInputException(f"invalid keyState.workers: {workers!r} (expected an integer)")
+    out["workers"] = workers
     return out

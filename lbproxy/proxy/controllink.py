@@ -86,7 +86,7 @@ class ControlClient:
     def _send(self, method: str, path: str, body: bytes, service: str, headers: Mapping[str, str]) -> bytes:
         url = self.base_url + path
         signed = self.signer.headers(method, url, body, service, headers)
-        req = urllib.request.Request(url, data=body if method != "GET" else None, headers=signed, method=method)
+        req = urllib.request.Request(url, data=body or None, headers=signed, method=method)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return resp.read()
@@ -105,7 +105,13 @@ class ControlClient:
         return json.loads(self._send("GET", path, b"", SIGNING_NAME, {}))
 
     def post_json(self, path: str, payload: Any) -> Any:
-        raw = self._send("POST", path, json.dumps(payload).encode(), SIGNING_NAME, {"Content-Type": "application/json"})
+        return self.call_json("POST", path, payload)
+
+    def call_json(self, method: str, path: str, payload: Any = None) -> Any:
+        """A signed JSON call to one of lbproxy's own endpoints (e.g. the admin extensions)."""
+        body = json.dumps(payload).encode() if payload is not None else b""
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        raw = self._send(method, path, body, SIGNING_NAME, headers)
         return json.loads(raw or b"{}")
 
     def decrypt_data_key(

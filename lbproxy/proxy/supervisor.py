@@ -48,6 +48,10 @@ from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings, settings_to_mapp
 log = logging.getLogger("lbproxy.proxy")
 
 
+#: ``update(spec)`` without ``key_source``: keep the current key source.
+_KEEP = object()
+
+
 class GenerationError(RuntimeError):
     pass
 
@@ -151,12 +155,17 @@ class LoadBalancer:
                 await self._admin.cleanup()
                 self._admin = None
 
-    async def update(self, spec: LoadBalancerSpec) -> None:
+    async def update(self, spec: LoadBalancerSpec, key_source: KeySourceRef | object | None = _KEEP) -> None:
+        """Apply a new spec. With ``key_source`` given, the new spec and key start one new generation
+        together (a certificate attached, swapped or renewed); ``None`` means no key from now on."""
         async with self._lock:
             old, self.spec = self.spec, spec
             if self._health is not None:
                 self._health.update(spec)
-            if (old.tls_policy_name, old.https_enabled) != (spec.tls_policy_name, spec.https_enabled):
+            policy_changed = (old.tls_policy_name, old.https_enabled) != (spec.tls_policy_name, spec.https_enabled)
+            if key_source is not _KEEP and (key_source is not None or self.has_key or policy_changed):
+                await self._rotate_locked(key_source)  # type: ignore[arg-type]
+            elif policy_changed:
                 await self._rotate_locked(self._key_source)
             elif self._gen is not None:
                 self._gen.send({"op": "update", "spec": spec_to_mapping(spec)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.error
@@ -51,7 +52,8 @@ class Dash:
     def role(self, name: str) -> Principal:
         plane = self.ct.plane
         assert plane is not None
-        return self.ct.call(lambda: plane.principals.ensure_role(name))  # type: ignore[no-any-return]
+        role: Principal = self.ct.call(lambda: plane.principals.ensure_role(name))
+        return role
 
     def report_key_state(self, lb: str, state: str, **kw: Any) -> None:
         """Stand-in for the data plane's key-state report (``KeyStates.report``)."""
@@ -100,7 +102,7 @@ class Dash:
         ls = self.ct.client("lightsail")
         ls.create_load_balancer(loadBalancerName=lb, instancePort=80, healthCheckPath="/health")
         for i in (1, 2, 3):
-            self.ct.call(lambda i=i: plane.lightsail.register_instance(f"web-{i}", f"127.0.0.1:{8000 + i}"))
+            self.ct.call(functools.partial(plane.lightsail.register_instance, f"web-{i}", f"127.0.0.1:{8000 + i}"))
         ls.attach_instances_to_load_balancer(loadBalancerName=lb, instanceNames=["web-1", "web-2", "web-3"])
         ls.create_load_balancer_tls_certificate(
             loadBalancerName=lb, certificateName="demo-cert", certificateDomainName="demo.lbproxy.test"
@@ -141,7 +143,8 @@ class Dash:
     def state(self) -> dict[str, Any]:
         reply = self.request("GET", "/dashboard/api/state")
         assert reply.status == 200, reply.body
-        return reply.body  # type: ignore[no-any-return]
+        body: dict[str, Any] = reply.body
+        return body
 
     def call(self, target: str, params: dict[str, Any]) -> Reply:
         return self.request("POST", "/dashboard/api/call", {"target": target, "params": params})

@@ -229,7 +229,8 @@ def test_errors_on_an_existing_load_balancer(ls: LightsailControl) -> None:
                                                   "certificateDomainName": "*.example.com"}, "InvalidInputException"),
         ("create_load_balancer_tls_certificate", {"loadBalancerName": "lb-x", "certificateName": "ca",
                                                   "certificateDomainName": "a.example.com",
-                                                  "certificateAlternativeNames": [f"n{i}.example.com" for i in range(10)]},
+                                                  "certificateAlternativeNames": [f"n{i}.example.com"
+                                                                                  for i in range(10)]},
          "InvalidInputException"),
         ("attach_load_balancer_tls_certificate", {"loadBalancerName": "lb-x", "certificateName": "ghost"},
          "NotFoundException"),

@@ -52,7 +52,8 @@ def test_names_and_certificate_limits() -> None:
         A.certificate_names("a.example", [f"n{i}.example" for i in range(10)])
     with pytest.raises(InvalidInputException, match="Wildcard"):
         A.certificate_names("*.example.com", None)
-    assert A.lightsail_arn("us-east-1", "LoadBalancer", "u") == "arn:aws:lightsail:us-east-1:000000000000:LoadBalancer/u"
+    arn = A.lightsail_arn("us-east-1", "LoadBalancer", "u")
+    assert arn == "arn:aws:lightsail:us-east-1:000000000000:LoadBalancer/u"
 
 
 def test_instances_file_parsing_names_the_field() -> None:
@@ -93,7 +94,8 @@ def test_metric_aggregation_as_cloudwatch() -> None:
     assert [(p["minimum"], p["maximum"], p["average"]) for p in healthy] == [(2.0, 3.0, 2.5), (1.0, 1.0, 1.0)]
     rt = M.aggregate(samples, metric="InstanceResponseTime", period=60, start=t0, end=t0 + 60, unit="Seconds",
                      statistics=["Average", "Maximum", "Minimum"])
-    assert rt[0]["average"] == pytest.approx(0.26) and rt[0]["maximum"] == 0.9 and rt[0]["minimum"] == pytest.approx(0.1)
+    assert rt[0]["average"] == pytest.approx(0.26) and rt[0]["maximum"] == 0.9
+    assert rt[0]["minimum"] == pytest.approx(0.1)
     # A unit other than the published one: no data, as CloudWatch.
     assert M.aggregate(samples, metric="RequestCount", period=60, start=t0, end=t0 + 60, unit="Seconds",
                        statistics=["Sum"]) == []

@@ -12,7 +12,6 @@ CAP_SYS_PTRACE, which this test needs (it is skipped otherwise).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import select
@@ -20,83 +19,14 @@ import ssl
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import trustme
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from proxy_helpers import request
 
+from lbproxy.memscan import needles, scan_tree
+
 pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(os.geteuid() != 0, reason="needs root to read /proc/PID/mem")]
-
-
-def needles(key_pem: bytes) -> dict[str, bytes]:
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    out: dict[str, bytes] = {}
-    for i, line in enumerate(key_pem.splitlines()):
-        if line and not line.startswith(b"-----") and len(line) >= 32:
-            out[f"pem line {i}"] = line
-    out["der pkcs8"] = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    out["der traditional"] = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        scalars = {"scalar": key.private_numbers().private_value}
-        size = (key.curve.key_size + 7) // 8
-    else:
-        assert isinstance(key, rsa.RSAPrivateKey)
-        n = key.private_numbers()
-        scalars = {"prime p": n.p, "prime q": n.q}
-        size = (key.key_size // 2 + 7) // 8
-    for name, value in scalars.items():
-        raw = value.to_bytes(size, "big")
-        out[f"{name} big-endian"] = raw
-        out[f"{name} little-endian"] = raw[::-1]
-    return out
-
-
-def process_tree(root: int) -> list[int]:
-    pids, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-    return pids
-
-
-def scan(pid: int, patterns: dict[str, bytes]) -> set[str]:
-    found: set[str] = set()
-    try:
-        maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
-        mem = open(f"/proc/{pid}/mem", "rb", buffering=0)  # noqa: SIM115
-    except OSError:
-        return found
-    with mem:
-        for line in maps:
-            parts = line.split()
-            if "r" not in parts[1] or (len(parts) > 5 and parts[5] in ("[vvar]", "[vsyscall]", "[vvar_vclock]")):
-                continue
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            try:
-                mem.seek(start)
-                data = mem.read(end - start)
-            except (OSError, ValueError, OverflowError):
-                continue
-            if not data:
-                continue
-            for name, needle in patterns.items():
-                if name not in found and needle in data:
-                    found.add(name)
-    return found
-
-
-def scan_tree(root: int, patterns: dict[str, bytes]) -> dict[int, set[str]]:
-    return {pid: scan(pid, patterns) for pid in process_tree(root)}
 
 
 class Proc:

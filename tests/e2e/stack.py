@@ -1,0 +1,177 @@
+"""The whole product on 127.0.0.1 for end-to-end tests: a real control plane (in-process thread), demo
+backends, and ``lbproxy lb`` as a subprocess that authenticates as its load balancer's principal."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trustme
+from aiohttp import web
+from botocore.credentials import ReadOnlyCredentials
+
+from lbproxy.backend import make_app
+from lbproxy.control.app import bound_port
+from lbproxy.lightsail.dataplane import install_routes
+from lbproxy.proxy.controllink import ControlClient, Signer
+from lbproxy.testing import ControlThread
+
+
+@dataclass
+class Certificate:
+    ca: trustme.CA
+    key_pem: bytes
+    lightsail_name: str
+    acm_arn: str
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        return ctx
+
+
+@dataclass
+class Stack:
+    control: ControlThread
+    tmp: Path
+    lb_name: str = "e2e-lb"
+    backends: dict[str, int] = field(default_factory=dict)
+    lb: subprocess.Popen[bytes] | None = None
+    ready: dict[str, Any] = field(default_factory=dict)
+    _runners: list[web.AppRunner] = field(default_factory=list)
+
+    # -- the control plane side, through the public API ------------------------------------------
+    def admin_link(self) -> ControlClient:
+        a = self.control.admin
+        return ControlClient(self.control.url, Signer(ReadOnlyCredentials(a.access_key_id, a.secret_access_key, None),
+                                                      "us-east-1"))
+
+    def start_backends(self, *names: str) -> None:
+        async def start(name: str) -> int:
+            runner = web.AppRunner(make_app(name), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self._runners.append(runner)
+            return bound_port(site)
+
+        link = self.admin_link()
+        for name in names:
+            port = self.control.call(lambda n=name: start(n))
+            self.backends[name] = port
+            link.call_json("PUT", f"/lbproxy/v1/instances/{name}", {"address": f"127.0.0.1:{port}"})
+
+    def create_load_balancer(self, health_check_path: str = "/health") -> None:
+        ls = self.control.client("lightsail")
+        ls.create_load_balancer(loadBalancerName=self.lb_name, instancePort=80, healthCheckPath=health_check_path)
+        ls.attach_instances_to_load_balancer(loadBalancerName=self.lb_name, instanceNames=list(self.backends))
+
+    def import_certificate(self, name: str, key_type: trustme.KeyType = trustme.KeyType.ECDSA) -> Certificate:
+        ca = trustme.CA(key_type=key_type)
+        leaf = ca.issue_cert("localhost", "127.0.0.1", key_type=key_type)
+        acm = self.control.client("acm")
+        pems = leaf.cert_chain_pems
+        arn = acm.import_certificate(
+            Certificate=pems[0].bytes(), PrivateKey=leaf.private_key_pem.bytes(),
+            CertificateChain=b"".join(p.bytes() for p in pems[1:]) or ca.cert_pem.bytes(),
+        )["CertificateArn"]
+        self.admin_link().call_json(
+            "POST", f"/lbproxy/v1/load-balancers/{self.lb_name}/tls-certificates",
+            {"certificateName": name, "acmCertificateArn": arn},
+        )
+        return Certificate(ca, leaf.private_key_pem.bytes(), name, arn)
+
+    def attach(self, cert: Certificate) -> None:
+        self.control.client("lightsail").attach_load_balancer_tls_certificate(
+            loadBalancerName=self.lb_name, certificateName=cert.lightsail_name
+        )
+
+    def grants(self) -> list[dict[str, Any]]:
+        return self.control.client("kms").list_grants(KeyId="alias/aws/acm")["Grants"]  # type: ignore[no-any-return]
+
+    # -- the data plane ------------------------------------------------------------------------
+    def start_lb(self, *extra: str, workers: int = 1) -> dict[str, Any]:
+        settings = self.control.settings
+        env = {**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(settings.data_dir / "credentials"),
+               "AWS_PROFILE": self.lb_name, "AWS_CONFIG_FILE": os.devnull}
+        env.pop("AWS_ACCESS_KEY_ID", None)
+        env.pop("AWS_SECRET_ACCESS_KEY", None)
+        self.lb = subprocess.Popen(
+            [sys.executable, "-m", "lbproxy", "lb", "--name", self.lb_name, "--control", self.control.url,
+             "--http-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0", "--workers", str(workers),
+             "--health-check-interval", "0.3", "--report-interval", "0.3", *extra],
+            stdout=subprocess.PIPE, env=env,
+        )
+        assert self.lb.stdout is not None
+        ready, _, _ = select.select([self.lb.stdout], [], [], 40)
+        assert ready, "lbproxy lb did not start"
+        line = self.lb.stdout.readline()
+        assert line, "lbproxy lb exited at start"
+        self.ready = json.loads(line)
+        return self.ready
+
+    @property
+    def http_port(self) -> int:
+        return int(self.ready["http"].rsplit(":", 1)[1])
+
+    @property
+    def https_port(self) -> int:
+        return int(self.ready["https"].rsplit(":", 1)[1])
+
+    def stop_lb(self) -> int | None:
+        if self.lb is None:
+            return None
+        if self.lb.poll() is None:
+            self.lb.send_signal(signal.SIGTERM)
+            try:
+                return self.lb.wait(30)
+            except subprocess.TimeoutExpired:
+                self.lb.kill()
+                self.lb.wait(5)
+        return self.lb.returncode
+
+    def stop(self) -> None:
+        self.stop_lb()
+
+        async def cleanup() -> None:
+            for r in self._runners:
+                await r.cleanup()
+
+        self.control.call(cleanup)
+
+
+def get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 5.0) -> tuple[int, str, dict[str, str]]:
+    req = urllib.request.Request(url, headers={"Connection": "close"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
+            return resp.status, resp.read().decode(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def make_stack(tmp: Path) -> Stack:
+    from lbproxy.clock import SystemClock
+
+    ct = ControlThread(tmp / "data", clock=SystemClock(), validation_delay=0.0, installers=[install_routes])
+    return Stack(ct.start(), tmp)
