@@ -114,6 +114,10 @@ def pem_fingerprint(pem: str) -> str:
         return ""
 
 
+class KeySourceError(RuntimeError):
+    """The key could not be loaded (the message says why; it never contains key material)."""
+
+
 class ControlKeySource:
     """``KeySource`` for a generation leader: the key through the grant, straight into a ``bytearray``.
 
@@ -135,9 +139,12 @@ class ControlKeySource:
         cfg = client.get_json(config_path(self.name))
         cert = cfg.get("certificate")
         if not cert or not ((cfg.get("listeners") or {}).get("https") or {}).get("enabled"):
-            return None
+            raise KeySourceError("no issued certificate is attached to the load balancer any more")
         if self.expect_certificate and cert.get("acmCertificateArn") != self.expect_certificate:
-            return None
+            raise KeySourceError(
+                f"the attached certificate changed ({cert.get('acmCertificateArn')}, expected "
+                f"{self.expect_certificate}); the supervisor will load the new one"
+            )
         bundle = cert["bundle"]
         token = (cert.get("grant") or {}).get("grantToken")
         data_key = client.decrypt_data_key(
@@ -303,10 +310,17 @@ class DataPlaneAgent:
 
     async def revoke(self) -> None:
         async with self._lock:
-            if self.lb is not None and self.lb.has_key:
+            if self.lb is not None:
+                # Even a key-less current generation may have rotated-out predecessors holding a key.
                 await self.lb.revoke()
+            if self.key_state == "loaded":
                 self._set_key_state("wiped")
-            self.certificate = None if self.certificate is None else self.certificate
+
+    def _after_rotation(self) -> None:
+        if self.lb.has_key:
+            self._set_key_state("loaded")
+        elif self.key_state == "loaded":
+            self._set_key_state("wiped")
 
     async def refresh(self, force_rotate: bool = False) -> None:
         """Refetch the configuration and bring the supervisor in line with it."""
@@ -324,12 +338,12 @@ class DataPlaneAgent:
             if ref is None:
                 if self.lb.has_key:
                     await self.lb.revoke()
-                    self._set_key_state("wiped")
                 await self.lb.update(spec, key_source=None)
+                self._after_rotation()
                 return
             if force_rotate or changed_cert or not self.lb.has_key:
                 await self.lb.update(spec, key_source=ref)
-                self._set_key_state("loaded" if self.lb.has_key else self.key_state)
+                self._after_rotation()
             else:
                 await self.lb.update(spec)
 

@@ -79,6 +79,8 @@ class Dataplane:
         self.connections: set[Downstream] = set()
         self.now = self.loop.time()
         self.draining = False
+        #: None while serving; the stop mode once ``stop`` began (``escalate`` can upgrade a rotation).
+        self.stop_mode: str | None = None
         # Settings the hot path reads, as plain attributes.
         s = settings
         self.max_request_line = s.max_request_line
@@ -146,21 +148,34 @@ class Dataplane:
             server.close()
         self._servers.clear()
 
+    def escalate(self, mode: str) -> None:
+        """A rotation in progress becomes a revocation or shutdown: refuse handshakes, drain, abort.
+
+        (The key of a rotated-out generation is revoked while it still serves its last connections.)"""
+        if mode == STOP_ROTATE or self.stop_mode not in (None, STOP_ROTATE):
+            return
+        self.stop_mode = mode
+        self.revoke_tls()
+        self.draining = True
+        for conn in list(self.connections):
+            if conn.idle():
+                conn.close_idle()
+
     async def stop(self, mode: str = STOP_SHUTDOWN) -> None:
-        """Stop in the written order (see the module docstring); returns when no connection is left."""
+        """Stop in the written order (see the module docstring); returns when no connection is left.
+
+        ``escalate`` may turn a rotation into a revocation while this waits."""
         self.stop_accepting()
-        if mode != STOP_ROTATE:
-            self.revoke_tls()
+        self.stop_mode = STOP_ROTATE
+        self.escalate(mode)
         s = self.settings
-        grace = s.rotation_grace if mode == STOP_ROTATE else s.drain_timeout
-        deadline = time.monotonic() + grace
-        if mode != STOP_ROTATE:
-            self.draining = True
-            for conn in list(self.connections):
-                if conn.idle():
-                    conn.close_idle()
-        while self.connections and time.monotonic() < deadline:
-            if mode != STOP_ROTATE and not any(not c.idle() for c in self.connections):
+        started = time.monotonic()
+        while self.connections:
+            rotating = self.stop_mode == STOP_ROTATE
+            grace = s.rotation_grace if rotating else s.drain_timeout
+            if time.monotonic() - started >= grace:
+                break
+            if not rotating and not any(not c.idle() for c in self.connections):
                 break
             await asyncio.sleep(0.02)
         for conn in list(self.connections):

@@ -72,7 +72,7 @@ class WorkerHandle:
             self.writer.write(json.dumps(msg).encode() + b"\n")
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(slots=True, eq=False)
 class Generation:
     number: int
     process: subprocess.Popen[bytes]
@@ -113,6 +113,8 @@ class LoadBalancer:
         self._gen: Generation | None = None
         self._generations = 0
         self._retiring: set[asyncio.Task[None]] = set()
+        #: Rotated-out generations still serving their last connections (with the previous key).
+        self._rotated_out: set[Generation] = set()
         self._healthy: frozenset[str] = frozenset()
         self._health: HealthChecker | None = None
         self._metrics = MetricsAggregator()
@@ -142,6 +144,8 @@ class LoadBalancer:
             if self._health is not None:
                 await self._health.stop()
             gen, self._gen = self._gen, None
+            for rotated in list(self._rotated_out):
+                rotated.send({"op": "stop", "mode": STOP_SHUTDOWN})
             if gen is not None:
                 gen.send({"op": "revoke"})
                 await self._retire(gen, STOP_SHUTDOWN)
@@ -182,6 +186,8 @@ class LoadBalancer:
             old = self._gen
             if old is not None:
                 old.send({"op": "revoke"})
+            for rotated in list(self._rotated_out):  # they hold the previous key: it goes too
+                rotated.send({"op": "stop", "mode": STOP_REVOKE})
             try:
                 self._gen = await self._spawn(None)
             finally:
@@ -193,9 +199,11 @@ class LoadBalancer:
         old = self._gen
         self._gen = await self._spawn(key_source)
         if old is not None:
+            self._rotated_out.add(old)
             task = asyncio.get_running_loop().create_task(self._retire(old, STOP_ROTATE))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
+            task.add_done_callback(lambda _t, g=old: self._rotated_out.discard(g))
 
     # -- observation -------------------------------------------------------------------------------
     @property

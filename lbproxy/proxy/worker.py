@@ -39,7 +39,7 @@ import sys
 from typing import Any
 
 from lbproxy.config import settings_from_mapping
-from lbproxy.proxy.dataplane import STOP_SHUTDOWN, Dataplane
+from lbproxy.proxy.dataplane import STOP_REVOKE, STOP_SHUTDOWN, Dataplane
 from lbproxy.proxy.keys import KeySourceRef, die_with_parent, harden_key_holder, zero
 from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings, spec_from_mapping
 from lbproxy.proxy.tls import TlsTerminator, keyed_context
@@ -146,7 +146,26 @@ async def _serve(
     finally:
         reporter.cancel()
         stop_wait.cancel()
-    await dp.stop(stop_mode)
+
+    async def follow_while_stopping() -> None:
+        # A rotated-out generation keeps listening: a revocation (or shutdown) of its key escalates the stop.
+        with contextlib.suppress(Exception):
+            while True:
+                line = await reader.readline()
+                if not line:
+                    dp.escalate(STOP_SHUTDOWN)
+                    return
+                msg = json.loads(line)
+                if msg.get("op") == "revoke":
+                    dp.escalate(STOP_REVOKE)
+                elif msg.get("op") == "stop":
+                    dp.escalate(msg.get("mode", STOP_SHUTDOWN))
+
+    follower = loop.create_task(follow_while_stopping())
+    try:
+        await dp.stop(stop_mode)
+    finally:
+        follower.cancel()
     with contextlib.suppress(OSError):
         send({"op": "metrics", "counters": dp.metrics.as_dict()})
         send({"op": "stopped"})

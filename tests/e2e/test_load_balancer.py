@@ -92,3 +92,74 @@ def test_a_load_balancer_without_certificate_serves_http_only(stack: Stack) -> N
     assert ready["key"] == "none"
     assert get(f"http://127.0.0.1:{stack.http_port}/")[0] == 200
     assert handshake_fails(stack.https_port, ssl.create_default_context())
+
+
+def key_state(stack: Stack) -> str | None:
+    states = stack.control.call(lambda: stack.control.plane.lightsail.key_states())  # type: ignore[union-attr]
+    return (states.get(stack.lb_name) or {}).get("state")
+
+
+def served_serial(port: int, ctx: ssl.SSLContext) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as s, ctx.wrap_socket(
+        s, server_hostname="localhost"
+    ) as t:
+        return str(t.getpeercert()["serialNumber"])  # type: ignore[index]
+
+
+def test_swap_rotates_without_dropping_open_connections_then_detach_revokes(stack: Stack) -> None:
+    stack.start_backends("web-1")
+    stack.create_load_balancer()
+    first = stack.import_certificate("first")
+    second = stack.import_certificate("second")
+    stack.attach(first)
+    stack.start_lb()
+    wait_until(lambda: key_state(stack) == "loaded", timeout=10)
+
+    # An open keep-alive connection on the first certificate.
+    import http.client
+
+    conn = http.client.HTTPSConnection("localhost", stack.https_port, context=first.client_context(), timeout=5)
+    conn.request("GET", "/before")
+    assert conn.getresponse().read()
+
+    stack.attach(second)  # swap: new grant for the second, the first one's grant retired
+    assert {g["Name"] for g in stack.grants()} == {"IssuedThroughACM"} and len(stack.grants()) == 1
+    wait_until(lambda: not handshake_fails(stack.https_port, second.client_context()), timeout=10)
+    assert handshake_fails(stack.https_port, first.client_context())  # new handshakes: the second certificate
+    conn.request("GET", "/after-swap")  # the old connection keeps working during the grace period
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read()
+    conn.close()
+
+    # Detach (lbproxy extension: real Lightsail detaches by deleting): the grant is retired, the key wiped.
+    stack.admin_link().call_json(
+        "POST", f"/lbproxy/v1/load-balancers/{stack.lb_name}/tls-certificates/second/detach", {}
+    )
+    wait_until(lambda: handshake_fails(stack.https_port, second.client_context()), timeout=5)
+    assert get(f"http://127.0.0.1:{stack.http_port}/")[0] == 200
+    wait_until(lambda: key_state(stack) in ("wiped", "none"), timeout=10)
+
+
+def test_https_redirection_attribute_reaches_the_data_plane(stack: Stack) -> None:
+    """UpdateLoadBalancerAttribute -> event -> the HTTP listener answers 301 to https, same host/path/query."""
+    stack.start_backends("web-1")
+    stack.create_load_balancer()
+    cert = stack.import_certificate("cert-c")
+    stack.attach(cert)
+    stack.start_lb()
+    stack.control.client("lightsail").update_load_balancer_attribute(
+        loadBalancerName=stack.lb_name, attributeName="HttpsRedirectionEnabled", attributeValue="true"
+    )
+
+    def redirected() -> bool:
+        import http.client
+
+        c = http.client.HTTPConnection("127.0.0.1", stack.http_port, timeout=3)
+        c.request("GET", "/a?b=c", headers={"Host": "example.test"})
+        r = c.getresponse()
+        ok = r.status == 301 and r.getheader("Location", "").startswith("https://example.test")
+        c.close()
+        return ok and "/a?b=c" in (r.getheader("Location") or "")
+
+    wait_until(redirected, timeout=10)
+    assert get(f"https://localhost:{stack.https_port}/x", cert.client_context())[0] == 200
