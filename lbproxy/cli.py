@@ -119,10 +119,11 @@ def control_settings(args: argparse.Namespace) -> ControlSettings:
 async def run_control(settings: ControlSettings) -> int:
     from lbproxy.control.app import ControlServer
     from lbproxy.control.plane import ControlPlane
+    from lbproxy.control import dashboard
     from lbproxy.lightsail.dataplane import install_routes
 
     plane = ControlPlane(settings)
-    server = ControlServer(plane, installers=[install_routes])
+    server = ControlServer(plane, installers=[install_routes, dashboard.install])
     try:
         await server.start()
     except OSError as exc:
@@ -136,6 +137,7 @@ async def run_control(settings: ControlSettings) -> int:
     if hasattr(plane, "reload_instances"):
         loop.add_signal_handler(signal.SIGHUP, plane.reload_instances)
     print(f"lbproxy control listening on {server.url} (data dir {settings.data_dir})", flush=True)
+    print(f"dashboard: {dashboard.dashboard_url(plane, server.url)}", flush=True)
     await stop.wait()
     logging.getLogger("lbproxy.control").info("stopping")
     await server.stop()
