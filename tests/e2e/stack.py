@@ -3,6 +3,7 @@ backends, and ``lbproxy lb`` as a subprocess that authenticates as its load bala
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -10,6 +11,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -49,6 +51,9 @@ class Stack:
     lb: subprocess.Popen[bytes] | None = None
     ready: dict[str, Any] = field(default_factory=dict)
     _runners: list[web.AppRunner] = field(default_factory=list)
+    #: The backends run on their own loop, so they outlive a control-plane restart.
+    _backend_loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    _backend_thread: threading.Thread | None = None
 
     # -- the control plane side, through the public API ------------------------------------------
     def admin_link(self) -> ControlClient:
@@ -65,9 +70,12 @@ class Stack:
             self._runners.append(runner)
             return bound_port(site)
 
+        if self._backend_thread is None:
+            self._backend_thread = threading.Thread(target=self._backend_loop.run_forever, daemon=True)
+            self._backend_thread.start()
         link = self.admin_link()
         for name in names:
-            port = self.control.call(lambda n=name: start(n))
+            port = asyncio.run_coroutine_threadsafe(start(name), self._backend_loop).result(10)
             self.backends[name] = port
             link.call_json("PUT", f"/lbproxy/v1/instances/{name}", {"address": f"127.0.0.1:{port}"})
 
@@ -147,7 +155,10 @@ class Stack:
             for r in self._runners:
                 await r.cleanup()
 
-        self.control.call(cleanup)
+        if self._backend_thread is not None:
+            asyncio.run_coroutine_threadsafe(cleanup(), self._backend_loop).result(10)
+            self._backend_loop.call_soon_threadsafe(self._backend_loop.stop)
+            self._backend_thread.join(5)
 
 
 def get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 5.0) -> tuple[int, str, dict[str, str]]:
