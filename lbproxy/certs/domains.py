@@ -4,6 +4,11 @@ DNS validation in ACM asks for one CNAME per domain (a wildcard ``*.example.com`
 of ``example.com``); the record is the same for the same domain in the same account, so it is derived
 here from the account and the domain. Validation itself "succeeds" after the configured delay: lbproxy
 has no public DNS to check.
+
+lbproxy extension: ACM refuses the single-label name ``localhost`` (its pattern wants at least two
+labels); lbproxy's local CA accepts exactly ``localhost`` and ``*.localhost`` besides, so a certificate
+for the machine itself can be requested (``demo.localhost`` already satisfies ACM's pattern). RFC 6761
+reserves ``localhost`` for loopback, so no public name is ever affected.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ DOMAIN_PATTERN = r"(\*\.)?(((?!-)[A-Za-z0-9-]{0,62}[A-Za-z0-9])\.)+((?!-)[A-Za-z
 _DOMAIN_RE = re.compile(DOMAIN_PATTERN)
 #: RFC 5280's ub-common-name: the first name (the CN) is at most 64 octets.
 MAX_COMMON_NAME = 64
+#: Names ACM's pattern rejects that lbproxy's local CA issues anyway (see the module docstring).
+LOCAL_NAMES = frozenset({"localhost", "*.localhost"})
 #: Names per certificate (DomainName plus SubjectAlternativeNames), ACM's quota ceiling.
 MAX_NAMES = 100
 VALIDATION_EMAIL_USERS = ("admin", "administrator", "hostmaster", "postmaster", "webmaster")
@@ -27,7 +34,7 @@ VALIDATION_EMAIL_USERS = ("admin", "administrator", "hostmaster", "postmaster", 
 
 def check_domain(name: str, where: str) -> str:
     """``name`` lower-cased, or the ValidationException AWS's front door answers."""
-    if not _DOMAIN_RE.fullmatch(name):
+    if name.lower() not in LOCAL_NAMES and not _DOMAIN_RE.fullmatch(name):
         raise ValidationException(
             f"1 validation error detected: Value '{name}' at '{where}' failed to satisfy constraint: "
             f"Member must satisfy regular expression pattern: {DOMAIN_PATTERN}"

@@ -142,8 +142,14 @@ def check_resource_name(value: str, what: str = "name") -> str:
 
 
 def check_domain_name(value: str) -> str:
-    """A certificate domain name: Lightsail load-balancer certificates do not support wildcards."""
+    """A certificate domain name: Lightsail load-balancer certificates do not support wildcards.
+
+    lbproxy extension: exactly ``localhost`` (one label, which Lightsail rejects) is accepted too, for
+    certificates from the local CA; ``NAME.localhost`` names pass the ordinary check.
+    """
     name = value.strip().lower().rstrip(".")
+    if name == "localhost":
+        return name
     if "*" in name:
         raise InvalidInputException(f"Wildcard domain names are not supported for load balancer certificates: {value}")
     labels = name.split(".")

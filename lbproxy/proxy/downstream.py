@@ -28,20 +28,25 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from lbproxy.proxy.forwarding import error_response, redirect_response, status_line, upstream_request_head
+from lbproxy.proxy.forwarding import error_response, redirect_response, upstream_request_head
 from lbproxy.proxy.framing import ChunkedDecoder, FramingError, RequestHead, check_partial_head, parse_request_head
 from lbproxy.proxy.stickiness import find_cookie
-from lbproxy.proxy.upstream import FRAMING_CHUNKED, FRAMING_CLOSE, Upstream
+from lbproxy.proxy.upstream import FRAMING_CHUNKED, FRAMING_NONE, Upstream
 
 if TYPE_CHECKING:
     from lbproxy.proxy.balancer import Instance
     from lbproxy.proxy.dataplane import Dataplane
 
-_CLOSE_LINE = b"Connection: close\r\n"
-_KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
-_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+# Lines appended to a forwarded response head, each *preceded* by CRLF (the head comes without its end).
+_CLOSE_LINE = b"\r\nConnection: close"
+_KEEP_ALIVE_LINE = b"\r\nConnection: keep-alive"
+_CHUNKED_LINE = b"\r\nTransfer-Encoding: chunked"
+_UPGRADE_LINE = b"\r\nConnection: upgrade"
+_END = b"\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
-_UPGRADE_LINE = b"Connection: upgrade\r\n"
+_HEAD = b"HEAD"
+# A module-level name is one dict lookup; ``time.monotonic`` would be two.
+_monotonic = time.monotonic
 
 
 class Downstream(asyncio.Protocol):
@@ -58,11 +63,13 @@ class Downstream(asyncio.Protocol):
         "closing",
         "decoder",
         "dp",
+        "fwd",
         "head_started",
         "instance",
         "last_active",
         "made",
         "paused",
+        "pending",
         "req",
         "req_done",
         "resp_chunked",
@@ -90,6 +97,9 @@ class Downstream(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.made = False
         self.client = b"-"
+        #: The constant end of every upstream request head on this connection (X-Forwarded-For/Proto/Port
+        #: and the blank line), built once per connection: the common head is ``req.prefix + fwd``.
+        self.fwd = b"\r\nX-Forwarded-For: -\r\n" + tail + b"\r\n"
         self.buf = bytearray()
         self.paused = 0
         self.write_paused = False
@@ -112,6 +122,8 @@ class Downstream(asyncio.Protocol):
         self.body_seen = 0
         self.decoder: ChunkedDecoder | None = None
         self.set_cookie: bytes | None = None
+        #: A response head held back to leave in one write with the first body bytes (see ``upstream``).
+        self.pending: bytes | None = None
         self.status = 0
         self.sent = 0
         self.sent_at = 0.0
@@ -130,6 +142,7 @@ class Downstream(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client = peer[0].encode()
+            self.fwd = b"\r\nX-Forwarded-For: " + self.client + b"\r\n" + self.tail + b"\r\n"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -171,10 +184,10 @@ class Downstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_active = self.dp.now
         if self.req is None:
-            # Fast path: the whole head (and nothing else) in one read.
+            # Fast path: the whole head (and nothing else) in one read: parsed straight from ``data``.
             if (
                 not self.buf
-                and data[-4:] == b"\r\n\r\n"
+                and data.endswith(b"\r\n\r\n")
                 and data.find(b"\r\n\r\n") == len(data) - 4
                 and data[:2] != b"\r\n"
             ):
@@ -314,12 +327,17 @@ class Downstream(asyncio.Protocol):
         req = self.req
         assert req is not None
         self.upstream = up
-        up.attach(self, req.method == b"HEAD")
+        up.ds = self  # Upstream.attach, inlined (once per request)
+        up.is_head = req.method == _HEAD
+        up.uses += 1
         if req.host is None:  # HTTP/1.0 without Host: the instance gets an HTTP/1.1 request, which needs one
             req.host = b"%s:%d" % (up.instance.host.encode(), up.instance.port)
-            req.kept.append(b"Host: " + req.host)
-        head = upstream_request_head(req, self.client, self.tail)
-        self.sent_at = time.monotonic()
+            req.add_field(b"Host: " + req.host)
+        if req.xff is None and not req.chunked and req.upgrade is None:
+            head = req.prefix + self.fwd  # the common case: two slices of bytes, one concatenation
+        else:
+            head = upstream_request_head(req, self.client, self.tail)
+        self.sent_at = _monotonic()
         if self.write_paused:
             up.transport.pause_reading()
         if not self.req_done and self.buf:
@@ -390,58 +408,82 @@ class Downstream(asyncio.Protocol):
 
     # -- responses (called by Upstream) ------------------------------------------------------------
 
-    def response_informational(self, status: int, lines: list[bytes]) -> None:
+    def response_informational(self, status: int, head: bytes) -> None:
         req = self.req
         if req is not None and not req.http10:
-            self.transport.write(status_line(status) + b"".join(lines) + b"\r\n")
+            self.transport.write(head + _END)
 
-    def response_head(self, status: int, lines: list[bytes], framing: int, upgrade: bytes | None) -> None:
+    def response_head(self, status: int, head: bytes, framing: int, upgrade: bytes | None) -> None:
+        """``head``: the instance's status line and kept header lines, without the final CRLFs."""
         req = self.req
         assert req is not None
         dp = self.dp
         self.resp_started = True
         self.status = status
         m = dp.metrics
-        m.response_time_sum += time.monotonic() - self.sent_at
+        m.response_time_sum += _monotonic() - self.sent_at
         m.response_time_count += 1
-        m.count_instance_status(status)
+        if status < 300:
+            m.instance_2xx += 1
+        else:
+            m.count_instance_status(status)
         close = not req.keep_alive or self.resp_close or dp.draining
-        parts = [status_line(status), *lines]
         if status == 101:
-            parts.append(_UPGRADE_LINE)
+            head += _UPGRADE_LINE
             if upgrade is not None:
-                parts.append(b"Upgrade: " + upgrade + b"\r\n")
-        elif framing in (FRAMING_CHUNKED, FRAMING_CLOSE):
+                head += b"\r\nUpgrade: " + upgrade
+        elif framing >= FRAMING_CHUNKED:  # chunked or close-delimited from the instance
             if req.http10:
                 close = True  # HTTP/1.0 client: the body ends with the connection
             else:
                 self.resp_chunked = True
-                parts.append(_CHUNKED_LINE)
+                head += _CHUNKED_LINE
         if self.set_cookie is not None:
-            parts.append(self.set_cookie)
+            head += b"\r\n" + self.set_cookie[:-2]
         if status != 101:
             if close:
-                parts.append(_CLOSE_LINE)
+                head += _CLOSE_LINE
             elif req.http10:
-                parts.append(_KEEP_ALIVE_LINE)
-        parts.append(b"\r\n")
+                head += _KEEP_ALIVE_LINE
         self.resp_close = close
-        head = b"".join(parts)
+        head += _END
         self.sent += len(head)
-        self.transport.write(head)
+        if framing == FRAMING_NONE or status == 101:
+            self.transport.write(head)
+        else:
+            # Hold the head back: the body bytes of the same read join it in one write (one TLS record).
+            self.pending = head
+
+    def flush(self) -> None:
+        """Write a held-back response head (the read that carried it had no body bytes)."""
+        head = self.pending
+        if head is not None:
+            self.pending = None
+            self.transport.write(head)
 
     def response_body(self, data: bytes) -> None:
         self.sent += len(data)
         if self.resp_chunked:
-            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
-        else:
-            self.transport.write(data)
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        head = self.pending
+        if head is not None:
+            self.pending = None
+            data = head + data
+        self.transport.write(data)
 
     def response_complete(self, keep_alive: bool) -> None:
         if self.resp_done:
             return
+        head = self.pending
         if self.resp_chunked:
-            self.transport.write(_LAST_CHUNK)
+            if head is not None:
+                self.pending = None
+                self.transport.write(head + _LAST_CHUNK)
+            else:
+                self.transport.write(_LAST_CHUNK)
+        elif head is not None:
+            self.pending = None
+            self.transport.write(head)
         self.resp_done = True
         if self.req_done:
             self._finish(keep_alive)

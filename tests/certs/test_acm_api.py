@@ -89,7 +89,9 @@ def test_ec_key_algorithms(acm: Any, issue: Callable[..., str], clock: ManualClo
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"DomainName": "localhost"}, "ValidationException"),
+        ({"DomainName": "example"}, "ValidationException"),
+        ({"DomainName": "*.example"}, "ValidationException"),
+        ({"DomainName": "ok.example.com", "SubjectAlternativeNames": ["localhostx"]}, "ValidationException"),
         ({"DomainName": "-bad.example.com"}, "ValidationException"),
         ({"DomainName": "a" * 60 + ".example.com"}, "ValidationException"),
         ({"DomainName": "ok.example.com", "SubjectAlternativeNames": ["bad_name.example.com"]}, "ValidationException"),
@@ -447,3 +449,11 @@ def test_failed_managed_renewal_is_reported_and_retried(
     acm_control.call(plane.tick)
     c = acm.describe_certificate(CertificateArn=arn)["Certificate"]
     assert c["RenewalSummary"]["RenewalStatus"] == "SUCCESS" and c["Serial"] != before["Serial"]
+
+
+def test_localhost_names_are_an_extension_for_the_local_ca(acm: Any, issue: Callable[..., str]) -> None:
+    """ACM's pattern wants two labels; lbproxy also issues exactly ``localhost`` and ``*.localhost``."""
+    arn = issue("localhost", SubjectAlternativeNames=["*.localhost", "demo.localhost"])
+    leaf = x509.load_pem_x509_certificate(acm.get_certificate(CertificateArn=arn)["Certificate"].encode())
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost", "*.localhost", "demo.localhost"]

@@ -58,8 +58,9 @@ class Stack:
     # -- the control plane side, through the public API ------------------------------------------
     def admin_link(self) -> ControlClient:
         a = self.control.admin
-        return ControlClient(self.control.url, Signer(ReadOnlyCredentials(a.access_key_id, a.secret_access_key, None),
-                                                      "us-east-1"))
+        return ControlClient(
+            self.control.url, Signer(ReadOnlyCredentials(a.access_key_id, a.secret_access_key, None), "us-east-1")
+        )
 
     def start_backends(self, *names: str) -> None:
         async def start(name: str) -> int:
@@ -90,11 +91,13 @@ class Stack:
         acm = self.control.client("acm")
         pems = leaf.cert_chain_pems
         arn = acm.import_certificate(
-            Certificate=pems[0].bytes(), PrivateKey=leaf.private_key_pem.bytes(),
+            Certificate=pems[0].bytes(),
+            PrivateKey=leaf.private_key_pem.bytes(),
             CertificateChain=b"".join(p.bytes() for p in pems[1:]) or ca.cert_pem.bytes(),
         )["CertificateArn"]
         self.admin_link().call_json(
-            "POST", f"/lbproxy/v1/load-balancers/{self.lb_name}/tls-certificates",
+            "POST",
+            f"/lbproxy/v1/load-balancers/{self.lb_name}/tls-certificates",
             {"certificateName": name, "acmCertificateArn": arn},
         )
         return Certificate(ca, leaf.private_key_pem.bytes(), name, arn)
@@ -110,15 +113,38 @@ class Stack:
     # -- the data plane ------------------------------------------------------------------------
     def start_lb(self, *extra: str, workers: int = 1) -> dict[str, Any]:
         settings = self.control.settings
-        env = {**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(settings.data_dir / "credentials"),
-               "AWS_PROFILE": self.lb_name, "AWS_CONFIG_FILE": os.devnull}
+        env = {
+            **os.environ,
+            "AWS_SHARED_CREDENTIALS_FILE": str(settings.data_dir / "credentials"),
+            "AWS_PROFILE": self.lb_name,
+            "AWS_CONFIG_FILE": os.devnull,
+        }
         env.pop("AWS_ACCESS_KEY_ID", None)
         env.pop("AWS_SECRET_ACCESS_KEY", None)
         self.lb = subprocess.Popen(
-            [sys.executable, "-m", "lbproxy", "lb", "--name", self.lb_name, "--control", self.control.url,
-             "--http-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0", "--workers", str(workers),
-             "--health-check-interval", "0.3", "--report-interval", "0.3", *extra],
-            stdout=subprocess.PIPE, env=env,
+            [
+                sys.executable,
+                "-m",
+                "lbproxy",
+                "lb",
+                "--name",
+                self.lb_name,
+                "--control",
+                self.control.url,
+                "--http-listen",
+                "127.0.0.1:0",
+                "--https-listen",
+                "127.0.0.1:0",
+                "--workers",
+                str(workers),
+                "--health-check-interval",
+                "0.3",
+                "--report-interval",
+                "0.3",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            env=env,
         )
         assert self.lb.stdout is not None
         ready, _, _ = select.select([self.lb.stdout], [], [], 40)

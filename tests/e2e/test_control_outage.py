@@ -19,8 +19,9 @@ pytestmark = pytest.mark.timeout(120)
 
 def handshake_ok(port: int, ctx: ssl.SSLContext) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=3) as s, ctx.wrap_socket(
-            s, server_hostname="localhost"
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=3) as s,
+            ctx.wrap_socket(s, server_hostname="localhost"),
         ):
             return True
     except (ssl.SSLError, OSError):

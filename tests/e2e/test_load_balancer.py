@@ -18,7 +18,10 @@ pytestmark = pytest.mark.timeout(120)
 
 def handshake_fails(port: int, ctx: ssl.SSLContext) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=3) as s, ctx.wrap_socket(s, server_hostname="localhost"):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=3) as s,
+            ctx.wrap_socket(s, server_hostname="localhost"),
+        ):
             return False
     except (ssl.SSLError, ConnectionError, OSError):
         return True
@@ -59,6 +62,7 @@ def test_https_through_the_grant_then_revocation_wipes_the_key(stack: Stack) -> 
     assert status == 200
 
     if os.geteuid() == 0:
+
         def clean() -> bool:
             return not any(scan_tree(stack.lb.pid, patterns).values())  # type: ignore[union-attr]
 
@@ -100,9 +104,10 @@ def key_state(stack: Stack) -> str | None:
 
 
 def served_serial(port: int, ctx: ssl.SSLContext) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=3) as s, ctx.wrap_socket(
-        s, server_hostname="localhost"
-    ) as t:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=3) as s,
+        ctx.wrap_socket(s, server_hostname="localhost") as t,
+    ):
         return str(t.getpeercert()["serialNumber"])  # type: ignore[index]
 
 

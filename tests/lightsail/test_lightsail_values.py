@@ -52,6 +52,11 @@ def test_names_and_certificate_limits() -> None:
         A.certificate_names("a.example", [f"n{i}.example" for i in range(10)])
     with pytest.raises(InvalidInputException, match="Wildcard"):
         A.certificate_names("*.example.com", None)
+    # lbproxy extension for the local CA: exactly "localhost" besides the two-label names.
+    assert A.certificate_names("LocalHost", ["demo.localhost"]) == ("localhost", ["demo.localhost"])
+    for bad in ("example", "localhostx", "*.localhost"):
+        with pytest.raises(InvalidInputException):
+            A.certificate_names(bad, None)
     arn = A.lightsail_arn("us-east-1", "LoadBalancer", "u")
     assert arn == "arn:aws:lightsail:us-east-1:000000000000:LoadBalancer/u"
 
