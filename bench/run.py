@@ -256,11 +256,28 @@ def admin_client(stack: LbproxyStack, service: str):  # type: ignore[no-untyped-
 
 
 def setup_load_balancer(stack: LbproxyStack, name: str, certs: CertSet, backends: list[int]) -> None:
-    """Everything through the public API: instances, load balancer, imported certificate, attach."""
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(stack.credentials)
-    from lbproxy_bench_setup import setup  # type: ignore[import-not-found]  # noqa: PLC0415
+    """Everything through the public API: instances, load balancer, imported certificate, attach.
 
-    setup(stack, name, certs, backends)
+    (Imported, so HAProxy can be given the very same certificate and key; attaching an imported ACM
+    certificate is lbproxy's documented extension ``POST /lbproxy/v1/load-balancers/{lb}/tls-certificates``.)"""
+    from lbproxy.proxy.controllink import ControlClient, Signer, load_credentials
+
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(stack.credentials)
+    creds, region = load_credentials("admin")
+    link = ControlClient(stack.url, Signer(creds, region))
+    names = []
+    for i, port in enumerate(backends):
+        names.append(f"bench-{i}")
+        link.call_json("PUT", f"/lbproxy/v1/instances/bench-{i}", {"address": f"{LOOPBACK}:{port}"})
+    ls = admin_client(stack, "lightsail")
+    ls.create_load_balancer(loadBalancerName=name, instancePort=80, healthCheckPath="/")
+    ls.attach_instances_to_load_balancer(loadBalancerName=name, instanceNames=names)
+    arn = admin_client(stack, "acm").import_certificate(
+        Certificate=certs.cert_pem, PrivateKey=certs.key_pem, CertificateChain=certs.chain_pem or certs.ca_pem
+    )["CertificateArn"]
+    link.call_json("POST", f"/lbproxy/v1/load-balancers/{name}/tls-certificates",
+                   {"certificateName": f"{name}-cert", "acmCertificateArn": arn})
+    ls.attach_load_balancer_tls_certificate(loadBalancerName=name, certificateName=f"{name}-cert")
 
 
 def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, workers: int) -> Proc:
@@ -301,15 +318,18 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(url: str, proc: Proc, duration: float, connections: int, close: bool, shim: Path | None) -> Run:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "5s"]
     if close:
         cmd += ["-H", "Connection: close"]
     env = dict(os.environ)
     if shim is not None:
         env["LD_PRELOAD"] = str(shim)
     cpu0 = proc.cpu_seconds()
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, env=env, timeout=duration + 30).stdout
+    done = subprocess.run([*cmd, url], capture_output=True, text=True, env=env, timeout=duration + 30)
     cpu = proc.cpu_seconds() - cpu0
+    out = done.stdout
+    if "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed against {url} ({proc.name}): {done.stdout}{done.stderr}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     reqs = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
