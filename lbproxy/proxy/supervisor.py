@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -46,6 +47,10 @@ from lbproxy.proxy.metrics import MetricsAggregator, render_prometheus
 from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings, settings_to_mapping, spec_to_mapping
 
 log = logging.getLogger("lbproxy.proxy")
+
+
+def _forget(generations: set[Generation], gen: Generation, _task: object) -> None:
+    generations.discard(gen)
 
 
 #: ``update(spec)`` without ``key_source``: keep the current key source.
@@ -203,7 +208,7 @@ class LoadBalancer:
             task = asyncio.get_running_loop().create_task(self._retire(old, STOP_ROTATE))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
-            task.add_done_callback(lambda _t, g=old: self._rotated_out.discard(g))
+            task.add_done_callback(functools.partial(_forget, self._rotated_out, old))
 
     # -- observation -------------------------------------------------------------------------------
     @property
@@ -271,9 +276,9 @@ class LoadBalancer:
         ready = [w.ready for w in workers if w.ready is not None]
         exited = loop.create_task(self._wait_exit(proc))
         try:
+            all_ready: asyncio.Future[Any] = asyncio.gather(*ready)
             _done, _ = await asyncio.wait(
-                [asyncio.gather(*ready), exited], timeout=self._generation_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
+                [all_ready, exited], timeout=self._generation_timeout, return_when=asyncio.FIRST_COMPLETED,
             )  # fmt: skip
             if not all(f.done() for f in ready):
                 raise GenerationError(f"generation {number} did not start (exit code {proc.poll()})")
@@ -361,6 +366,6 @@ class LoadBalancer:
         site = web.TCPSite(runner, host, port)
         await site.start()
         self._admin = runner
-        server = site._server
-        if server is not None and server.sockets:  # type: ignore[union-attr]
-            self.admin_port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        server = cast(asyncio.Server | None, site._server)
+        if server is not None and server.sockets:
+            self.admin_port = int(server.sockets[0].getsockname()[1])
