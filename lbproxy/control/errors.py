@@ -56,11 +56,10 @@ class ValidationException(AwsError):
     code = "ValidationException"
 
 
-class RequestEntityTooLargeException(AwsError):
-    code = "RequestEntityTooLargeException"
-    status = 413
-
-
 class InternalFailure(AwsError):
     code = "InternalFailure"
     status = 500
+
+
+class RequestEntityTooLargeException(ValidationException):
+    """An oversized request body: AWS's common ``ValidationException`` (HTTP 400), named for what it is."""

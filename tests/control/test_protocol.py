@@ -141,7 +141,8 @@ def test_bad_input_gets_aws_errors(control: ControlThread, target: str, body: by
 def test_oversized_body_is_refused_and_server_lives(control: ControlThread) -> None:
     big = b'{"KeyId": "' + b"x" * (control.settings.max_request_body + 10) + b'"}'
     status, out = send(control.url, control.admin, "TrentService.DescribeKey", big)
-    assert status == 413 and out["__type"] == "RequestEntityTooLargeException"
+    assert status == 400 and out["__type"] == "ValidationException"
+    assert "exceeds the limit" in out["message"]
     assert control.client("kms").list_keys()["Keys"]
 
 
