@@ -101,3 +101,46 @@ class ControlThread:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+
+
+def read_events(
+    url: str, principal: Principal, after: int | None = None, want: int = 1, timeout: float = 5.0
+) -> list[dict[str, Any]]:
+    """Read up to ``want`` events from ``GET /events`` (SigV4 as ``principal``), resuming after ``after``.
+
+    Each event: ``{"id", "type", "data"}`` (``data`` as sent: id, time, type, detail) and ``"detail"``."""
+    import json
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = {"Last-Event-ID": str(after)} if after is not None else {}
+    req = AWSRequest(method="GET", url=url + "/events", headers=headers)
+    SigV4Auth(Credentials(principal.access_key_id, principal.secret_access_key), "lbproxy", "us-east-1").add_auth(req)
+    prepared = req.prepare()
+    out: list[dict[str, Any]] = []
+    request = urllib.request.Request(prepared.url, headers=dict(prepared.headers))
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        if not resp.headers["Content-Type"].startswith("text/event-stream"):
+            raise AssertionError(f"not an event stream: {resp.headers['Content-Type']}")
+        event: dict[str, Any] = {}
+        try:
+            for raw in resp:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("id: "):
+                    event["id"] = int(line[4:])
+                elif line.startswith("event: "):
+                    event["type"] = line[7:]
+                elif line.startswith("data: "):
+                    event["data"] = json.loads(line[6:])
+                    event["detail"] = event["data"].get("detail", {})
+                elif line == "" and event:
+                    out.append(event)
+                    event = {}
+                    if len(out) >= want:
+                        break
+        except TimeoutError:
+            pass
+    return out

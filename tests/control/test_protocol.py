@@ -15,7 +15,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from lbproxy.principals import Principal
-from lbproxy.testing import ControlThread
+from lbproxy.testing import ControlThread, read_events
 
 
 class _SignAt(SigV4Auth):
@@ -154,37 +154,6 @@ def test_garbage_on_the_socket_does_not_kill_the_server(control: ControlThread) 
             s.shutdown(socket.SHUT_WR)
             s.recv(4096)
     assert control.client("kms").list_keys()
-
-
-def read_events(
-    url: str, principal: Principal, after: int | None = None, want: int = 1, timeout: float = 5.0
-) -> list[dict]:
-    headers = {"Last-Event-ID": str(after)} if after is not None else {}
-    req = AWSRequest(method="GET", url=url + "/events", headers=headers)
-    SigV4Auth(Credentials(principal.access_key_id, principal.secret_access_key), "lbproxy", "us-east-1").add_auth(req)
-    p = req.prepare()
-    out: list[dict] = []
-    r = urllib.request.Request(p.url, headers=dict(p.headers))
-    with urllib.request.urlopen(r, timeout=timeout) as resp:
-        assert resp.headers["Content-Type"].startswith("text/event-stream")
-        event: dict = {}
-        try:
-            for raw in resp:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("id: "):
-                    event["id"] = int(line[4:])
-                elif line.startswith("event: "):
-                    event["type"] = line[7:]
-                elif line.startswith("data: "):
-                    event["data"] = json.loads(line[6:])
-                elif line == "" and event:
-                    out.append(event)
-                    event = {}
-                    if len(out) >= want:
-                        break
-        except TimeoutError:
-            pass
-    return out
 
 
 def test_event_stream_is_ordered_filtered_and_resumable(control: ControlThread) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import select
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -194,6 +195,22 @@ def get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 5.0) -> tu
             return resp.status, resp.read().decode(), dict(resp.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+def handshake_ok(port: int, ctx: ssl.SSLContext) -> bool:
+    """Whether a TLS handshake with ``localhost`` on ``port`` succeeds (and verifies) right now."""
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=3) as s,
+            ctx.wrap_socket(s, server_hostname="localhost"),
+        ):
+            return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def handshake_fails(port: int, ctx: ssl.SSLContext) -> bool:
+    return not handshake_ok(port, ctx)
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:

@@ -3,29 +3,16 @@ resumes the event stream where it left off; with a key lease it fails closed ins
 
 from __future__ import annotations
 
-import socket
-import ssl
 import time
 
 import pytest
-from stack import Stack, get, wait_until
+from stack import Stack, get, handshake_ok, wait_until
 
 from lbproxy.clock import SystemClock
 from lbproxy.lightsail.dataplane import install_routes
 from lbproxy.testing import ControlThread
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def handshake_ok(port: int, ctx: ssl.SSLContext) -> bool:
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=3) as s,
-            ctx.wrap_socket(s, server_hostname="localhost"),
-        ):
-            return True
-    except (ssl.SSLError, OSError):
-        return False
 
 
 def test_outage_keeps_serving_then_resumes_the_event_stream(stack: Stack) -> None:

@@ -9,22 +9,11 @@ import ssl
 import time
 
 import pytest
-from stack import Stack, get, wait_until
+from stack import Stack, get, handshake_fails, wait_until
 
 from lbproxy.memscan import needles, scan_tree
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def handshake_fails(port: int, ctx: ssl.SSLContext) -> bool:
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=3) as s,
-            ctx.wrap_socket(s, server_hostname="localhost"),
-        ):
-            return False
-    except (ssl.SSLError, ConnectionError, OSError):
-        return True
 
 
 def test_https_through_the_grant_then_revocation_wipes_the_key(stack: Stack) -> None:

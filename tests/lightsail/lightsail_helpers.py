@@ -17,7 +17,7 @@ from lbproxy.control.app import ControlServer
 from lbproxy.control.plane import ControlPlane
 from lbproxy.lightsail.dataplane import install_routes
 from lbproxy.principals import Principal
-from lbproxy.testing import ControlThread
+from lbproxy.testing import ControlThread, read_events  # noqa: F401 (re-exported for the tests)
 
 VALIDATION_DELAY = 5.0
 INSTANCES_TOML = """
@@ -67,31 +67,3 @@ def signed_call(
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
-
-
-def read_events(url: str, principal: Principal, after: int = 0, want: int = 1, timeout: float = 3.0) -> list[dict]:
-    """Read up to ``want`` events from ``GET /events`` (SigV4 as ``principal``), resuming after ``after``."""
-    req = AWSRequest(method="GET", url=url + "/events", headers={"Last-Event-ID": str(after)})
-    SigV4Auth(Credentials(principal.access_key_id, principal.secret_access_key), "lbproxy", "us-east-1").add_auth(req)
-    p = req.prepare()
-    out: list[dict] = []
-    r = urllib.request.Request(p.url, headers=dict(p.headers))
-    with urllib.request.urlopen(r, timeout=timeout) as resp:
-        event: dict = {}
-        try:
-            for raw in resp:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("id: "):
-                    event["id"] = int(line[4:])
-                elif line.startswith("event: "):
-                    event["type"] = line[7:]
-                elif line.startswith("data: "):
-                    event["detail"] = json.loads(line[6:])["detail"]
-                elif line == "" and event:
-                    out.append(event)
-                    event = {}
-                    if len(out) >= want:
-                        break
-        except TimeoutError:
-            pass
-    return out
