@@ -58,8 +58,11 @@ def ensure_tools() -> None:
         pkgs = {"wrk": "wrk", "haproxy": "haproxy", "nginx": "nginx", "gcc": "gcc"}
         print(f"installing {' '.join(missing)} with apt-get ...", flush=True)
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *[pkgs[m] for m in missing]], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *[pkgs[m] for m in missing]],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     still = [t for t in missing if shutil.which(t) is None]
     if still:
         sys.exit(f"bench: missing tools: {', '.join(still)} (install them, e.g. apt-get install {' '.join(still)})")
@@ -110,11 +113,17 @@ def make_certs(kind: str) -> CertSet:
     import trustme
 
     ca = trustme.CA(key_type=trustme.KeyType.ECDSA if kind == "ec" else trustme.KeyType.RSA)
-    leaf = ca.issue_cert("localhost", "127.0.0.1",
-                         key_type=trustme.KeyType.ECDSA if kind == "ec" else trustme.KeyType.RSA)
+    leaf = ca.issue_cert(
+        "localhost", "127.0.0.1", key_type=trustme.KeyType.ECDSA if kind == "ec" else trustme.KeyType.RSA
+    )
     chain = leaf.cert_chain_pems
-    return CertSet(kind, chain[0].bytes(), b"".join(c.bytes() for c in chain[1:]), leaf.private_key_pem.bytes(),
-                   ca.cert_pem.bytes())
+    return CertSet(
+        kind,
+        chain[0].bytes(),
+        b"".join(c.bytes() for c in chain[1:]),
+        leaf.private_key_pem.bytes(),
+        ca.cert_pem.bytes(),
+    )
 
 
 # ----------------------------------------------------------------------------- processes
@@ -240,9 +249,22 @@ def start_control(workdir: Path) -> LbproxyStack:
     data = workdir / "lbproxy-data"
     port = free_port()
     p = subprocess.Popen(
-        [sys.executable, "-m", "lbproxy", "--log-level", "WARNING", "control", "--listen", f"{LOOPBACK}:{port}",
-         "--data-dir", str(data), "--validation-delay", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "lbproxy",
+            "--log-level",
+            "WARNING",
+            "control",
+            "--listen",
+            f"{LOOPBACK}:{port}",
+            "--data-dir",
+            str(data),
+            "--validation-delay",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     wait_port(port)
     return LbproxyStack(Proc("lbproxy-control", p), f"http://{LOOPBACK}:{port}", data, data / "credentials")
@@ -275,18 +297,38 @@ def setup_load_balancer(stack: LbproxyStack, name: str, certs: CertSet, backends
     arn = admin_client(stack, "acm").import_certificate(
         Certificate=certs.cert_pem, PrivateKey=certs.key_pem, CertificateChain=certs.chain_pem or certs.ca_pem
     )["CertificateArn"]
-    link.call_json("POST", f"/lbproxy/v1/load-balancers/{name}/tls-certificates",
-                   {"certificateName": f"{name}-cert", "acmCertificateArn": arn})
+    link.call_json(
+        "POST",
+        f"/lbproxy/v1/load-balancers/{name}/tls-certificates",
+        {"certificateName": f"{name}-cert", "acmCertificateArn": arn},
+    )
     ls.attach_load_balancer_tls_certificate(loadBalancerName=name, certificateName=f"{name}-cert")
 
 
 def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, workers: int) -> Proc:
     env = {**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(stack.credentials), "AWS_PROFILE": name}
     p = subprocess.Popen(
-        [sys.executable, "-m", "lbproxy", "--log-level", "WARNING", "lb", "--name", name, "--control", stack.url,
-         "--http-listen", f"{LOOPBACK}:{http_port}", "--https-listen", f"{LOOPBACK}:{https_port}",
-         "--workers", str(workers)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-m",
+            "lbproxy",
+            "--log-level",
+            "WARNING",
+            "lb",
+            "--name",
+            name,
+            "--control",
+            stack.url,
+            "--http-listen",
+            f"{LOOPBACK}:{http_port}",
+            "--https-listen",
+            f"{LOOPBACK}:{https_port}",
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     wait_port(https_port, timeout=30)
     return Proc(f"lbproxy-lb:{name}", p)
@@ -394,12 +436,16 @@ def environment() -> str:
         with contextlib.suppress(OSError):
             r = subprocess.run(cmd, capture_output=True, text=True)
             versions.append((r.stdout or r.stderr).splitlines()[0].strip())
-    return (f"- machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}\n"
-            f"- Python {platform.python_version()}; " + "; ".join(versions))
+    return (
+        f"- machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}\n"
+        f"- Python {platform.python_version()}; " + "; ".join(versions)
+    )
 
 
 @contextlib.contextmanager
-def stack_for(workdir: Path, certs: CertSet, backends: list[int], workers: int) -> Iterator[dict[str, tuple[Proc, int, int]]]:
+def stack_for(
+    workdir: Path, certs: CertSet, backends: list[int], workers: int
+) -> Iterator[dict[str, tuple[Proc, int, int]]]:
     procs: list[Proc] = []
     try:
         ha_http, ha_https = free_port(), free_port()
@@ -433,7 +479,9 @@ def main() -> int:
     ensure_tools()
     sys.path.insert(0, str(HERE))
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="lbproxy-bench-", dir="/dev/shm" if Path("/dev/shm").exists() else None) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="lbproxy-bench-", dir="/dev/shm" if Path("/dev/shm").exists() else None
+    ) as tmp:
         workdir = Path(tmp)
         shim = build_shim(workdir)
         backends = [free_port(), free_port()]
@@ -451,13 +499,31 @@ def main() -> int:
                                 for who in order:
                                     proc, http_port, https_port = procs[who]
                                     port = https_port if scheme == "https" else http_port
-                                    run = run_wrk(f"{scheme}://{LOOPBACK}:{port}/", proc, args.duration,
-                                                  args.connections, close, shim if no_resume else None)
+                                    run = run_wrk(
+                                        f"{scheme}://{LOOPBACK}:{port}/",
+                                        proc,
+                                        args.duration,
+                                        args.connections,
+                                        close,
+                                        shim if no_resume else None,
+                                    )
                                     res.runs[who].append(run)
-                                    print(json.dumps({"scenario": scenario, "key": key, "workers": workers,
-                                                      "who": who, "round": rnd, "rps": round(run.rps),
-                                                      "p99_ms": run.p99_ms, "errors": run.errors,
-                                                      "req_per_cpu_s": round(run.per_cpu)}), flush=True)
+                                    print(
+                                        json.dumps(
+                                            {
+                                                "scenario": scenario,
+                                                "key": key,
+                                                "workers": workers,
+                                                "who": who,
+                                                "round": rnd,
+                                                "rps": round(run.rps),
+                                                "p99_ms": run.p99_ms,
+                                                "errors": run.errors,
+                                                "req_per_cpu_s": round(run.per_cpu),
+                                            }
+                                        ),
+                                        flush=True,
+                                    )
                             results.append(res)
                             print(fmt_row(res), flush=True)
         finally:

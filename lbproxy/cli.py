@@ -3,6 +3,8 @@
 - ``control``  the control plane (KMS, ACM, Lightsail APIs, events, dashboard)
 - ``lb``       one load balancer's data plane
 - ``backend``  the tiny demo backend
+- ``setup``    set a load balancer up through the public API (docker compose's one-shot service)
+- ``demo``     everything at once on 127.0.0.1: control, three backends, setup, one load balancer
 - ``ca``       the local certificate authority (``ca export``)
 - ``audit``    print (and follow) the audit trail
 """
@@ -90,6 +92,48 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--name", required=True, help="instance name it answers with")
     b.add_argument("--listen", default="127.0.0.1:9001", help="HOST:PORT (default 127.0.0.1:9001)")
 
+    s = sub.add_parser("setup", help="set a load balancer up with HTTPS through the public API (idempotent)")
+    s.add_argument(
+        "--control", default="http://127.0.0.1:4599", help="control plane URL (default http://127.0.0.1:4599)"
+    )
+    _add_data_dir(s)
+    s.add_argument("--name", default="demo-lb", help="load balancer name, also its AWS profile (default demo-lb)")
+    s.add_argument(
+        "--instance",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        required=True,
+        help="an instance to register and attach (repeat the flag)",
+    )
+    s.add_argument(
+        "--domain",
+        action="append",
+        default=None,
+        help="certificate domain, first one primary (repeat; default localhost and demo.localhost)",
+    )
+    s.add_argument("--health-check-path", default="/health", help="HealthCheckPath attribute (default /health)")
+    s.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the control plane and issuance (default 60)"
+    )
+
+    d = sub.add_parser("demo", help="run control, three backends and a load balancer; set them up; narrate")
+    _add_data_dir(d)
+    d.add_argument("--fresh", action="store_true", help="delete the data dir first (only an lbproxy data dir)")
+    d.add_argument(
+        "--control-listen", default="127.0.0.1:4599", help="control API and dashboard (default 127.0.0.1:4599)"
+    )
+    d.add_argument("--http-listen", default="127.0.0.1:8080", help="the load balancer's HTTP (default 127.0.0.1:8080)")
+    d.add_argument(
+        "--https-listen", default="127.0.0.1:8443", help="the load balancer's HTTPS (default 127.0.0.1:8443)"
+    )
+    d.add_argument(
+        "--backend-ports",
+        default="9001,9002,9003",
+        help="ports of web-1,web-2,web-3 on 127.0.0.1 (default 9001,9002,9003)",
+    )
+    d.add_argument("--workers", type=int, default=1, help="the load balancer's key-holding workers (default 1)")
+
     ca = sub.add_parser("ca", help="the local certificate authority")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
     ce = ca_sub.add_parser("export", help="print the root certificate (PEM), or write it with -o")
@@ -117,9 +161,9 @@ def control_settings(args: argparse.Namespace) -> ControlSettings:
 
 
 async def run_control(settings: ControlSettings) -> int:
+    from lbproxy.control import dashboard
     from lbproxy.control.app import ControlServer
     from lbproxy.control.plane import ControlPlane
-    from lbproxy.control import dashboard
     from lbproxy.lightsail.dataplane import install_routes
 
     plane = ControlPlane(settings)
@@ -224,6 +268,72 @@ async def run_lb(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def parse_instances(values: list[str]) -> dict[str, str]:
+    """``NAME=HOST:PORT`` flags -> {name: address}; the error names the flag and the value."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, address = value.partition("=")
+        if not sep or not name or not address:
+            raise ConfigError(f"invalid --instance: {value!r} (expected NAME=HOST:PORT)")
+        parse_hostport(address, field="--instance")
+        out[name] = address
+    return out
+
+
+def run_setup(args: argparse.Namespace) -> int:
+    from lbproxy.demo.setup import SetupError, export_ca, set_up_load_balancer, wait_for_control
+
+    data_dir = args.data_dir or default_data_dir()
+    instances = parse_instances(args.instance)
+    credentials = data_dir / "credentials"
+    try:
+        wait_for_control(args.control, credentials, timeout=args.timeout)
+        set_up_load_balancer(
+            args.control,
+            credentials,
+            args.name,
+            instances,
+            domains=args.domain or ("localhost", "demo.localhost"),
+            health_check_path=args.health_check_path,
+            timeout=args.timeout,
+        )
+        export_ca(data_dir)
+    except SetupError as exc:
+        print(f"lbproxy setup: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from lbproxy.demo.runner import DemoOptions, run_demo
+
+    bad_ports = ConfigError(f"invalid --backend-ports: {args.backend_ports!r} (expected three ports: 9001,9002,9003)")
+    try:
+        ports = tuple(int(p) for p in args.backend_ports.split(","))
+    except ValueError:
+        raise bad_ports from None
+    if len(ports) != 3 or not all(0 <= p <= 65535 for p in ports):
+        raise bad_ports
+    for flag, value in (
+        ("--control-listen", args.control_listen),
+        ("--http-listen", args.http_listen),
+        ("--https-listen", args.https_listen),
+    ):
+        parse_hostport(value, field=flag)
+    if args.workers < 1:
+        raise ConfigError(f"invalid --workers: {args.workers} (at least 1)")
+    opts = DemoOptions(
+        data_dir=(args.data_dir or default_data_dir()).expanduser().resolve(),
+        fresh=args.fresh,
+        control_listen=args.control_listen,
+        http_listen=args.http_listen,
+        https_listen=args.https_listen,
+        backend_ports=ports,
+        workers=args.workers,
+    )
+    return run_demo(opts)
+
+
 def run_ca_export(args: argparse.Namespace) -> int:
     from lbproxy.certs.ca import CAError, export_root
 
@@ -259,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_audit(args)
         if args.command == "lb":
             return _run(run_lb(args, lb_settings(args)))
+        if args.command == "setup":
+            return run_setup(args)
+        if args.command == "demo":
+            return run_demo(args)
         if args.command == "ca":
             return run_ca_export(args)
         if args.command == "backend":

@@ -9,90 +9,34 @@ Screenshot: ``test-artifacts/dashboard.png``.
 
 from __future__ import annotations
 
-import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from browserkit import ARTIFACTS, chromium, key_state, wait_for
 
 if TYPE_CHECKING:
     from tests.dashboard.conftest import Dash
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 LB = "demo-lb"
-
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-    pytest.skip(
-        "needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver)",
-        allow_module_level=True,
-    )
-
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,1500",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        opts.add_argument(flag)
-    try:
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    except WebDriverException as exc:
-        pytest.skip(f"headless chromium did not start: {exc.msg}")
-    driver.set_page_load_timeout(15)
-    try:
+    with chromium(tmp_path / "chromium-profile") as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
-
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 8.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except StaleElementReferenceException:  # the page re-rendered under us: ask again
-            last = None
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def key_state(driver: Any) -> str:
-    badges = driver.find_elements(By.CSS_SELECTOR, f'[data-load-balancer="{LB}"] [data-keystate]')
-    badges = badges or driver.find_elements(By.CSS_SELECTOR, f'[data-dataplane="{LB}"] [data-keystate]')
-    return str(badges[0].get_attribute("data-keystate")) if badges else ""
 
 
 def test_revoke_in_the_browser(dash: Dash, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
     key_id, grant_id = dash.set_up_demo(LB)
     browser.get(dash.url)
 
     row = f'tr[data-grant-id="{grant_id}"]'
     wait_for("the grant", lambda: browser.find_elements(By.CSS_SELECTOR, row))
-    wait_for("key state LOADED", lambda: key_state(browser) == "LOADED")
+    wait_for("key state LOADED", lambda: key_state(browser, LB) == "LOADED")
     wait_for("the live event stream", lambda: browser.find_element(By.ID, "conn").text == "live")
     assert "token=" not in browser.current_url  # the token left the address bar (sessionStorage keeps it)
     assert browser.find_element(By.CSS_SELECTOR, "#flow [data-keystate]").get_attribute("data-keystate") == "LOADED"
@@ -123,6 +67,6 @@ def test_revoke_in_the_browser(dash: Dash, browser: Any) -> None:
 
     # The data plane saw grant.revoked, ended its key-holding workers, and reports the wipe.
     dash.report_key_state(LB, "WIPED", reason="grant revoked")
-    wait_for("key state WIPED", lambda: key_state(browser) == "WIPED")
+    wait_for("key state WIPED", lambda: key_state(browser, LB) == "WIPED")
     assert browser.find_element(By.CSS_SELECTOR, "#flow [data-keystate]").get_attribute("data-keystate") == "WIPED"
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
