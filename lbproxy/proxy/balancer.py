@@ -95,6 +95,17 @@ class Balancer:
             return None
         return inst
 
+    def next(self, now: float) -> Instance | None:
+        """``pick`` without a pin or an exclusion: the per-request call when stickiness is off."""
+        if self._refused:
+            self.expire_refusals(now)
+        routable = self.routable
+        if not routable:
+            return None
+        i = self._next
+        self._next = i + 1
+        return routable[i % len(routable)]
+
     def mark_refused(self, inst: Instance, until: float) -> None:
         """An instance refused a connection: skip it now, until ``until`` or its next passing check."""
         if inst.name in self._by_name:

@@ -105,6 +105,8 @@ class Dataplane:
         self.sticky = spec.session_stickiness_enabled
         self.sticky_duration = spec.stickiness_cookie_duration
         self.redirect = spec.https_redirection_enabled
+        #: One flag for the hot path: anything but plain round robin (redirect, stickiness).
+        self.special_routing = self.redirect or self.sticky
 
     def update(self, spec: LoadBalancerSpec) -> None:
         """Swap instances and attributes; open connections and pooled upstreams to kept instances stay."""

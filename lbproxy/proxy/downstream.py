@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from lbproxy.proxy.forwarding import error_response, redirect_response, upstream_request_head
 from lbproxy.proxy.framing import ChunkedDecoder, FramingError, RequestHead, check_partial_head, parse_request_head
 from lbproxy.proxy.stickiness import find_cookie
-from lbproxy.proxy.upstream import FRAMING_CHUNKED, FRAMING_NONE, Upstream
+from lbproxy.proxy.upstream import FRAMING_CHUNKED, FRAMING_LENGTH, FRAMING_NONE, Upstream
 
 if TYPE_CHECKING:
     from lbproxy.proxy.balancer import Instance
@@ -185,12 +185,8 @@ class Downstream(asyncio.Protocol):
         self.last_active = self.dp.now
         if self.req is None:
             # Fast path: the whole head (and nothing else) in one read: parsed straight from ``data``.
-            if (
-                not self.buf
-                and data.endswith(b"\r\n\r\n")
-                and data.find(b"\r\n\r\n") == len(data) - 4
-                and data[:2] != b"\r\n"
-            ):
+            end = data.find(b"\r\n\r\n")
+            if end > 0 and end == len(data) - 4 and not self.buf and data[:2] != b"\r\n":
                 self._head(data)
                 return
             self.buf += data
@@ -244,26 +240,43 @@ class Downstream(asyncio.Protocol):
         dp = self.dp
         self.head_started = 0.0
         try:
-            req = parse_request_head(
-                head,
-                max_request_line=dp.max_request_line,
-                max_header_bytes=dp.max_header_bytes,
-                max_header_count=dp.max_header_count,
-            )
+            # Positional arguments: a call with keywords costs more in CPython.
+            req = parse_request_head(head, dp.max_request_line, dp.max_header_bytes, dp.max_header_count)
         except FramingError as exc:
             self._reject(exc.status)
             return
         dp.metrics.request_count += 1
         self.req = req
-        if req.chunked:
-            self.decoder = ChunkedDecoder()
-            self.req_done = False
-        elif req.content_length > 0:
-            if dp.max_body and req.content_length > dp.max_body:
-                self._local(413, close=True)
+        if req.content_length:  # -1: chunked, > 0: a Content-Length body
+            if req.chunked:
+                self.decoder = ChunkedDecoder()
+                self.req_done = False
+            else:
+                if dp.max_body and req.content_length > dp.max_body:
+                    self._local(413, close=True)
+                    return
+                self.body_left = req.content_length
+                self.req_done = False
+        if dp.special_routing:  # redirect or stickiness on (one flag read on the common path)
+            self._head_special(req)
+            return
+        inst = dp.balancer.next(dp.now)
+        if inst is None:
+            self._local(503, close=self._must_close())
+            return
+        self.instance = inst
+        # Pool.acquire, inlined: the last idle connection to this instance (LIFO: the warmest).
+        idle = dp.pool.idle.get(inst)
+        while idle:
+            up = idle.pop()
+            if not up.closed:
+                self._attach(up)
                 return
-            self.body_left = req.content_length
-            self.req_done = False
+        self._connect(inst)
+
+    def _head_special(self, req: RequestHead) -> None:
+        """Routing with an HTTPS redirect or session stickiness (the slow path of ``_head``)."""
+        dp = self.dp
         if dp.redirect and not self.tls:
             self._respond_local(redirect_response(req.host, req.target, dp.https_port, close=self._must_close()), 301)
             return
@@ -290,6 +303,9 @@ class Downstream(asyncio.Protocol):
         if up is not None:
             self._attach(up)
             return
+        self._connect(inst)
+
+    def _connect(self, inst: Instance) -> None:
         self.pause(self.PAUSE_CONNECT)
         self.dp.loop.create_task(self._open(inst))
 
@@ -324,8 +340,7 @@ class Downstream(asyncio.Protocol):
         self._local(504 if timed_out else 502, close=self._must_close())
 
     def _attach(self, up: Upstream) -> None:
-        req = self.req
-        assert req is not None
+        req: RequestHead = self.req  # type: ignore[assignment]  # (no assert: it runs per request)
         self.upstream = up
         up.ds = self  # Upstream.attach, inlined (once per request)
         up.is_head = req.method == _HEAD
@@ -333,10 +348,8 @@ class Downstream(asyncio.Protocol):
         if req.host is None:  # HTTP/1.0 without Host: the instance gets an HTTP/1.1 request, which needs one
             req.host = b"%s:%d" % (up.instance.host.encode(), up.instance.port)
             req.add_field(b"Host: " + req.host)
-        if req.xff is None and not req.chunked and req.upgrade is None:
-            head = req.prefix + self.fwd  # the common case: two slices of bytes, one concatenation
-        else:
-            head = upstream_request_head(req, self.client, self.tail)
+        # The common case (``plain``) is the raw head's slice plus the connection's constant suffix.
+        head = req.prefix + self.fwd if req.plain else upstream_request_head(req, self.client, self.tail)
         self.sent_at = _monotonic()
         if self.write_paused:
             up.transport.pause_reading()
@@ -415,8 +428,7 @@ class Downstream(asyncio.Protocol):
 
     def response_head(self, status: int, head: bytes, framing: int, upgrade: bytes | None) -> None:
         """``head``: the instance's status line and kept header lines, without the final CRLFs."""
-        req = self.req
-        assert req is not None
+        req: RequestHead = self.req  # type: ignore[assignment]  # (no assert: it runs per request)
         dp = self.dp
         self.resp_started = True
         self.status = status
@@ -427,6 +439,20 @@ class Downstream(asyncio.Protocol):
             m.instance_2xx += 1
         else:
             m.count_instance_status(status)
+        if (
+            framing == FRAMING_LENGTH
+            and req.keep_alive
+            and not req.http10
+            and self.set_cookie is None
+            and not self.resp_close
+            and not dp.draining
+        ):
+            # The common case: the head goes out as the instance sent it (hop-by-hop lines cut). Held
+            # back: the body bytes of the same read join it in one write (one TLS record, one send).
+            head += _END
+            self.sent += len(head)
+            self.pending = head
+            return
         close = not req.keep_alive or self.resp_close or dp.draining
         if status == 101:
             head += _UPGRADE_LINE
@@ -451,7 +477,6 @@ class Downstream(asyncio.Protocol):
         if framing == FRAMING_NONE or status == 101:
             self.transport.write(head)
         else:
-            # Hold the head back: the body bytes of the same read join it in one write (one TLS record).
             self.pending = head
 
     def flush(self) -> None:
@@ -481,7 +506,7 @@ class Downstream(asyncio.Protocol):
                 self.transport.write(head + _LAST_CHUNK)
             else:
                 self.transport.write(_LAST_CHUNK)
-        elif head is not None:
+        elif head is not None:  # a Content-Length: 0 response: the head alone
             self.pending = None
             self.transport.write(head)
         self.resp_done = True
@@ -585,23 +610,41 @@ class Downstream(asyncio.Protocol):
     def _finish(self, reusable: bool) -> None:
         dp = self.dp
         up = self.upstream
-        self.upstream = None
         if up is not None:
+            self.upstream = None
             up.detach()
-            if reusable and not dp.draining:
-                dp.pool.release(up, dp.now)
+            if reusable and not dp.draining and not up.closed and not up.tunnel:
+                # Pool.release, inlined for the common case (a list for this instance exists, not full).
+                pool = dp.pool
+                idle = pool.idle.get(up.instance)
+                if idle is not None and len(idle) < pool.max_idle:
+                    up.idle_since = dp.now
+                    idle.append(up)
+                else:
+                    pool.release(up, dp.now)
             else:
                 up.close()
         if dp.access_log is not None:
             dp.log_access(self)
         close = self.resp_close or not self.req_done
-        self._reset_exchange()
+        # _reset_exchange, with the rarely used fields reset only when they were used.
+        if self.decoder is not None or self.set_cookie is not None or self.retried or self.resp_chunked:
+            self._reset_exchange()
+        else:
+            self.req = None
+            self.instance = None
+            self.resp_started = False
+            self.resp_done = False
+            self.body_seen = 0
+            self.sent = 0
+            self.sent_at = 0.0
         self.last_active = dp.now
         if close or (dp.draining and not self.buf):
             self.closing = True
             self.transport.close()
             return
         if self.buf:
+            # The next pipelined request: parsed on the next loop turn, after this response's bytes left.
             dp.loop.call_soon(self._next_request)
         elif self.paused & self.PAUSE_PIPELINE:
             self.resume(self.PAUSE_PIPELINE)

@@ -4,9 +4,16 @@ Why not httptools for requests: design.md lists what httptools (and h11) wrongly
 missing or duplicate Host, a double space in the request line, absolute-form and ``GET *``,
 ``Transfer_Encoding``, oversized heads arriving in one read; llhttp also cannot be stopped between
 pipelined requests, so a per-head check on top of it would miss the second request of a read. A front
-proxy must refuse ambiguous framing before anything is forwarded, so the request side is parsed here,
-with one compiled regex over the whole head (C speed, linear, no backtracking) plus a single pass over the
-header lines. Responses from instances are parsed by httptools (``upstream.py``).
+proxy must refuse ambiguous framing before anything is forwarded, so the request side is parsed here.
+Responses from instances are parsed by httptools (``upstream.py``).
+
+Speed (measured: a wrk head 2.7 -> ~2.3 us, a 480-byte browser head 15 -> ~9 us; opcodes per proxied
+request 1223 -> ~950): every step is a C-level call over the raw bytes, never a Python loop over all lines.
+One compiled regex validates the whole head's grammar (linear, no backtracking); then ``bytes.find``
+locates Host, and one ``search`` loop over the lower-cased head visits only the few lines that need work
+(framing, hop-by-hop, X-Forwarded-*). Everything else is forwarded as a *slice* of the raw head
+(``RequestHead.prefix``): the upstream head is ``prefix`` plus a per-connection constant, not a
+re-serialisation. A head with nothing special (wrk, curl, most API clients) leaves through an early return.
 
 Parts:
 - ``find_head_end`` / ``check_partial_head``: where a head ends in a buffer; limits (414/431) and bare LF
@@ -98,6 +105,7 @@ class RequestHead:
         "http10",
         "keep_alive",
         "method",
+        "plain",
         "prefix",
         "raw_size",
         "target",
@@ -105,10 +113,10 @@ class RequestHead:
         "xff",
     )
 
-    def __init__(self) -> None:
-        self.method = b""
+    def __init__(self, method: bytes = b"", http10: bool = False, raw_size: int = 0) -> None:
+        self.method = method
         self.target = b""
-        self.http10 = False
+        self.http10 = http10
         #: The head forwarded to the instance, up to (not including) the X-Forwarded-* lines: the request
         #: line (origin-form, HTTP/1.1) and every header line kept, each *preceded* by CRLF, no final CRLF.
         #: In the common case it is one slice of the client's raw head (nothing re-serialised).
@@ -124,7 +132,10 @@ class RequestHead:
         self.cookie: bytes | None = None
         #: Incoming X-Forwarded-For values, appended to.
         self.xff: bytes | None = None
-        self.raw_size = 0
+        self.raw_size = raw_size
+        #: No X-Forwarded-For from the client, not chunked, no upgrade: the upstream head is
+        #: ``prefix`` + the connection's constant suffix (``Downstream.fwd``).
+        self.plain = True
 
     @property
     def kept(self) -> list[bytes]:
@@ -165,7 +176,7 @@ def check_partial_head(buf: bytes | bytearray, max_request_line: int, max_header
 
 
 def parse_request_head(
-    head: bytes, *, max_request_line: int = 16384, max_header_bytes: int = 65536, max_header_count: int = 100
+    head: bytes, max_request_line: int = 16384, max_header_bytes: int = 65536, max_header_count: int = 100
 ) -> RequestHead:
     """Parse and police one complete head (``head`` ends with the blank line)."""
     n = len(head)
@@ -176,21 +187,15 @@ def parse_request_head(
     line_end = head.find(b"\r\n")
     if line_end > max_request_line:
         raise FramingError(414, "request line too long")
-    if head.count(b"\r\n") - 2 > max_header_count:  # CRLFs = request line + header lines + blank line
+    # A header line takes at least 4 bytes (``a:`` CRLF): a short head cannot hold too many; skip the count.
+    if n > 4 * max_header_count and head.count(b"\r\n") - 2 > max_header_count:
         raise FramingError(431, "too many header fields")
     method, target, version = head[:line_end].split(b" ")
-    req = RequestHead()
-    req.method = method
-    http10 = req.http10 = version == b"HTTP/1.0"
-    req.raw_size = n
+    http10 = version == b"HTTP/1.0"
+    req = RequestHead(method, http10, n)
     end = n - 4  # where the last header line ends
-    # Spans [start, stop) of header lines not forwarded (each span starts at the CRLF before its line).
-    drops: list[int] | None = None
-    connection_tokens: list[bytes] | None = None
-    te: bytes | None = None
-    cl: bytes | None = None
-    find = head.find
     lower = head.lower()
+    find = head.find
     host_count = 0
     pos = lower.find(b"\r\nhost:", line_end)
     if pos >= 0:
@@ -198,9 +203,21 @@ def parse_request_head(
         pos += 7
         req.host = head[pos : find(b"\r\n", pos)].strip(b" \t")
         if lower.find(b"\r\nhost:", pos) >= 0:
-            host_count = 2
+            raise FramingError(400, "more than one Host")
+    m = _SPECIAL_RE.search(lower, line_end)
+    if m is None and not http10 and target[:1] == b"/" and host_count:
+        # Fast path (wrk, curl, most API clients): origin-form HTTP/1.1, a Host, nothing else to act on.
+        # No body framing, persistent, and forwarded as it came: the prefix is one slice.
+        _check_host(req.host)  # type: ignore[arg-type]
+        req.target = target
+        req.prefix = head[:end]
+        return req
+    # Spans [start, stop) of header lines not forwarded (each span starts at the CRLF before its line).
+    drops: list[int] | None = None
+    connection_tokens: list[bytes] | None = None
+    te: bytes | None = None
+    cl: bytes | None = None
     search = _SPECIAL_RE.search
-    m = search(lower, line_end)
     while m is not None:
         name = m.group(1)
         start = m.start()
@@ -273,15 +290,8 @@ def parse_request_head(
         req.content_length = int(cl)
         fields += b"\r\nContent-Length: " + cl  # type: ignore[operator]  # restated: its line was dropped
     # Host
-    if host_count > 1:
-        raise FramingError(400, "more than one Host")
-    host = req.host
-    if host is not None and host not in _HOST_OK:
-        if _HOST_RE.fullmatch(host) is None:
-            raise FramingError(400, "invalid Host")
-        if len(_HOST_OK) >= _HOST_OK_MAX:
-            _HOST_OK.clear()
-        _HOST_OK[host] = True
+    if req.host is not None:
+        _check_host(req.host)
     if host_count == 0 and not http10:
         raise FramingError(400, "missing Host")
     # Connection management.
@@ -299,6 +309,7 @@ def parse_request_head(
         req.keep_alive = False
     if req.upgrade is not None and (connection_tokens is None or b"upgrade" not in connection_tokens or http10):
         req.upgrade = None  # an Upgrade header without ``Connection: upgrade`` is just dropped
+    req.plain = req.xff is None and not req.chunked and req.upgrade is None
     # Request target forms; the request line the instance gets.
     origin_form = target[:1] == b"/"
     if not origin_form:
@@ -311,6 +322,15 @@ def parse_request_head(
     else:
         req.prefix = b"%s %s HTTP/1.1%s" % (method, target, head[line_end:end] if fields is None else fields)
     return req
+
+
+def _check_host(host: bytes) -> None:
+    if host not in _HOST_OK:
+        if _HOST_RE.fullmatch(host) is None:
+            raise FramingError(400, "invalid Host")
+        if len(_HOST_OK) >= _HOST_OK_MAX:
+            _HOST_OK.clear()
+        _HOST_OK[host] = True
 
 
 def _other_target_form(req: RequestHead, method: bytes, target: bytes) -> tuple[bytes, bytes]:
