@@ -100,11 +100,19 @@ async def test_large_bodies_stream_with_backpressure(backend_factory, dataplane_
     buffered = conn.transport.get_write_buffer_size()
     assert buffered < 8 * 1024 * 1024, buffered
     got = 0
-    async with asyncio.timeout(20):
-        while got < size:
-            chunk = await reader.read(1 << 20)
-            assert chunk
-            got += len(chunk)
+    try:
+        async with asyncio.timeout(60):  # about 1.5 s on an idle machine; generous for loaded CI runners
+            while got < size:
+                chunk = await reader.read(1 << 20)
+                assert chunk
+                got += len(chunk)
+    except TimeoutError:
+        up = conn.upstream
+        raise AssertionError(
+            f"download stalled at {got} of {size} bytes: downstream write_paused={conn.write_paused} "
+            f"paused={conn.paused} buffer={conn.transport.get_write_buffer_size()} "
+            f"upstream={'none' if up is None else ('closed' if up.closed else 'open')}"
+        ) from None
     assert got == size
     # Upload through the sink: Content-Length streamed.
     block = os.urandom(1 << 20)
