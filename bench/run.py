@@ -188,9 +188,62 @@ http {{
     }}
 }}
 """)
-    p = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return Proc(f"nginx:{port}", p)
+
+
+def start_nginx_proxy(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Proc:
+    """nginx as the other peer: 1 worker, TLS 1.2 + 1.3 (its default is 1.2 only), keep-alive upstreams."""
+    d = workdir / f"nginx-proxy-{certs.kind}"
+    d.mkdir(exist_ok=True)
+    (d / "cert.pem").write_bytes(certs.cert_pem + certs.chain_pem)
+    (d / "key.pem").write_bytes(certs.key_pem)
+    (d / "key.pem").chmod(0o600)
+    servers = "\n".join(f"        server {LOOPBACK}:{p};" for p in backends)
+    proxy = """
+            proxy_pass http://be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Port $server_port;"""
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
+    upstream be {{
+{servers}
+        keepalive 64;
+    }}
+    server {{
+        listen {LOOPBACK}:{http_port};
+        location / {{{proxy}
+        }}
+    }}
+    server {{
+        listen {LOOPBACK}:{https_port} ssl;
+        ssl_certificate {d}/cert.pem;
+        ssl_certificate_key {d}/key.pem;
+        location / {{{proxy}
+        }}
+    }}
+}}
+""")
+    p = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(https_port)
+    return Proc("nginx-proxy", p)
 
 
 def start_haproxy(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Proc:
@@ -229,7 +282,7 @@ backend be
     balance roundrobin
 {servers}
 """)
-    p = subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(https_port)
     return Proc("haproxy", p)
 
@@ -264,7 +317,7 @@ def start_control(workdir: Path) -> LbproxyStack:
             "0",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=(workdir / "control.log").open("wb"),
     )
     wait_port(port)
     return LbproxyStack(Proc("lbproxy-control", p), f"http://{LOOPBACK}:{port}", data, data / "credentials")
@@ -326,11 +379,18 @@ def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, wo
             "--workers",
             str(workers),
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=(stack.data_dir / f"lb-{workers}.log").open("wb"),
         env=env,
     )
-    wait_port(https_port, timeout=30)
+    # Serving only once it printed its ready line (the key decrypted, the workers up), not when bound.
+    assert p.stdout is not None
+    ready = p.stdout.readline()
+    if not ready:
+        sys.exit(f"bench: lbproxy lb exited at start; see {stack.data_dir}/lb-{workers}.log")
+    info = json.loads(ready)
+    if info.get("key") != "loaded":
+        sys.exit(f"bench: lbproxy lb started without its key: {info}")
     return Proc(f"lbproxy-lb:{name}", p)
 
 
@@ -400,30 +460,35 @@ class Result:
     scenario: str
     key: str
     workers: int
-    runs: dict[str, list[Run]] = field(default_factory=lambda: {"lbproxy": [], "haproxy": []})
+    runs: dict[str, list[Run]] = field(default_factory=dict)
 
     def median(self, who: str, attr: str) -> float:
-        vals = [getattr(r, attr) for r in self.runs[who]]
+        vals = [getattr(r, attr) for r in self.runs.get(who, [])]
         return statistics.median(vals) if vals else float("nan")
 
 
-def fmt_row(r: Result) -> str:
-    lb_rps, ha_rps = r.median("lbproxy", "rps"), r.median("haproxy", "rps")
-    lb_cpu, ha_cpu = r.median("lbproxy", "per_cpu"), r.median("haproxy", "per_cpu")
-    errs = sum(x.errors for x in r.runs["lbproxy"]), sum(x.errors for x in r.runs["haproxy"])
+PEER_TITLES = {"haproxy": "HAProxy", "nginx": "nginx"}
+
+
+def fmt_row(r: Result, peer: str) -> str:
+    lb_rps, pe_rps = r.median("lbproxy", "rps"), r.median(peer, "rps")
+    lb_cpu, pe_cpu = r.median("lbproxy", "per_cpu"), r.median(peer, "per_cpu")
+    errs = sum(x.errors for x in r.runs["lbproxy"]), sum(x.errors for x in r.runs[peer])
     return (
-        f"| {r.scenario} | {r.key} | {r.workers} | {lb_rps:,.0f} | {ha_rps:,.0f} | **{lb_rps / ha_rps:.2f}x** | "
+        f"| {r.scenario} | {r.key} | {r.workers} | {lb_rps:,.0f} | {pe_rps:,.0f} | **{lb_rps / pe_rps:.2f}x** | "
         f"{r.median('lbproxy', 'p50_ms'):.2f} / {r.median('lbproxy', 'p99_ms'):.2f} | "
-        f"{r.median('haproxy', 'p50_ms'):.2f} / {r.median('haproxy', 'p99_ms'):.2f} | "
-        f"{lb_cpu:,.0f} | {ha_cpu:,.0f} | **{lb_cpu / ha_cpu:.2f}x** | {errs[0]} / {errs[1]} |"
+        f"{r.median(peer, 'p50_ms'):.2f} / {r.median(peer, 'p99_ms'):.2f} | "
+        f"{lb_cpu:,.0f} | {pe_cpu:,.0f} | **{lb_cpu / pe_cpu:.2f}x** | {errs[0]} / {errs[1]} |"
     )
 
 
-HEADER = (
-    "| scenario | key | lbproxy workers | lbproxy req/s | HAProxy req/s | ratio | lbproxy p50/p99 ms | "
-    "HAProxy p50/p99 ms | lbproxy req/CPU-s | HAProxy req/CPU-s | ratio/CPU | errors lb/ha |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
-)
+def header(peer: str) -> str:
+    t = PEER_TITLES[peer]
+    return (
+        f"| scenario | key | lbproxy workers | lbproxy req/s | {t} req/s | ratio | lbproxy p50/p99 ms | "
+        f"{t} p50/p99 ms | lbproxy req/CPU-s | {t} req/CPU-s | ratio/CPU | errors lbproxy/{t} |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
 
 
 def environment() -> str:
@@ -444,13 +509,14 @@ def environment() -> str:
 
 @contextlib.contextmanager
 def stack_for(
-    workdir: Path, certs: CertSet, backends: list[int], workers: int
+    workdir: Path, certs: CertSet, backends: list[int], workers: int, peers: list[str]
 ) -> Iterator[dict[str, tuple[Proc, int, int]]]:
     procs: list[Proc] = []
     try:
         ha_http, ha_https = free_port(), free_port()
         lb_http, lb_https = free_port(), free_port()
-        for p in (ha_http, ha_https, lb_http, lb_https):
+        ng_http, ng_https = free_port(), free_port()
+        for p in (ha_http, ha_https, lb_http, lb_https, ng_http, ng_https):
             port_owner_check(p)
         stack = start_control(workdir / f"{certs.kind}-{workers}")
         procs.append(stack.control)
@@ -458,9 +524,16 @@ def stack_for(
         setup_load_balancer(stack, name, certs, backends)
         lb = start_lb(stack, name, lb_http, lb_https, workers)
         procs.append(lb)
-        ha = start_haproxy(workdir, certs, ha_http, ha_https, backends)
-        procs.append(ha)
-        yield {"lbproxy": (lb, lb_http, lb_https), "haproxy": (ha, ha_http, ha_https)}
+        out = {"lbproxy": (lb, lb_http, lb_https)}
+        if "haproxy" in peers:
+            ha = start_haproxy(workdir, certs, ha_http, ha_https, backends)
+            procs.append(ha)
+            out["haproxy"] = (ha, ha_http, ha_https)
+        if "nginx" in peers:
+            ng = start_nginx_proxy(workdir, certs, ng_http, ng_https, backends)
+            procs.append(ng)
+            out["nginx"] = (ng, ng_http, ng_https)
+        yield out
     finally:
         for p in reversed(procs):
             p.stop()
@@ -474,6 +547,7 @@ def main() -> int:
     ap.add_argument("--scenarios", default="https,http,full,resumed")
     ap.add_argument("--keys", default="ec,rsa", help="certificate key types: ec,rsa")
     ap.add_argument("--workers", default="1,2", help="lbproxy --workers values to measure (default 1,2)")
+    ap.add_argument("--peers", default="haproxy", help="proxies to compare against: haproxy,nginx (default haproxy)")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = ap.parse_args()
     ensure_tools()
@@ -490,12 +564,14 @@ def main() -> int:
             for key in args.keys.split(","):
                 certs = make_certs(key)
                 for workers in (int(w) for w in args.workers.split(",")):
-                    with stack_for(workdir, certs, backends, workers) as procs:
+                    peers = [x for x in args.peers.split(",") if x]
+                    with stack_for(workdir, certs, backends, workers, peers) as procs:
                         for scenario in args.scenarios.split(","):
                             scheme, close, no_resume = SCENARIOS[scenario]
-                            res = Result(scenario, key, workers)
+                            res = Result(scenario, key, workers, {w: [] for w in procs})
+                            everyone = list(procs)
                             for rnd in range(args.rounds):
-                                order = ["lbproxy", "haproxy"] if rnd % 2 == 0 else ["haproxy", "lbproxy"]
+                                order = everyone if rnd % 2 == 0 else everyone[::-1]  # A B / B A: alternate
                                 for who in order:
                                     proc, http_port, https_port = procs[who]
                                     port = https_port if scheme == "https" else http_port
@@ -525,17 +601,29 @@ def main() -> int:
                                         flush=True,
                                     )
                             results.append(res)
-                            print(fmt_row(res), flush=True)
+                            for peer in peers:
+                                print(fmt_row(res, peer), flush=True)
         finally:
             for n in nginxes:
                 n.stop()
     cmd = "python bench/run.py " + " ".join(sys.argv[1:])
+    peers = [x for x in args.peers.split(",") if x]
+    tables = "".join(
+        f"\n### lbproxy vs {PEER_TITLES[peer]}\n\n{header(peer)}\n"
+        + "\n".join(fmt_row(r, peer) for r in results)
+        + "\n"
+        for peer in peers
+    )
     text = (
-        "# Benchmarks: lbproxy vs HAProxy\n\n"
+        "# Benchmarks: lbproxy vs " + " and ".join(PEER_TITLES[p] for p in peers) + "\n\n"
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `{cmd.strip()}` "
         f"({args.rounds} alternated rounds of {args.duration:g} s, {args.connections} connections, medians).\n\n"
-        f"{environment()}\n- HAProxy: nbthread 1. Backends: two nginx (1 worker each). Load: wrk, 1 thread.\n\n"
-        f"{HEADER}\n" + "\n".join(fmt_row(r) for r in results) + "\n"
+        f"{environment()}\n- HAProxy: nbthread 1; nginx (when compared): 1 worker, TLS 1.2 + 1.3. Backends: two "
+        "nginx (1 worker each). Load: wrk, 1 thread. lbproxy: `lbproxy lb` set up through the control plane "
+        "(imported certificate attached, key decrypted through its grant).\n"
+        "- Scenarios: `https`/`http` keep-alive; `full`: a full TLS handshake per request (`Connection: close` + "
+        "bench/noresume.c); `resumed`: a resumed handshake per request (`Connection: close`; wrk resumes).\n"
+        f"{tables}"
     )
     args.out.write_text(text)
     print(f"wrote {args.out}")
