@@ -299,6 +299,7 @@ class LbproxyStack:
 
 
 def start_control(workdir: Path) -> LbproxyStack:
+    workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "lbproxy-data"
     port = free_port()
     p = subprocess.Popen(

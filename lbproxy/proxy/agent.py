@@ -43,7 +43,7 @@ from lbproxy.proxy.controllink import (
     load_credentials,
 )
 from lbproxy.proxy.keys import KeySourceRef
-from lbproxy.proxy.metrics import GAUGES
+from lbproxy.proxy.metrics import GAUGES, LOCAL_COUNTERS
 from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
 
 log = logging.getLogger("lbproxy.proxy")
@@ -353,7 +353,8 @@ class DataPlaneAgent:
         snap = self.lb.metrics_snapshot()
         metrics: dict[str, float] = {}
         for name, value in snap.items():
-            if name == "InstanceResponseTime":
+            # The control plane accepts Lightsail's metric names only (the TLS handshake counters stay local).
+            if name == "InstanceResponseTime" or name in LOCAL_COUNTERS:
                 continue
             if name in GAUGES:
                 metrics[name] = value

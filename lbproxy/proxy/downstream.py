@@ -671,6 +671,16 @@ class TlsDownstream(Downstream):
 
     __slots__ = ()
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called once the handshake completed: count it as full or resumed (once per connection).
+        sslobj = transport.get_extra_info("ssl_object")
+        m = self.dp.metrics
+        if sslobj is not None and sslobj.session_reused:
+            m.tls_resumed_handshakes += 1
+        else:
+            m.tls_full_handshakes += 1
+        super().connection_made(transport)
+
     def __del__(self) -> None:
         if not self.made:
             self.dp.metrics.tls_negotiation_errors += 1

@@ -25,8 +25,14 @@ COUNTERS: dict[str, str] = {
     "RejectedConnectionCount": "rejected_connections",
     "InstanceResponseTime_Sum": "response_time_sum",
     "InstanceResponseTime_Count": "response_time_count",
+    # Not Lightsail metrics (the proxy's own, for /metrics and the benchmark): TLS handshakes completed,
+    # split into full ones and session resumptions (``ssl_object.session_reused``, once per connection).
+    "TLSFullHandshakeCount": "tls_full_handshakes",
+    "TLSResumedHandshakeCount": "tls_resumed_handshakes",
 }
 GAUGES = ("HealthyHostCount", "UnhealthyHostCount")
+#: The counters the proxy keeps that Lightsail does not know: left out of the control plane's reports.
+LOCAL_COUNTERS = frozenset({"TLSFullHandshakeCount", "TLSResumedHandshakeCount"})
 
 
 class Metrics:

@@ -168,6 +168,29 @@ async def test_session_resumption_across_workers(backend_factory, tls_files) -> 
                 break
         assert set(owners) == set(pids), owners  # both workers served resumed sessions
         assert all(owners.values())
+        # The handshake counters are summed over workers like the Lightsail ones (reported every 0.2 s).
+        for _ in range(50):
+            snap = lb.metrics_snapshot()
+            if snap["TLSResumedHandshakeCount"] >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert snap["TLSFullHandshakeCount"] >= 1 and snap["TLSResumedHandshakeCount"] >= 2, snap
+
+
+async def test_handshake_counters_full_and_resumed(backend_factory, dataplane_factory, tls_files) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], keyed=tls_files.keyed())
+    m = lb.dp.metrics
+    ctx = tls_files.client_context()
+    session, reused, _ = await asyncio.to_thread(_tls_get, lb.https_port, ctx, None, [])
+    assert not reused and session is not None
+    assert (m.tls_full_handshakes, m.tls_resumed_handshakes) == (1, 0)
+    for n in (1, 2):
+        _, reused, _ = await asyncio.to_thread(_tls_get, lb.https_port, ctx, session, [])
+        assert reused
+        assert (m.tls_full_handshakes, m.tls_resumed_handshakes) == (1, n)  # once per connection
+    assert m.as_dict()["TLSResumedHandshakeCount"] == 2 and m.as_dict()["TLSFullHandshakeCount"] == 1
+    assert m.request_count == 3
 
 
 async def test_revocation_refuses_tls_keeps_http(backend_factory, tls_files) -> None:
