@@ -262,7 +262,10 @@ async def run_lb(args: argparse.Namespace, settings: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    waiters = [loop.create_task(stop.wait()), loop.create_task(agent.deleted.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for w in waiters:
+        w.cancel()
     logging.getLogger("lbproxy.proxy").info("stopping: refusing handshakes, draining, wiping the key")
     await agent.stop()
     return 0

@@ -196,6 +196,8 @@ class DataPlaneAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self.ready = asyncio.Event()
+        #: Set when the control plane deleted this load balancer: ``lbproxy lb`` then exits.
+        self.deleted = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def fetch(self) -> dict[str, Any]:
@@ -296,10 +298,14 @@ class DataPlaneAgent:
                 await self.revoke()
                 await self.refresh()
             return
-        if t in ("loadbalancer.certificate_detached", "loadbalancer.deleted"):
+        if t == "loadbalancer.deleted":
+            log.warning("the load balancer was deleted: wiping the key and stopping")
             await self.revoke()
-            if t != "loadbalancer.deleted":
-                await self.refresh()
+            self.deleted.set()
+            return
+        if t == "loadbalancer.certificate_detached":
+            await self.revoke()
+            await self.refresh()
             return
         renewed = t == "certificate.renewed" and self._concerns_our_certificate(event)
         if t == "loadbalancer.certificate_attached" or renewed:

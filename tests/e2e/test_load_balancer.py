@@ -157,3 +157,16 @@ def test_https_redirection_attribute_reaches_the_data_plane(stack: Stack) -> Non
 
     wait_until(redirected, timeout=10)
     assert get(f"https://localhost:{stack.https_port}/x", cert.client_context())[0] == 200
+
+
+def test_deleting_the_load_balancer_stops_its_data_plane(stack: Stack) -> None:
+    stack.start_backends("web-1")
+    stack.create_load_balancer()
+    cert = stack.import_certificate("doomed")
+    stack.attach(cert)
+    stack.start_lb()
+    assert get(f"https://localhost:{stack.https_port}/", cert.client_context())[0] == 200
+    stack.control.client("lightsail").delete_load_balancer(loadBalancerName=stack.lb_name)
+    assert stack.lb is not None
+    assert stack.lb.wait(20) == 0
+    assert stack.grants() == []
