@@ -175,3 +175,27 @@ def test_metrics_aggregation_and_prometheus() -> None:
     text = render_prometheus(snap, "lb").decode()
     assert 'lbproxy_RequestCount_total{load_balancer="lb"} 8' in text
     assert "lbproxy_HealthyHostCount" in text
+
+
+def test_tls_handshake_counters_stay_out_of_lightsail_reports() -> None:
+    import types
+
+    from lbproxy.lightsail.metrics import samples_from_report
+    from lbproxy.proxy.agent import DataPlaneAgent
+
+    m = Metrics()
+    m.request_count = 3
+    m.tls_full_handshakes = 2
+    m.tls_resumed_handshakes = 5
+    agg = MetricsAggregator()
+    agg.report("w1", m.as_dict())
+    agg.report("w2", m.as_dict())
+    snap = agg.snapshot()
+    assert snap["TLSFullHandshakeCount"] == 4 and snap["TLSResumedHandshakeCount"] == 10
+    text = render_prometheus(snap, "lb").decode()
+    assert 'lbproxy_TLSResumedHandshakeCount_total{load_balancer="lb"} 10' in text
+    agent = DataPlaneAgent("http://127.0.0.1:1", "lb", ProxySettings(), signer=object())  # type: ignore[arg-type]
+    agent.lb = types.SimpleNamespace(metrics_snapshot=agg.snapshot, health_snapshot=list, worker_pids=lambda: [1])
+    metrics = agent.report_body()["metrics"]
+    assert metrics["RequestCount"] == 6 and not any(k.startswith("TLS") for k in metrics)
+    assert samples_from_report(metrics, 0.0)  # the control plane accepts it (it refuses unknown names)
