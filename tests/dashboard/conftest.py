@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from lbproxy.clock import ManualClock
 from lbproxy.control import dashboard
 from lbproxy.control.plane import ControlPlane
 from lbproxy.principals import Principal
-from lbproxy.testing import ControlThread
+from lbproxy.testing import ControlThread, wait_until
 
 
 @dataclass
@@ -148,17 +147,6 @@ class Dash:
 
     def call(self, target: str, params: dict[str, Any]) -> Reply:
         return self.request("POST", "/dashboard/api/call", {"target": target, "params": params})
-
-
-def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 8.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from lbproxy.testing import free_ports
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install -e '.[test]')")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,17 +65,6 @@ def start_order(services: dict[str, Any]) -> list[str]:
         if not pending:
             break
     return order
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass

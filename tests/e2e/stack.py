@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from lbproxy.control.app import bound_port
 from lbproxy.lightsail.dataplane import install_routes
 from lbproxy.proxy.controllink import ControlClient, Signer
 from lbproxy.testing import ControlThread
+from lbproxy.testing import wait_until as _wait_until
 
 
 @dataclass
@@ -213,19 +213,12 @@ def handshake_fails(port: int, ctx: ssl.SSLContext) -> bool:
     return not handshake_ok(port, ctx)
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
-
-
 def make_stack(tmp: Path) -> Stack:
     from lbproxy.clock import SystemClock
 
     ct = ControlThread(tmp / "data", clock=SystemClock(), validation_delay=0.0, installers=[install_routes])
     return Stack(ct.start(), tmp)
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    return _wait_until(getattr(predicate, "__name__", "condition"), predicate, timeout, interval)
