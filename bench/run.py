@@ -359,7 +359,7 @@ def setup_load_balancer(stack: LbproxyStack, name: str, certs: CertSet, backends
     ls.attach_load_balancer_tls_certificate(loadBalancerName=name, certificateName=f"{name}-cert")
 
 
-def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, workers: int) -> Proc:
+def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, workers: int, admin_port: int) -> Proc:
     env = {**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(stack.credentials), "AWS_PROFILE": name}
     p = subprocess.Popen(
         [
@@ -379,6 +379,8 @@ def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, wo
             f"{LOOPBACK}:{https_port}",
             "--workers",
             str(workers),
+            "--admin-listen",
+            f"{LOOPBACK}:{admin_port}",
         ],
         stdout=subprocess.PIPE,
         stderr=(stack.data_dir / f"lb-{workers}.log").open("wb"),
@@ -397,6 +399,25 @@ def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, wo
 
 # ----------------------------------------------------------------------------- measuring
 
+#: lbproxy supervisor pid -> its admin (Prometheus /metrics) port, to read the handshake counters.
+LB_ADMIN_PORTS: dict[int, int] = {}
+
+
+def lb_handshakes(proc: Proc) -> tuple[float, float] | None:
+    """(full, resumed) TLS handshakes so far, from lbproxy's /metrics (None for other proxies)."""
+    port = LB_ADMIN_PORTS.get(proc.popen.pid)
+    if port is None:
+        return None
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(("lbproxy_TLSFullHandshakeCount", "lbproxy_TLSResumedHandshakeCount")):
+            name = line.split("{", 1)[0].split(" ", 1)[0].removesuffix("_total")
+            values[name] = float(line.rsplit(" ", 1)[1])
+    return values.get("lbproxy_TLSFullHandshakeCount", 0.0), values.get("lbproxy_TLSResumedHandshakeCount", 0.0)
+
 
 @dataclass
 class Run:
@@ -406,6 +427,8 @@ class Run:
     errors: int
     requests: int
     cpu_s: float
+    #: Share of this run's TLS handshakes that were resumptions (lbproxy's counters; None: not known).
+    resumed_share: float | None = None
 
     @property
     def per_cpu(self) -> float:
@@ -427,6 +450,7 @@ def run_wrk(url: str, proc: Proc, duration: float, connections: int, close: bool
     env = dict(os.environ)
     if shim is not None:
         env["LD_PRELOAD"] = str(shim)
+    hs0 = lb_handshakes(proc) if close else None
     cpu0 = proc.cpu_seconds()
     done = subprocess.run([*cmd, url], capture_output=True, text=True, env=env, timeout=duration + 30)
     cpu = proc.cpu_seconds() - cpu0
@@ -444,7 +468,14 @@ def run_wrk(url: str, proc: Proc, duration: float, connections: int, close: bool
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         errors += sum(int(x) for x in m.groups())
-    return Run(rps, p50, p99, errors, reqs, cpu)
+    share = None
+    if hs0 is not None:
+        time.sleep(1.2)  # workers report their counters to the supervisor every second
+    hs1 = lb_handshakes(proc) if hs0 is not None else None
+    if hs0 is not None and hs1 is not None:
+        full, resumed = hs1[0] - hs0[0], hs1[1] - hs0[1]
+        share = resumed / (full + resumed) if full + resumed else None
+    return Run(rps, p50, p99, errors, reqs, cpu, share)
 
 
 SCENARIOS = {
@@ -523,7 +554,9 @@ def stack_for(
         procs.append(stack.control)
         name = f"bench-{certs.kind}"
         setup_load_balancer(stack, name, certs, backends)
-        lb = start_lb(stack, name, lb_http, lb_https, workers)
+        admin = free_port()
+        lb = start_lb(stack, name, lb_http, lb_https, workers, admin)
+        LB_ADMIN_PORTS[lb.popen.pid] = admin
         procs.append(lb)
         out = {"lbproxy": (lb, lb_http, lb_https)}
         if "haproxy" in peers:
@@ -597,6 +630,7 @@ def main() -> int:
                                                 "p99_ms": run.p99_ms,
                                                 "errors": run.errors,
                                                 "req_per_cpu_s": round(run.per_cpu),
+                                                "resumed_share": run.resumed_share,
                                             }
                                         ),
                                         flush=True,
@@ -609,6 +643,14 @@ def main() -> int:
                 n.stop()
     cmd = "python bench/run.py " + " ".join(sys.argv[1:])
     peers = [x for x in args.peers.split(",") if x]
+    checks = []
+    for r in results:
+        shares = [x.resumed_share for x in r.runs["lbproxy"] if x.resumed_share is not None]
+        if r.scenario in ("full", "resumed") and shares:
+            checks.append(
+                f"{r.scenario}/{r.key}/{r.workers}w: "
+                f"{100 * statistics.median(shares):.0f} % of lbproxy's handshakes resumed"
+            )
     tables = "".join(
         f"\n### lbproxy vs {PEER_TITLES[peer]}\n\n{header(peer)}\n"
         + "\n".join(fmt_row(r, peer) for r in results)
@@ -624,6 +666,9 @@ def main() -> int:
         "(imported certificate attached, key decrypted through its grant).\n"
         "- Scenarios: `https`/`http` keep-alive; `full`: a full TLS handshake per request (`Connection: close` + "
         "bench/noresume.c); `resumed`: a resumed handshake per request (`Connection: close`; wrk resumes).\n"
+        "- Handshake check (lbproxy's TLSFullHandshakeCount / TLSResumedHandshakeCount during each run): "
+        + ("; ".join(checks) or "not measured")
+        + ".\n"
         f"{tables}"
     )
     args.out.write_text(text)
