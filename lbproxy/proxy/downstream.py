@@ -136,7 +136,7 @@ class Downstream(asyncio.Protocol):
         dp = self.dp
         if len(dp.connections) >= dp.max_connections or dp.draining:
             dp.metrics.rejected_connections += 1
-            transport.abort()
+            self.transport.abort()
             return
         dp.connections.add(self)
         peer = transport.get_extra_info("peername")

@@ -73,7 +73,8 @@ class KeySourceRef:
         if not module or not name:
             raise ValueError(f"invalid key source factory: {self.factory!r} (expected module:callable)")
         factory = getattr(importlib.import_module(module), name)
-        return factory(**self.params)  # type: ignore[no-any-return]
+        source: KeySource = factory(**self.params)
+        return source
 
 
 def zero(buf: bytearray) -> None:
@@ -143,7 +144,7 @@ class TestFileKeySource:
         size = os.stat(self.key_path).st_size
         key = bytearray(size)
         with open(self.key_path, "rb", buffering=0) as raw:
-            n = raw.readinto(key)  # type: ignore[attr-defined]
+            n = raw.readinto(key)
         if n != size:
             zero(key)
             raise OSError(f"short read of {self.key_path}")

@@ -37,6 +37,21 @@ LOCAL_COUNTERS = frozenset({"TLSFullHandshakeCount", "TLSResumedHandshakeCount"}
 
 class Metrics:
     __slots__ = (*COUNTERS.values(), "active_connections")
+    # The counters (plain int attributes: one increment per event on the hot path).
+    request_count: int
+    lb_4xx: int
+    lb_5xx: int
+    instance_2xx: int
+    instance_3xx: int
+    instance_4xx: int
+    instance_5xx: int
+    tls_negotiation_errors: int
+    rejected_connections: int
+    response_time_sum: float
+    response_time_count: int
+    tls_full_handshakes: int
+    tls_resumed_handshakes: int
+    active_connections: int
 
     def __init__(self) -> None:
         for attr in COUNTERS.values():

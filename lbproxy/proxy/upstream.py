@@ -255,7 +255,9 @@ class Upstream(asyncio.Protocol):
             self.reset_parser = True
             self._complete(self.parser.should_keep_alive())
 
-    def _strip_hop_by_hop(self, head: bytes, lower: bytes, m: re.Match[bytes], framing: int) -> tuple[bytes, int]:
+    def _strip_hop_by_hop(
+        self, head: bytes, lower: bytes, m: re.Match[bytes] | None, framing: int
+    ) -> tuple[bytes, int]:
         """``head`` without its hop-by-hop lines; Transfer-Encoding makes the framing chunked."""
         pieces = []
         pos = 0
