@@ -167,30 +167,36 @@ def descendants(pid: int) -> list[int]:
     return list(dict.fromkeys(out))
 
 
-def start_nginx_backend(workdir: Path, port: int) -> Proc:
-    d = workdir / f"nginx-{port}"
-    d.mkdir()
+def start_nginx(d: Path, name: str, port: int, worker_connections: int, http_body: str) -> Proc:
+    """One nginx (1 worker, in the foreground) with ``http_body`` inside its ``http {}`` block."""
     conf = d / "nginx.conf"
     conf.write_text(f"""
 worker_processes 1;
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
-    keepalive_timeout 75s;
     client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
-    server {{
-        listen {LOOPBACK}:{port} reuseport backlog=4096;
-        location / {{ default_type text/plain; return 200 "hello from backend {port}\\n"; }}
-    }}
+{http_body}
 }}
 """)
     p = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
-    return Proc(f"nginx:{port}", p)
+    return Proc(name, p)
+
+
+def start_nginx_backend(workdir: Path, port: int) -> Proc:
+    d = workdir / f"nginx-{port}"
+    d.mkdir()
+    body = f"""    keepalive_timeout 75s;
+    server {{
+        listen {LOOPBACK}:{port} reuseport backlog=4096;
+        location / {{ default_type text/plain; return 200 "hello from backend {port}\\n"; }}
+    }}"""
+    return start_nginx(d, f"nginx:{port}", port, 4096, body)
 
 
 def start_nginx_proxy(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Proc:
@@ -209,18 +215,7 @@ def start_nginx_proxy(workdir: Path, certs: CertSet, http_port: int, https_port:
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Port $server_port;"""
-    conf = d / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
-    ssl_protocols TLSv1.2 TLSv1.3;
+    body = f"""    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache shared:SSL:10m;
     ssl_session_tickets on;
     upstream be {{
@@ -238,12 +233,8 @@ http {{
         ssl_certificate_key {d}/key.pem;
         location / {{{proxy}
         }}
-    }}
-}}
-""")
-    p = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(https_port)
-    return Proc("nginx-proxy", p)
+    }}"""
+    return start_nginx(d, "nginx-proxy", https_port, 8192, body)
 
 
 def start_haproxy(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Proc:

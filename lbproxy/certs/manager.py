@@ -800,12 +800,7 @@ class CertificateManager:
             d["Serial"] = ci.serial
             d["Subject"] = ci.subject
             d["Issuer"] = ci.issuer
-        if cert.type == "IMPORTED":
-            d["ImportedAt"] = _ts(cert.meta.get("imported_at"))
-        else:
-            d["CreatedAt"] = _ts(cert.created_at)
-            if cert.meta.get("issued_at"):
-                d["IssuedAt"] = _ts(cert.meta["issued_at"])
+        d.update(_lifecycle_times(cert))
         d["Status"] = status
         if ci is not None:
             d["NotBefore"] = ci.not_before
@@ -858,12 +853,7 @@ class CertificateManager:
         if ci is not None:
             s["NotBefore"] = ci.not_before
             s["NotAfter"] = ci.not_after
-        if cert.type == "IMPORTED":
-            s["ImportedAt"] = _ts(cert.meta.get("imported_at"))
-        else:
-            s["CreatedAt"] = _ts(cert.created_at)
-            if cert.meta.get("issued_at"):
-                s["IssuedAt"] = _ts(cert.meta["issued_at"])
+        s.update(_lifecycle_times(cert))
         if cert.meta.get("managed_by"):
             s["ManagedBy"] = cert.meta["managed_by"]
         return s
@@ -936,3 +926,13 @@ def _decode_token(token: str) -> int:
     except (binascii.Error, ValueError, KeyError, TypeError):
         pass
     raise InvalidArgsException("One or more of request parameters specified is not valid.")
+
+
+def _lifecycle_times(cert: Certificate) -> dict[str, Any]:
+    """``ImportedAt`` for imported certificates; ``CreatedAt`` (and ``IssuedAt`` once issued) otherwise."""
+    if cert.type == "IMPORTED":
+        return {"ImportedAt": _ts(cert.meta.get("imported_at"))}
+    out = {"CreatedAt": _ts(cert.created_at)}
+    if cert.meta.get("issued_at"):
+        out["IssuedAt"] = _ts(cert.meta["issued_at"])
+    return out

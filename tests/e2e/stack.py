@@ -111,6 +111,15 @@ class Stack:
     def grants(self) -> list[dict[str, Any]]:
         return self.control.client("kms").list_grants(KeyId="alias/aws/acm")["Grants"]  # type: ignore[no-any-return]
 
+    def serve_https(self, cert_name: str, *lb_args: str) -> Certificate:
+        """One backend ``web-1``, the load balancer, an imported certificate attached, ``lbproxy lb`` serving."""
+        self.start_backends("web-1")
+        self.create_load_balancer()
+        cert = self.import_certificate(cert_name)
+        self.attach(cert)
+        self.start_lb(*lb_args)
+        return cert
+
     # -- the data plane ------------------------------------------------------------------------
     def start_lb(self, *extra: str, workers: int = 1) -> dict[str, Any]:
         settings = self.control.settings

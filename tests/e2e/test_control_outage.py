@@ -16,11 +16,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_outage_keeps_serving_then_resumes_the_event_stream(stack: Stack) -> None:
-    stack.start_backends("web-1")
-    stack.create_load_balancer()
-    cert = stack.import_certificate("outage-cert")
-    stack.attach(cert)
-    stack.start_lb()
+    cert = stack.serve_https("outage-cert")
     ctx = cert.client_context()
     grant = next(g for g in stack.grants() if g["Name"] == "IssuedThroughACM")
 
@@ -40,11 +36,7 @@ def test_outage_keeps_serving_then_resumes_the_event_stream(stack: Stack) -> Non
 
 
 def test_key_lease_fails_closed_without_the_control_plane(stack: Stack) -> None:
-    stack.start_backends("web-1")
-    stack.create_load_balancer()
-    cert = stack.import_certificate("lease-cert")
-    stack.attach(cert)
-    stack.start_lb("--key-lease", "2")
+    cert = stack.serve_https("lease-cert", "--key-lease", "2")
     ctx = cert.client_context()
     assert handshake_ok(stack.https_port, ctx)
     port = int(stack.control.url.rsplit(":", 1)[1])

@@ -69,11 +69,7 @@ def test_https_through_the_grant_then_revocation_wipes_the_key(stack: Stack) -> 
 
 
 def test_shutdown_wipes_and_exits_cleanly(stack: Stack) -> None:
-    stack.start_backends("web-1")
-    stack.create_load_balancer()
-    cert = stack.import_certificate("c1")
-    stack.attach(cert)
-    stack.start_lb()
+    cert = stack.serve_https("c1")
     assert get(f"https://localhost:{stack.https_port}/", cert.client_context())[0] == 200
     assert stack.stop_lb() == 0
 
@@ -136,11 +132,7 @@ def test_swap_rotates_without_dropping_open_connections_then_detach_revokes(stac
 
 def test_https_redirection_attribute_reaches_the_data_plane(stack: Stack) -> None:
     """UpdateLoadBalancerAttribute -> event -> the HTTP listener answers 301 to https, same host/path/query."""
-    stack.start_backends("web-1")
-    stack.create_load_balancer()
-    cert = stack.import_certificate("cert-c")
-    stack.attach(cert)
-    stack.start_lb()
+    cert = stack.serve_https("cert-c")
     stack.control.client("lightsail").update_load_balancer_attribute(
         loadBalancerName=stack.lb_name, attributeName="HttpsRedirectionEnabled", attributeValue="true"
     )
@@ -160,11 +152,7 @@ def test_https_redirection_attribute_reaches_the_data_plane(stack: Stack) -> Non
 
 
 def test_deleting_the_load_balancer_stops_its_data_plane(stack: Stack) -> None:
-    stack.start_backends("web-1")
-    stack.create_load_balancer()
-    cert = stack.import_certificate("doomed")
-    stack.attach(cert)
-    stack.start_lb()
+    cert = stack.serve_https("doomed")
     assert get(f"https://localhost:{stack.https_port}/", cert.client_context())[0] == 200
     stack.control.client("lightsail").delete_load_balancer(loadBalancerName=stack.lb_name)
     assert stack.lb is not None
