@@ -43,6 +43,7 @@ _KEEP_ALIVE_LINE = b"\r\nConnection: keep-alive"
 _CHUNKED_LINE = b"\r\nTransfer-Encoding: chunked"
 _UPGRADE_LINE = b"\r\nConnection: upgrade"
 _END = b"\r\n\r\n"
+_CLOSE_END = _CLOSE_LINE + _END
 _LAST_CHUNK = b"0\r\n\r\n"
 _HEAD = b"HEAD"
 # A module-level name is one dict lookup; ``time.monotonic`` would be two.
@@ -98,8 +99,9 @@ class Downstream(asyncio.Protocol):
         self.made = False
         self.client = b"-"
         #: The constant end of every upstream request head on this connection (X-Forwarded-For/Proto/Port
-        #: and the blank line), built once per connection: the common head is ``req.prefix + fwd``.
-        self.fwd = b"\r\nX-Forwarded-For: -\r\n" + tail + b"\r\n"
+        #: and the blank line), built once per connection (``connection_made``): the common head is
+        #: ``req.prefix + fwd``.
+        self.fwd = b""
         self.buf = bytearray()
         self.paused = 0
         self.write_paused = False
@@ -142,7 +144,7 @@ class Downstream(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client = peer[0].encode()
-            self.fwd = b"\r\nX-Forwarded-For: " + self.client + b"\r\n" + self.tail + b"\r\n"
+        self.fwd = b"\r\nX-Forwarded-For: " + self.client + b"\r\n" + self.tail + b"\r\n"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -153,7 +155,7 @@ class Downstream(asyncio.Protocol):
             up.close()
 
     def eof_received(self) -> bool | None:
-        if self.req is not None and not self.tunnel:
+        if self.req is not None and not self.tunnel and not self.closing:
             self.resp_close = True  # answer what is in flight, then close
             return True
         return None
@@ -439,17 +441,15 @@ class Downstream(asyncio.Protocol):
             m.instance_2xx += 1
         else:
             m.count_instance_status(status)
-        if (
-            framing == FRAMING_LENGTH
-            and req.keep_alive
-            and not req.http10
-            and self.set_cookie is None
-            and not self.resp_close
-            and not dp.draining
-        ):
-            # The common case: the head goes out as the instance sent it (hop-by-hop lines cut). Held
-            # back: the body bytes of the same read join it in one write (one TLS record, one send).
-            head += _END
+        if framing == FRAMING_LENGTH and not req.http10 and self.set_cookie is None:
+            # The common case: the head goes out as the instance sent it (hop-by-hop lines cut), plus
+            # ``Connection: close`` when this exchange ends the connection. Held back: the body bytes of
+            # the same read join it in one write (one TLS record, one send).
+            if req.keep_alive and not self.resp_close and not dp.draining:
+                head += _END
+            else:
+                head += _CLOSE_END
+                self.resp_close = True
             self.sent += len(head)
             self.pending = head
             return
@@ -626,7 +626,12 @@ class Downstream(asyncio.Protocol):
                 up.close()
         if dp.access_log is not None:
             dp.log_access(self)
-        close = self.resp_close or not self.req_done
+        self.last_active = dp.now
+        if self.resp_close or not self.req_done or (dp.draining and not self.buf):
+            # The connection ends here: nothing to reset (the sweeper and callbacks skip a closing one).
+            self.closing = True
+            self.transport.close()
+            return
         # _reset_exchange, with the rarely used fields reset only when they were used.
         if self.decoder is not None or self.set_cookie is not None or self.retried or self.resp_chunked:
             self._reset_exchange()
@@ -638,11 +643,6 @@ class Downstream(asyncio.Protocol):
             self.body_seen = 0
             self.sent = 0
             self.sent_at = 0.0
-        self.last_active = dp.now
-        if close or (dp.draining and not self.buf):
-            self.closing = True
-            self.transport.close()
-            return
         if self.buf:
             # The next pipelined request: parsed on the next loop turn, after this response's bytes left.
             dp.loop.call_soon(self._next_request)

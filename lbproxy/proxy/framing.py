@@ -205,13 +205,25 @@ def parse_request_head(
         if lower.find(b"\r\nhost:", pos) >= 0:
             raise FramingError(400, "more than one Host")
     m = _SPECIAL_RE.search(lower, line_end)
-    if m is None and not http10 and target[:1] == b"/" and host_count:
-        # Fast path (wrk, curl, most API clients): origin-form HTTP/1.1, a Host, nothing else to act on.
-        # No body framing, persistent, and forwarded as it came: the prefix is one slice.
-        _check_host(req.host)  # type: ignore[arg-type]
-        req.target = target
-        req.prefix = head[:end]
-        return req
+    if not http10 and target[:1] == b"/" and host_count:
+        if m is None:
+            # Fast path (wrk, curl, most API clients): origin-form HTTP/1.1, a Host, nothing else to act
+            # on. No body framing, persistent, and forwarded as it came: the prefix is one slice.
+            _check_host(req.host)  # type: ignore[arg-type]
+            req.target = target
+            req.prefix = head[:end]
+            return req
+        if m.group(1) == _CONNECTION:
+            # Nearly as common (a client closing after this request): the same, less that one line,
+            # when its value is a single ``close``/``keep-alive`` and no other line needs work.
+            stop = find(b"\r\n", m.end())
+            value = lower[m.end() : stop].strip(b" \t")
+            if (value == b"close" or value == b"keep-alive") and _SPECIAL_RE.search(lower, stop) is None:
+                _check_host(req.host)  # type: ignore[arg-type]
+                req.target = target
+                req.keep_alive = value != b"close"
+                req.prefix = head[: m.start()] + head[stop:end]
+                return req
     # Spans [start, stop) of header lines not forwarded (each span starts at the CRLF before its line).
     drops: list[int] | None = None
     connection_tokens: list[bytes] | None = None

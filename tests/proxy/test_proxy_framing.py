@@ -37,6 +37,25 @@ def test_hop_by_hop_dropped_and_connection_tokens() -> None:
     assert req.xff == b"1.2.3.4"
 
 
+@pytest.mark.parametrize(
+    ("connection", "keep_alive"),
+    [(b"close", False), (b"Close ", False), (b"keep-alive", True), (b"\tKEEP-ALIVE", True)],
+)
+def test_lone_connection_header_is_dropped_and_obeyed(connection: bytes, keep_alive: bool) -> None:
+    # The near-fast path: one Connection line with a single standard token, nothing else to act on.
+    req = parse(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection:" + connection + b"\r\nX-Ok: 1\r\n\r\n")
+    assert req.keep_alive is keep_alive and req.plain and req.target == b"/x"
+    assert req.prefix == b"GET /x HTTP/1.1\r\nHost: a\r\nX-Ok: 1"
+    # ... and the same line with anything else special still goes through the full rules.
+    req = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n")
+    assert not req.keep_alive and req.xff == b"9.9.9.9" and req.kept == [b"Host: a"]
+    req = parse(b"GET / HTTP/1.1\r\nConnection: close\r\nHost: a\r\nContent-Length: 2\r\n\r\n")
+    assert not req.keep_alive and req.content_length == 2
+    with pytest.raises(FramingError) as info:
+        parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nHost: b\r\n\r\n")
+    assert info.value.status == 400
+
+
 def test_http10_keep_alive_rules() -> None:
     assert not parse(b"GET / HTTP/1.0\r\n\r\n").keep_alive
     assert parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive
