@@ -489,6 +489,15 @@ class Result:
         vals = [getattr(r, attr) for r in self.runs.get(who, [])]
         return statistics.median(vals) if vals else float("nan")
 
+    def ratio(self, peer: str, attr: str) -> str:
+        """lbproxy/peer of the medians, and the range of the per-round ratios (each round pairs one run
+        of each, back to back): the spread shows how much this shared machine moved during the run."""
+        mid = self.median("lbproxy", attr) / self.median(peer, attr)
+        rounds = zip(self.runs["lbproxy"], self.runs[peer], strict=False)
+        pairs = [getattr(a, attr) / getattr(b, attr) for a, b in rounds]
+        spread = f" ({min(pairs):.2f}-{max(pairs):.2f})" if len(pairs) > 1 else ""
+        return f"**{mid:.2f}x**{spread}"
+
 
 PEER_TITLES = {"haproxy": "HAProxy", "nginx": "nginx"}
 
@@ -498,18 +507,19 @@ def fmt_row(r: Result, peer: str) -> str:
     lb_cpu, pe_cpu = r.median("lbproxy", "per_cpu"), r.median(peer, "per_cpu")
     errs = sum(x.errors for x in r.runs["lbproxy"]), sum(x.errors for x in r.runs[peer])
     return (
-        f"| {r.scenario} | {r.key} | {r.workers} | {lb_rps:,.0f} | {pe_rps:,.0f} | **{lb_rps / pe_rps:.2f}x** | "
+        f"| {r.scenario} | {r.key} | {r.workers} | {lb_rps:,.0f} | {pe_rps:,.0f} | {r.ratio(peer, 'rps')} | "
         f"{r.median('lbproxy', 'p50_ms'):.2f} / {r.median('lbproxy', 'p99_ms'):.2f} | "
         f"{r.median(peer, 'p50_ms'):.2f} / {r.median(peer, 'p99_ms'):.2f} | "
-        f"{lb_cpu:,.0f} | {pe_cpu:,.0f} | **{lb_cpu / pe_cpu:.2f}x** | {errs[0]} / {errs[1]} |"
+        f"{lb_cpu:,.0f} | {pe_cpu:,.0f} | {r.ratio(peer, 'per_cpu')} | {errs[0]} / {errs[1]} |"
     )
 
 
 def header(peer: str) -> str:
     t = PEER_TITLES[peer]
     return (
-        f"| scenario | key | lbproxy workers | lbproxy req/s | {t} req/s | ratio | lbproxy p50/p99 ms | "
-        f"{t} p50/p99 ms | lbproxy req/CPU-s | {t} req/CPU-s | ratio/CPU | errors lbproxy/{t} |\n"
+        f"| scenario | key | lbproxy workers | lbproxy req/s | {t} req/s | ratio (per-round range) | "
+        f"lbproxy p50/p99 ms | {t} p50/p99 ms | lbproxy req/CPU-s | {t} req/CPU-s | ratio/CPU (range) | "
+        f"errors lbproxy/{t} |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
 
@@ -567,7 +577,7 @@ def stack_for(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (default 8)")
-    ap.add_argument("--rounds", type=int, default=3, help="alternated rounds per scenario; medians (default 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="alternated rounds per scenario; medians (default 5)")
     ap.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     ap.add_argument("--scenarios", default="https,http,full,resumed")
     ap.add_argument("--keys", default="ec,rsa", help="certificate key types: ec,rsa")

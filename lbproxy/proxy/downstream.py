@@ -612,7 +612,14 @@ class Downstream(asyncio.Protocol):
         up = self.upstream
         if up is not None:
             self.upstream = None
-            up.detach()
+            # Detach the instance connection from this exchange (``Upstream.reset_rare`` for the rest).
+            up.ds = None
+            up.hdata = b""  # do not pin the last read while pooled
+            up.status = 0
+            up.got_data = False
+            up.awaiting = True
+            if up.reset_parser or up.hbuf or up.upgrade_value is not None or up.informational:
+                up.reset_rare()
             if reusable and not dp.draining and not up.closed and not up.tunnel:
                 # Pool.release, inlined for the common case (a list for this instance exists, not full).
                 pool = dp.pool
@@ -640,7 +647,6 @@ class Downstream(asyncio.Protocol):
             self.instance = None
             self.resp_started = False
             self.resp_done = False
-            self.body_seen = 0
             self.sent = 0
             self.sent_at = 0.0
         if self.buf:

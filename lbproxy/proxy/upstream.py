@@ -113,18 +113,13 @@ class Upstream(asyncio.Protocol):
         self.is_head = is_head
         self.uses += 1
 
-    def detach(self) -> None:
-        self.ds = None
-        self.hdata = b""  # do not pin the last read while pooled
-        # Reset only what every exchange changes; the rest only when it was used (``framing`` and
-        # ``is_head`` are always set before they are read).
-        self.status = 0
-        self.got_data = False
-        self.awaiting = True
-        if self.reset_parser or self.hbuf or self.upgrade_value is not None or self.informational:
-            if self.reset_parser:
-                self.parser = httptools.HttpResponseParser(self)
-            self._reset()
+    def reset_rare(self) -> None:
+        """Back to a clean state after an exchange that used a rare path (a fresh parser, a split head,
+        an upgrade, a 1xx). ``Downstream._finish`` detaches a connection from its exchange (resets ``ds``,
+        ``hdata``, ``status``, ``got_data``, ``awaiting``) and calls this when one of those was used."""
+        if self.reset_parser:
+            self.parser = httptools.HttpResponseParser(self)
+        self._reset()
 
     def close(self) -> None:
         """Abort (never linger): the connection is not reusable."""
