@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""Where a proxied connection's CPU goes, counted exactly: ``python bench/profile.py``.
+
+Wall-clock benchmarks on this shared 2-core machine swing by 15-30 % from round to round, so an
+optimisation worth 5 % cannot be seen in ``bench/run.py``. This tool counts instead of timing:
+
+- ``--what instructions`` (default): the lbproxy worker runs under valgrind's callgrind; after a warm-up
+  the counters are zeroed, wrk drives ``--seconds`` of load, and the dump is split per connection (or per
+  request, for ``https``) by shared object: libcrypto/libssl (the TLS work), libpython (the interpreter),
+  uvloop, httptools, libc. ``--peer haproxy`` runs HAProxy (nbthread 1) under callgrind the same way, so
+  the two can be compared object by object (OpenSSL's share is the same code in both).
+- ``--what opcodes``: the worker runs with a tracer that counts executed Python bytecodes per function
+  (sys.settrace with opcode events) over the same load: which Python functions a request costs.
+
+Counts are deterministic but instructions are not cycles: interpreter code runs at a far lower IPC than
+OpenSSL's arithmetic (see bench/README.md), so a Python instruction saved is worth several OpenSSL ones.
+
+The load balancer runs stand-alone (``LoadBalancer`` with ``TestFileKeySource``, no control plane) in
+front of two nginx backends; only loopback is used and every wrk run is bounded by ``--seconds``.
+Needs valgrind (``apt-get install valgrind``) for ``instructions``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run as bench  # noqa: E402  (bench/run.py: nginx backends, certificates, wrk)
+
+SCENARIOS = {"resumed": ["-H", "Connection: close"], "https": []}
+
+# The opcode tracer, run as the worker's interpreter: counts per function, toggled by SIGUSR2, written
+# as JSON next to the worker when switched off.
+_OPCOUNT = r"""
+import collections, json, os, runpy, signal, sys
+counts = collections.Counter()
+state = {"on": False}
+def tracer(frame, event, arg):
+    if event == "call":
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+    elif event == "opcode":
+        co = frame.f_code
+        counts[f"{co.co_filename.rsplit('/', 1)[-1]}:{co.co_firstlineno}:{co.co_name}"] += 1
+    return tracer
+def toggle(*_):
+    if not state["on"]:
+        counts.clear(); state["on"] = True; sys.settrace(tracer)
+    else:
+        sys.settrace(None); state["on"] = False
+        with open(os.environ["LBPROXY_OPCOUNT_OUT"], "w") as f:
+            json.dump(counts.most_common(), f)
+signal.signal(signal.SIGUSR2, toggle)
+sys.argv = sys.argv[2:]  # drop "-m lbproxy.proxy.worker"
+runpy.run_module("lbproxy.proxy.worker", run_name="__main__", alter_sys=True)
+"""
+
+
+def parse_callgrind(path: Path) -> tuple[collections.Counter[str], collections.Counter[tuple[str, str]]]:
+    """Self cost (instructions) per object and per (object, function) from a callgrind dump."""
+    names: dict[str, dict[str, str]] = {"ob": {}, "fn": {}}
+    per_ob: collections.Counter[str] = collections.Counter()
+    per_fn: collections.Counter[tuple[str, str]] = collections.Counter()
+    ob = fn = "?"
+    skip = False
+
+    def name(kind: str, val: str) -> str:
+        m = re.match(r"\((\d+)\)(?: (.*))?", val)
+        if not m:
+            return val
+        if m.group(2) is not None:
+            names[kind][m.group(1)] = m.group(2)
+        return names[kind].get(m.group(1), val)
+
+    for line in path.read_text(errors="replace").splitlines():
+        if not line:
+            continue
+        if line[0].isdigit() or line[0] in "+-*":
+            if skip:  # the inclusive cost of a call: not this function's own
+                skip = False
+                continue
+            parts = line.split()
+            if len(parts) >= 2:
+                per_ob[ob] += int(parts[1])
+                per_fn[(ob, fn)] += int(parts[1])
+            continue
+        key, _, val = line.partition("=")
+        if key == "ob":
+            ob = name("ob", val).rsplit("/", 1)[-1]
+        elif key == "fn":
+            fn = name("fn", val)
+        elif key == "cob":
+            name("ob", val)
+        elif key == "cfn":
+            name("fn", val)
+        elif key == "calls":
+            skip = True
+    return per_ob, per_fn
+
+
+def wrk(port: int, scenario: str, seconds: float) -> int:
+    cmd = ["wrk", "-t1", "-c4", f"-d{seconds:g}s", "--timeout", "10s", *SCENARIOS[scenario]]
+    out = subprocess.run([*cmd, f"https://{bench.LOOPBACK}:{port}/"], capture_output=True, text=True).stdout
+    m = re.search(r"(\d+) requests in", out)
+    if not m:
+        raise SystemExit(f"wrk failed: {out}")
+    return int(m.group(1))
+
+
+def warm_up(port: int) -> None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + 600  # a worker under valgrind starts slowly
+    while True:
+        try:
+            urllib.request.urlopen(f"https://{bench.LOOPBACK}:{port}/", context=ctx, timeout=30).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def report(title: str, dump: Path, units: int, unit: str, top: int) -> None:
+    per_ob, per_fn = parse_callgrind(dump)
+    total = sum(per_ob.values())
+    print(f"\n## {title}: {total / units / 1e3:,.0f}k instructions per {unit} ({units} {unit}s)")
+    for ob, v in per_ob.most_common(8):
+        print(f"{v / units / 1e3:9,.1f}k  {100 * v / total:5.1f} %  {ob}")
+    print(f"-- top {top} functions (self)")
+    for (ob, fn), v in per_fn.most_common(top):
+        print(f"{v / units / 1e3:9,.1f}k  {ob[:24]:24s} {fn[:80]}")
+
+
+def callgrind_wrapper(workdir: Path, out: str) -> Path:
+    wrapper = workdir / "python-under-callgrind"
+    wrapper.write_text(
+        f'#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={out} "{sys.executable}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def opcount_wrapper(workdir: Path) -> Path:
+    script = workdir / "opcount.py"
+    script.write_text(_OPCOUNT)
+    wrapper = workdir / "python-counting-opcodes"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: list[int]) -> None:
+    from lbproxy.proxy.keys import KeySourceRef
+    from lbproxy.proxy.spec import ProxySettings, spec_from_mapping
+    from lbproxy.proxy.supervisor import LoadBalancer
+
+    certs = bench.make_certs("ec")
+    (workdir / "chain.pem").write_bytes(certs.cert_pem + certs.chain_pem)
+    (workdir / "key.pem").write_bytes(certs.key_pem)
+    port = bench.free_port()
+    spec = spec_from_mapping(
+        {
+            "name": "profile-lb",
+            "https_enabled": True,
+            "instances": [{"name": f"b{i}", "address": f"{bench.LOOPBACK}:{p}"} for i, p in enumerate(backends)],
+        }
+    )
+    settings = ProxySettings(http_listen=f"{bench.LOOPBACK}:0", https_listen=f"{bench.LOOPBACK}:{port}", workers=1)
+    key = KeySourceRef(
+        "lbproxy.proxy.keys:TestFileKeySource",
+        {"cert_path": str(workdir / "chain.pem"), "key_path": str(workdir / "key.pem")},
+    )
+    if args.what == "instructions":
+        python = callgrind_wrapper(workdir, str(workdir / "lbproxy.%p.callgrind"))
+    else:
+        python = opcount_wrapper(workdir)
+        os.environ["LBPROXY_OPCOUNT_OUT"] = str(workdir / "opcodes.json")
+    lb = LoadBalancer(spec, settings, key, python=str(python), generation_timeout=600)
+    await lb.start()
+    try:
+        await asyncio.to_thread(warm_up, port)
+        worker = lb.worker_pids()[0]  # the wrapper execs valgrind/python: the same pid
+        if args.what == "instructions":
+            subprocess.run(["callgrind_control", "-z", str(worker)], capture_output=True, check=True)
+            n = await asyncio.to_thread(wrk, port, args.scenario, args.seconds)
+            subprocess.run(["callgrind_control", "-d", str(worker)], capture_output=True, check=True)
+            dump = max(workdir.glob(f"lbproxy.{worker}.callgrind.*"), key=lambda p: p.stat().st_mtime)
+            report("lbproxy worker", dump, n, _unit(args.scenario), args.top)
+        else:
+            os.kill(worker, signal.SIGUSR2)
+            await asyncio.sleep(0.5)
+            n = await asyncio.to_thread(wrk, port, args.scenario, args.seconds)
+            os.kill(worker, signal.SIGUSR2)
+            out = workdir / "opcodes.json"
+            for _ in range(50):
+                if out.exists():
+                    break
+                await asyncio.sleep(0.1)
+            counts = json.loads(out.read_text())
+            total = sum(v for _, v in counts)
+            print(f"\n## lbproxy worker: {total / n:,.0f} Python bytecodes per {_unit(args.scenario)} ({n})")
+            for name, v in counts[: args.top]:
+                print(f"{v / n:9,.1f}  {name}")
+    finally:
+        await lb.stop()
+
+
+def _unit(scenario: str) -> str:
+    return "connection" if scenario == "resumed" else "request"
+
+
+def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]) -> None:
+    certs = bench.make_certs("ec")
+    http_port, https_port = bench.free_port(), bench.free_port()
+    proc = bench.start_haproxy(workdir, certs, http_port, https_port, backends)  # to write its config
+    proc.stop()
+    out = workdir / "haproxy.%p.callgrind"
+    cfg = next(workdir.glob("haproxy-ec.cfg"))
+    p = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "haproxy", "-f", str(cfg), "-db"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        warm_up(https_port)
+        subprocess.run(["callgrind_control", "-z", str(p.pid)], capture_output=True, check=True)
+        n = wrk(https_port, args.scenario, args.seconds)
+        subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True, check=True)
+        dump = max(workdir.glob(f"haproxy.{p.pid}.callgrind.*"), key=lambda x: x.stat().st_mtime)
+        report("HAProxy (nbthread 1)", dump, n, _unit(args.scenario), args.top)
+    finally:
+        p.terminate()
+        p.wait(30)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--what", choices=("instructions", "opcodes"), default="instructions")
+    ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="resumed")
+    ap.add_argument("--seconds", type=float, default=15.0, help="wrk duration (default 15)")
+    ap.add_argument("--peer", choices=("none", "haproxy"), default="none")
+    ap.add_argument("--top", type=int, default=25, help="functions to list (default 25)")
+    args = ap.parse_args()
+    if args.what == "instructions" and shutil.which("valgrind") is None:
+        raise SystemExit("bench/profile.py: valgrind is needed (apt-get install valgrind)")
+    bench.ensure_tools()
+    with tempfile.TemporaryDirectory(prefix="lbproxy-profile-") as tmp:
+        workdir = Path(tmp)
+        backends = [bench.free_port(), bench.free_port()]
+        nginxes = [bench.start_nginx_backend(workdir, p) for p in backends]
+        try:
+            asyncio.run(profile_lbproxy(args, workdir, backends))
+            if args.peer == "haproxy" and args.what == "instructions":
+                profile_haproxy(args, workdir, backends)
+        finally:
+            for n in nginxes:
+                n.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
