@@ -152,7 +152,7 @@ def report(title: str, dump: Path, units: int, unit: str, top: int) -> None:
 def callgrind_wrapper(workdir: Path, out: str) -> Path:
     wrapper = workdir / "python-under-callgrind"
     wrapper.write_text(
-        f'#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={out} "{sys.executable}" "$@"\n'
+        f'#!/bin/sh\nexec valgrind -q --tool=callgrind --callgrind-out-file={out} "{sys.executable}" "$@"\n'
     )
     wrapper.chmod(0o755)
     return wrapper
@@ -235,7 +235,7 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
     out = workdir / "haproxy.%p.callgrind"
     cfg = next(workdir.glob("haproxy-ec.cfg"))
     p = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "haproxy", "-f", str(cfg), "-db"],
+        ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={out}", "haproxy", "-f", str(cfg), "-db"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
