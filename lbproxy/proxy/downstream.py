@@ -344,7 +344,7 @@ class Downstream(asyncio.Protocol):
     def _attach(self, up: Upstream) -> None:
         req: RequestHead = self.req  # type: ignore[assignment]  # (no assert: it runs per request)
         self.upstream = up
-        up.ds = self  # Upstream.attach, inlined (once per request)
+        up.ds = self  # the instance connection now serves this exchange
         up.is_head = req.method == _HEAD
         up.uses += 1
         if req.host is None:  # HTTP/1.0 without Host: the instance gets an HTTP/1.1 request, which needs one

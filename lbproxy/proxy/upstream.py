@@ -108,11 +108,8 @@ class Upstream(asyncio.Protocol):
         self.hbuf = b""
 
     # -- ownership ---------------------------------------------------------------------------------
-    def attach(self, ds: Downstream, is_head: bool) -> None:
-        self.ds = ds
-        self.is_head = is_head
-        self.uses += 1
-
+    # ``Downstream._attach`` hands a connection to an exchange (``ds``, ``is_head``, ``uses``) and
+    # ``Downstream._finish`` takes it back: both inline, once per request.
     def reset_rare(self) -> None:
         """Back to a clean state after an exchange that used a rare path (a fresh parser, a split head,
         an upgrade, a 1xx). ``Downstream._finish`` detaches a connection from its exchange (resets ``ds``,
