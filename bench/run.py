@@ -155,6 +155,14 @@ class Proc:
                 self.popen.wait(5)
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Pin a process and all its descendants (threads included) to ``cpus``."""
+    for p in descendants(pid):
+        for task in Path(f"/proc/{p}/task").glob("*") if Path(f"/proc/{p}/task").exists() else []:
+            with contextlib.suppress(OSError, ValueError):
+                os.sched_setaffinity(int(task.name), cpus)
+
+
 def descendants(pid: int) -> list[int]:
     out = [pid]
     i = 0
@@ -434,8 +442,12 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def run_wrk(url: str, proc: Proc, duration: float, connections: int, close: bool, shim: Path | None) -> Run:
+def run_wrk(
+    url: str, proc: Proc, duration: float, connections: int, close: bool, shim: Path | None, cpu: int | None = None
+) -> Run:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "5s"]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
     if close:
         cmd += ["-H", "Connection: close"]
     env = dict(os.environ)
@@ -584,6 +596,12 @@ def main() -> int:
     ap.add_argument("--keys", default="ec,rsa", help="certificate key types: ec,rsa")
     ap.add_argument("--workers", default="1,2", help="lbproxy --workers values to measure (default 1,2)")
     ap.add_argument("--peers", default="haproxy", help="proxies to compare against: haproxy,nginx (default haproxy)")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the proxy under test to CPU 1 (lbproxy with 2+ workers: every CPU) and wrk and the backends to "
+        "CPU 0: less scheduler noise, and req/CPU-s without the load generator in the proxy's caches",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = ap.parse_args()
     ensure_tools()
@@ -596,6 +614,9 @@ def main() -> int:
         shim = build_shim(workdir)
         backends = [free_port(), free_port()]
         nginxes = [start_nginx_backend(workdir, p) for p in backends]
+        if args.pin:
+            for n in nginxes:
+                pin(n.popen.pid, {0})
         try:
             for key in args.keys.split(","):
                 certs = make_certs(key)
@@ -611,6 +632,9 @@ def main() -> int:
                                 for who in order:
                                     proc, http_port, https_port = procs[who]
                                     port = https_port if scheme == "https" else http_port
+                                    if args.pin:  # every run: a new lbproxy generation may have started
+                                        spread = who == "lbproxy" and workers > 1
+                                        pin(proc.popen.pid, set(range(os.cpu_count() or 2)) if spread else {1})
                                     run = run_wrk(
                                         f"{scheme}://{LOOPBACK}:{port}/",
                                         proc,
@@ -618,6 +642,7 @@ def main() -> int:
                                         args.connections,
                                         close,
                                         shim if no_resume else None,
+                                        0 if args.pin else None,
                                     )
                                     res.runs[who].append(run)
                                     print(
@@ -662,7 +687,13 @@ def main() -> int:
     text = (
         "# Benchmarks: lbproxy vs " + " and ".join(PEER_TITLES[p] for p in peers) + "\n\n"
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `{cmd.strip()}` "
-        f"({args.rounds} alternated rounds of {args.duration:g} s, {args.connections} connections, medians).\n\n"
+        f"({args.rounds} alternated rounds of {args.duration:g} s, {args.connections} connections, medians"
+        + (
+            "; pinned: the proxy under test on CPU 1 (lbproxy with 2 workers on both), wrk and the backends on CPU 0"
+            if args.pin
+            else ""
+        )
+        + ").\n\n"
         f"{environment()}\n- HAProxy: nbthread 1; nginx (when compared): 1 worker, TLS 1.2 + 1.3. Backends: two "
         "nginx (1 worker each). Load: wrk, 1 thread. lbproxy: `lbproxy lb` set up through the control plane "
         "(imported certificate attached, key decrypted through its grant).\n"
