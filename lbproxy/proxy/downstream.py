@@ -71,6 +71,7 @@ class Downstream(asyncio.Protocol):
         "made",
         "paused",
         "pending",
+        "rare",
         "req",
         "req_done",
         "resp_chunked",
@@ -130,6 +131,9 @@ class Downstream(asyncio.Protocol):
         self.sent = 0
         self.sent_at = 0.0
         self.retried = False
+        #: This exchange used a rare path (chunked request body, stickiness cookie, retry, chunked
+        #: response): ``_finish`` then resets every per-exchange field, not only the common ones.
+        self.rare = False
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -252,6 +256,7 @@ class Downstream(asyncio.Protocol):
         if req.content_length:  # -1: chunked, > 0: a Content-Length body
             if req.chunked:
                 self.decoder = ChunkedDecoder()
+                self.rare = True
                 self.req_done = False
             else:
                 if dp.max_body and req.content_length > dp.max_body:
@@ -293,6 +298,7 @@ class Downstream(asyncio.Protocol):
             return
         if dp.sticky and inst.name != pinned:
             self.set_cookie = dp.signer.set_cookie_header(inst.name, time.time(), dp.sticky_duration)
+            self.rare = True
         self.instance = inst
         self._route(inst)
 
@@ -463,6 +469,7 @@ class Downstream(asyncio.Protocol):
                 close = True  # HTTP/1.0 client: the body ends with the connection
             else:
                 self.resp_chunked = True
+                self.rare = True
                 head += _CHUNKED_LINE
         if self.set_cookie is not None:
             head += b"\r\n" + self.set_cookie[:-2]
@@ -540,6 +547,7 @@ class Downstream(asyncio.Protocol):
         ):
             # A keep-alive connection the instance closed while idle: retry once on a new connection.
             self.retried = True
+            self.rare = True
             self.pause(self.PAUSE_CONNECT)
             self.dp.loop.create_task(self._open(self.instance))
             return
@@ -618,7 +626,7 @@ class Downstream(asyncio.Protocol):
             up.status = 0
             up.got_data = False
             up.awaiting = True
-            if up.reset_parser or up.hbuf or up.upgrade_value is not None or up.informational:
+            if up.rare:
                 up.reset_rare()
             if reusable and not dp.draining and not up.closed and not up.tunnel:
                 # Pool.release, inlined for the common case (a list for this instance exists, not full).
@@ -640,7 +648,7 @@ class Downstream(asyncio.Protocol):
             self.transport.close()
             return
         # _reset_exchange, with the rarely used fields reset only when they were used.
-        if self.decoder is not None or self.set_cookie is not None or self.retried or self.resp_chunked:
+        if self.rare:
             self._reset_exchange()
         else:
             self.req = None

@@ -32,8 +32,40 @@ _VERSIONS = {
 }
 
 
+class LeanSSLObject(ssl.SSLObject):
+    """The ``ssl.SSLObject`` that uvloop drives for each TLS connection, with its per-record methods bound
+    straight to the C ones of ``_ssl._SSLSocket``.
+
+    uvloop calls ``read``/``write``/``pending`` for every TLS record and ``do_handshake``/``unwrap`` a few
+    times per connection; ``ssl.SSLObject`` forwards each through a Python method that only calls the C
+    method (about 100 bytecodes and a dozen Python frames per connection, 24 bytecodes per keep-alive
+    request: ``bench/profile.py --what opcodes``). The C methods take the same arguments, return the same
+    values and raise the same exceptions (``unwrap`` is ``shutdown``).
+    """
+
+    @classmethod
+    def _create(
+        cls,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> LeanSSLObject:
+        obj = super()._create(incoming, outgoing, server_side, server_hostname, session, context)  # type: ignore[misc]
+        c = obj._sslobj
+        obj.read = c.read
+        obj.write = c.write
+        obj.pending = c.pending
+        obj.do_handshake = c.do_handshake
+        obj.unwrap = c.shutdown
+        return obj
+
+
 def policy_context(policy: TlsPolicy) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.sslobject_class = LeanSSLObject
     ctx.set_ciphers(openssl_cipher_string(policy))
     versions = sorted(policy.protocols, key=PROTOCOL_ORDER.index)
     with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated, and TLS-2016-08 still allows them

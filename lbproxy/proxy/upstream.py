@@ -73,6 +73,7 @@ class Upstream(asyncio.Protocol):
         "is_head",
         "parser",
         "pool",
+        "rare",
         "reset_parser",
         "status",
         "transport",
@@ -106,6 +107,8 @@ class Upstream(asyncio.Protocol):
         #: A response head is expected next (and ``hbuf`` holds its first part if it came in pieces).
         self.awaiting = True
         self.hbuf = b""
+        #: One of the rare per-exchange fields above was used: ``reset_rare`` is due when it ends.
+        self.rare = False
 
     # -- ownership ---------------------------------------------------------------------------------
     # ``Downstream._attach`` hands a connection to an exchange (``ds``, ``is_head``, ``uses``) and
@@ -153,16 +156,19 @@ class Upstream(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail()
             return
-        if self.awaiting:  # the head is not complete yet: keep what came of it
+        if self.awaiting:  # the head is not complete yet (or the exchange just ended): keep what came of it
             hbuf = self.hbuf = self.hdata[self.hpos :]
-            if len(hbuf) > MAX_RESPONSE_HEAD:
-                self._fail()
-                return
+            if hbuf:
+                self.rare = True
+                if len(hbuf) > MAX_RESPONSE_HEAD:
+                    self._fail()
+                    return
         if ds.pending is not None:  # the head came without body bytes in this read
             ds.flush()
 
     def _fail(self) -> None:
         self.reset_parser = True
+        self.rare = True
         ds = self.ds
         if ds is not None:
             self.ds = None
@@ -225,8 +231,15 @@ class Upstream(asyncio.Protocol):
         m = _HOP_RE.search(lower)
         if m is not None:
             head, framing = self._strip_hop_by_hop(head, lower, m, framing)
+        if status == 200 and not self.is_head:
+            # The common case: a body follows, framed as the head says.
+            self.awaiting = False
+            self.framing = framing
+            ds.response_head(200, head, framing, None)
+            return
         if status < 200 and status != 101:
             self.informational = True  # the final response's head follows (awaiting stays set)
+            self.rare = True
             ds.response_informational(status, head)
             return
         self.awaiting = False
@@ -235,6 +248,7 @@ class Upstream(asyncio.Protocol):
         elif status == 101:
             if ds.req is None or ds.req.upgrade is None:
                 self.reset_parser = True
+                self.rare = True
                 self.ds = None
                 ds.upstream_failed(self, 502)
                 self.close()
@@ -245,6 +259,7 @@ class Upstream(asyncio.Protocol):
         if framing == FRAMING_NONE and status != 101:
             # HEAD/204/304: no body follows, whatever Content-Length says; start a fresh parser next time.
             self.reset_parser = True
+            self.rare = True
             self._complete(self.parser.should_keep_alive())
 
     def _strip_hop_by_hop(
@@ -264,6 +279,7 @@ class Upstream(asyncio.Protocol):
                 framing = FRAMING_CHUNKED
             elif name == _UPGRADE:
                 self.upgrade_value = head[m.end() : stop].strip(b" \t")
+                self.rare = True
             pieces.append(head[pos : m.start()])
             pos = stop
             m = search(lower, stop)
