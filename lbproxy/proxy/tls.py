@@ -53,13 +53,22 @@ class LeanSSLObject(ssl.SSLObject):
         session: ssl.SSLSession | None = None,
         context: ssl.SSLContext | None = None,
     ) -> LeanSSLObject:
-        obj = super()._create(incoming, outgoing, server_side, server_hostname, session, context)  # type: ignore[misc]
-        c = obj._sslobj
-        obj.read = c.read
-        obj.write = c.write
-        obj.pending = c.pending
-        obj.do_handshake = c.do_handshake
-        obj.unwrap = c.shutdown
+        # Keywords: the order of the last parameters differs between Python versions.
+        obj = super()._create(  # type: ignore[misc]
+            incoming,
+            outgoing,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            session=session,
+            context=context,
+        )
+        c = getattr(obj, "_sslobj", None)
+        if c is not None:  # (a Python whose SSLObject is built differently keeps the standard methods)
+            obj.read = c.read
+            obj.write = c.write
+            obj.pending = c.pending
+            obj.do_handshake = c.do_handshake
+            obj.unwrap = c.shutdown
         return obj
 
 
