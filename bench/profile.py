@@ -230,10 +230,8 @@ def _unit(scenario: str) -> str:
 def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]) -> None:
     certs = bench.make_certs("ec")
     http_port, https_port = bench.free_port(), bench.free_port()
-    proc = bench.start_haproxy(workdir, certs, http_port, https_port, backends)  # to write its config
-    proc.stop()
     out = workdir / "haproxy.%p.callgrind"
-    cfg = next(workdir.glob("haproxy-ec.cfg"))
+    cfg = bench.haproxy_config(workdir, certs, http_port, https_port, backends)
     p = subprocess.Popen(
         ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={out}", "haproxy", "-f", str(cfg), "-db"],
         stdout=subprocess.DEVNULL,

@@ -245,7 +245,8 @@ def start_nginx_proxy(workdir: Path, certs: CertSet, http_port: int, https_port:
     return start_nginx(d, "nginx-proxy", https_port, 8192, body)
 
 
-def start_haproxy(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Proc:
+def haproxy_config(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Path:
+    """HAProxy's configuration (nbthread 1, the same certificate and key) and its PEM, written to ``workdir``."""
     pem = workdir / f"haproxy-{certs.kind}.pem"
     pem.write_bytes(certs.cert_pem + certs.chain_pem + certs.key_pem)
     pem.chmod(0o600)
@@ -281,6 +282,11 @@ backend be
     balance roundrobin
 {servers}
 """)
+    return cfg
+
+
+def start_haproxy(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Proc:
+    cfg = haproxy_config(workdir, certs, http_port, https_port, backends)
     p = subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(https_port)
     return Proc("haproxy", p)
