@@ -11,6 +11,9 @@ optimisation worth 5 % cannot be seen in ``bench/run.py``. This tool counts inst
   the two can be compared object by object (OpenSSL's share is the same code in both).
 - ``--what opcodes``: the worker runs with a tracer that counts executed Python bytecodes per function
   (sys.settrace with opcode events) over the same load: which Python functions a request costs.
+- ``--what syscalls``: ``strace -c`` attached to the worker (and, with ``--peer haproxy``, to HAProxy)
+  during the load: system calls per connection, which callgrind does not see (kernel time counts in
+  ``bench/run.py``'s req/CPU-s).
 
 Counts are deterministic but instructions are not cycles: interpreter code runs at a far lower IPC than
 OpenSSL's arithmetic (see bench/README.md), so a Python instruction saved is worth several OpenSSL ones.
@@ -43,7 +46,12 @@ sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402  (bench/run.py: nginx backends, certificates, wrk)
 
-SCENARIOS = {"resumed": ["-H", "Connection: close"], "https": []}
+#: wrk arguments, and whether wrk runs with the no-resume shim (a full handshake per connection).
+SCENARIOS: dict[str, tuple[list[str], bool]] = {
+    "resumed": (["-H", "Connection: close"], False),
+    "full": (["-H", "Connection: close"], True),
+    "https": ([], False),
+}
 
 # The opcode tracer, run as the worker's interpreter: counts per function, toggled by SIGUSR2, written
 # as JSON next to the worker when switched off.
@@ -115,8 +123,13 @@ def parse_callgrind(path: Path) -> tuple[collections.Counter[str], collections.C
 
 
 def wrk(port: int, scenario: str, seconds: float) -> int:
-    cmd = ["wrk", "-t1", "-c4", f"-d{seconds:g}s", "--timeout", "10s", *SCENARIOS[scenario]]
-    out = subprocess.run([*cmd, f"https://{bench.LOOPBACK}:{port}/"], capture_output=True, text=True).stdout
+    extra, no_resume = SCENARIOS[scenario]
+    cmd = ["wrk", "-t1", "-c4", f"-d{seconds:g}s", "--timeout", "10s", *extra, f"https://{bench.LOOPBACK}:{port}/"]
+    with tempfile.TemporaryDirectory(prefix="lbproxy-wrk-") as tmp:
+        env = dict(os.environ)
+        if no_resume:
+            env["LD_PRELOAD"] = str(bench.build_shim(Path(tmp)))
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env).stdout
     m = re.search(r"(\d+) requests in", out)
     if not m:
         raise SystemExit(f"wrk failed: {out}")
@@ -188,7 +201,9 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
         "lbproxy.proxy.keys:TestFileKeySource",
         {"cert_path": str(workdir / "chain.pem"), "key_path": str(workdir / "key.pem")},
     )
-    if args.what == "instructions":
+    if args.what == "syscalls":
+        python = sys.executable
+    elif args.what == "instructions":
         python = callgrind_wrapper(workdir, str(workdir / "lbproxy.%p.callgrind"))
     else:
         python = opcount_wrapper(workdir)
@@ -198,12 +213,18 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
     try:
         await asyncio.to_thread(warm_up, port)
         worker = lb.worker_pids()[0]  # the wrapper execs valgrind/python: the same pid
-        if args.what == "instructions":
+        if args.what == "syscalls":
+            n, table = await asyncio.to_thread(strace_during_load, worker, port, args)
+            print(f"\n## lbproxy worker: system calls per {_unit(args.scenario)} ({n})")
+            print_syscalls(table, n)
+        elif args.what == "instructions":
             subprocess.run(["callgrind_control", "-z", str(worker)], capture_output=True, check=True)
             n = await asyncio.to_thread(wrk, port, args.scenario, args.seconds)
             subprocess.run(["callgrind_control", "-d", str(worker)], capture_output=True, check=True)
             dump = max(workdir.glob(f"lbproxy.{worker}.callgrind.*"), key=lambda p: p.stat().st_mtime)
             report("lbproxy worker", dump, n, _unit(args.scenario), args.top)
+            if args.keep:
+                shutil.copy(dump, args.keep)
         else:
             os.kill(worker, signal.SIGUSR2)
             await asyncio.sleep(0.5)
@@ -224,7 +245,39 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
 
 
 def _unit(scenario: str) -> str:
-    return "connection" if scenario == "resumed" else "request"
+    return "request" if scenario == "https" else "connection"
+
+
+def strace_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[int, dict[str, int]]:
+    """``strace -c -f`` attached to ``pid`` while wrk runs: (requests, calls per system call)."""
+    out = Path(tempfile.mkstemp(prefix="lbproxy-strace-")[1])
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(pid)], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # attached
+        faults = _minor_faults(pid)
+        n = wrk(port, args.scenario, args.seconds)
+        faults = _minor_faults(pid) - faults
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(30)
+    table: dict[str, int] = {"(minor page faults, not a system call)": faults}
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        # % time, seconds, usecs/call, calls, [errors], syscall
+        if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+            table[parts[-1]] = int(parts[3])
+    out.unlink()
+    return n, table
+
+
+def _minor_faults(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+def print_syscalls(table: dict[str, int], units: int) -> None:
+    print(f"{sum(v for k, v in table.items() if k[0] != '(') / units:9.2f}  total")
+    for name, calls in sorted(table.items(), key=lambda kv: -kv[1]):
+        print(f"{calls / units:9.2f}  {name}")
 
 
 def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]) -> None:
@@ -232,13 +285,16 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
     http_port, https_port = bench.free_port(), bench.free_port()
     out = workdir / "haproxy.%p.callgrind"
     cfg = bench.haproxy_config(workdir, certs, http_port, https_port, backends)
-    p = subprocess.Popen(
-        ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={out}", "haproxy", "-f", str(cfg), "-db"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    under = [] if args.what == "syscalls" else ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    cmd = [*under, "haproxy", "-f", str(cfg), "-db"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         warm_up(https_port)
+        if args.what == "syscalls":
+            n, table = strace_during_load(p.pid, https_port, args)
+            print(f"\n## HAProxy (nbthread 1): system calls per {_unit(args.scenario)} ({n})")
+            print_syscalls(table, n)
+            return
         subprocess.run(["callgrind_control", "-z", str(p.pid)], capture_output=True, check=True)
         n = wrk(https_port, args.scenario, args.seconds)
         subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True, check=True)
@@ -251,14 +307,17 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--what", choices=("instructions", "opcodes"), default="instructions")
+    ap.add_argument("--what", choices=("instructions", "opcodes", "syscalls"), default="instructions")
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="resumed")
     ap.add_argument("--seconds", type=float, default=15.0, help="wrk duration (default 15)")
     ap.add_argument("--peer", choices=("none", "haproxy"), default="none")
     ap.add_argument("--top", type=int, default=25, help="functions to list (default 25)")
+    ap.add_argument("--keep", metavar="FILE", help="copy lbproxy's callgrind dump there (for callgrind_annotate)")
     args = ap.parse_args()
     if args.what == "instructions" and shutil.which("valgrind") is None:
         raise SystemExit("bench/profile.py: valgrind is needed (apt-get install valgrind)")
+    if args.what == "syscalls" and shutil.which("strace") is None:
+        raise SystemExit("bench/profile.py: strace is needed (apt-get install strace)")
     bench.ensure_tools()
     with tempfile.TemporaryDirectory(prefix="lbproxy-profile-") as tmp:
         workdir = Path(tmp)
@@ -266,7 +325,7 @@ def main() -> int:
         nginxes = [bench.start_nginx_backend(workdir, p) for p in backends]
         try:
             asyncio.run(profile_lbproxy(args, workdir, backends))
-            if args.peer == "haproxy" and args.what == "instructions":
+            if args.peer == "haproxy" and args.what != "opcodes":
                 profile_haproxy(args, workdir, backends)
         finally:
             for n in nginxes:

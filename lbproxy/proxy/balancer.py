@@ -1,7 +1,8 @@
 """Round robin over healthy instances, stickiness pins, and instances skipped after a refused connection.
 
 Pure (the clock is passed in). The set of routable instances is recomputed only when health, the
-instance list or a refusal mark changes, so a pick is two attribute reads, a modulo and an index.
+instance list or a refusal mark changes, so a pick is two attribute reads, a modulo and an index, and
+the plain round robin (``rotation``) one C-level ``next``.
 
 - ``Instance``: an attached instance as the data plane routes to it (name, address, pool key).
 - ``Balancer``: ``pick(now, pinned)`` -> the next healthy instance (or the pinned one while it is
@@ -11,7 +12,8 @@ instance list or a refusal mark changes, so a pick is two attribute reads, a mod
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 
 from lbproxy.proxy.spec import InstanceSpec
 
@@ -33,7 +35,7 @@ class Instance:
 
 
 class Balancer:
-    __slots__ = ("_by_name", "_healthy", "_instances", "_next", "_refused", "routable")
+    __slots__ = ("_by_name", "_healthy", "_instances", "_next", "_refused", "rotation", "routable")
 
     def __init__(self, instances: Iterable[InstanceSpec] = ()) -> None:
         self._instances: tuple[Instance, ...] = ()
@@ -43,6 +45,10 @@ class Balancer:
         self._next = 0
         #: Instances a request may go to now, in registration order.
         self.routable: tuple[Instance, ...] = ()
+        #: Round robin over ``routable``: ``next(rotation)`` when ``routable`` is not empty (the per-request
+        #: pick when stickiness is off; refusal marks expire through ``expire_refusals``, called by the
+        #: data plane's sweeper).
+        self.rotation: Iterator[Instance] = iter(())
         self.set_instances(instances)
 
     # -- configuration -----------------------------------------------------------------------------
@@ -95,17 +101,6 @@ class Balancer:
             return None
         return inst
 
-    def next(self, now: float) -> Instance | None:
-        """``pick`` without a pin or an exclusion: the per-request call when stickiness is off."""
-        if self._refused:
-            self.expire_refusals(now)
-        routable = self.routable
-        if not routable:
-            return None
-        i = self._next
-        self._next = i + 1
-        return routable[i % len(routable)]
-
     def mark_refused(self, inst: Instance, until: float) -> None:
         """An instance refused a connection: skip it now, until ``until`` or its next passing check."""
         if inst.name in self._by_name:
@@ -121,3 +116,4 @@ class Balancer:
 
     def _recompute(self) -> None:
         self.routable = tuple(i for i in self._instances if i.name in self._healthy and i.name not in self._refused)
+        self.rotation = itertools.cycle(self.routable)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from lbproxy.proxy.balancer import Balancer
 from lbproxy.proxy.downstream import Downstream, TlsDownstream
 from lbproxy.proxy.forwarding import forwarded_tail
+from lbproxy.proxy.framing import RequestHead
 from lbproxy.proxy.metrics import Metrics
 from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings
 from lbproxy.proxy.stickiness import StickinessSigner
@@ -77,6 +78,8 @@ class Dataplane:
             max_idle=settings.upstream_pool_size,
         )
         self.connections: set[Downstream] = set()
+        #: Request heads already parsed, by their bytes (``framing.remember_head``).
+        self.parsed_heads: dict[bytes, RequestHead] = {}
         self.now = self.loop.time()
         self.draining = False
         #: None while serving; the stop mode once ``stop`` began (``escalate`` can upgrade a rotation).

@@ -29,7 +29,14 @@ import time
 from typing import TYPE_CHECKING
 
 from lbproxy.proxy.forwarding import error_response, redirect_response, upstream_request_head
-from lbproxy.proxy.framing import ChunkedDecoder, FramingError, RequestHead, check_partial_head, parse_request_head
+from lbproxy.proxy.framing import (
+    ChunkedDecoder,
+    FramingError,
+    RequestHead,
+    check_partial_head,
+    parse_request_head,
+    remember_head,
+)
 from lbproxy.proxy.stickiness import find_cookie
 from lbproxy.proxy.upstream import FRAMING_CHUNKED, FRAMING_LENGTH, FRAMING_NONE, Upstream
 
@@ -137,9 +144,16 @@ class Downstream(asyncio.Protocol):
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # On the HTTPS listener: called once the handshake completed (asyncio creates the protocol at
+        # accept, see ``TlsDownstream``).
         self.transport = transport  # type: ignore[assignment]
         self.made = True
         dp = self.dp
+        if self.tls:
+            if transport.get_extra_info("ssl_object").session_reused:
+                dp.metrics.tls_resumed_handshakes += 1
+            else:
+                dp.metrics.tls_full_handshakes += 1
         if len(dp.connections) >= dp.max_connections or dp.draining:
             dp.metrics.rejected_connections += 1
             self.transport.abort()
@@ -148,7 +162,7 @@ class Downstream(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client = peer[0].encode()
-        self.fwd = b"\r\nX-Forwarded-For: " + self.client + b"\r\n" + self.tail + b"\r\n"
+        self.fwd = b"\r\nX-Forwarded-For: %b\r\n%b\r\n" % (self.client, self.tail)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -188,13 +202,20 @@ class Downstream(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self.dp.now
+        dp = self.dp
+        self.last_active = dp.now
         if self.req is None:
-            # Fast path: the whole head (and nothing else) in one read: parsed straight from ``data``.
-            end = data.find(b"\r\n\r\n")
-            if end > 0 and end == len(data) - 4 and not self.buf and data[:2] != b"\r\n":
-                self._head(data)
-                return
+            if not self.buf:
+                # Fast paths: a head parsed before (``framing.remember_head``), or one whole head (and
+                # nothing else) in this read, parsed straight from ``data``.
+                req = dp.parsed_heads.get(data)
+                if req is not None:
+                    self._exchange(req)
+                    return
+                end = data.find(b"\r\n\r\n")
+                if end > 0 and end == len(data) - 4 and data[:2] != b"\r\n":
+                    self._head(data)
+                    return
             self.buf += data
             self._next_request()
             return
@@ -243,16 +264,27 @@ class Downstream(asyncio.Protocol):
         self._head(head)
 
     def _head(self, head: bytes) -> None:
+        """A complete head: parsed (or found in ``dp.parsed_heads``), then ``_exchange``."""
         dp = self.dp
         self.head_started = 0.0
-        try:
-            # Positional arguments: a call with keywords costs more in CPython.
-            req = parse_request_head(head, dp.max_request_line, dp.max_header_bytes, dp.max_header_count)
-        except FramingError as exc:
-            self._reject(exc.status)
-            return
+        req = dp.parsed_heads.get(head)
+        if req is None:
+            try:
+                # Positional arguments: a call with keywords costs more in CPython.
+                req = parse_request_head(head, dp.max_request_line, dp.max_header_bytes, dp.max_header_count)
+            except FramingError as exc:
+                self._reject(exc.status)
+                return
+            remember_head(dp.parsed_heads, head, req)
+        self._exchange(req)
+
+    def _exchange(self, req: RequestHead) -> None:
+        """Start the exchange for a parsed head: body framing, routing, an instance connection."""
+        dp = self.dp
         dp.metrics.request_count += 1
         self.req = req
+        if req.http10:
+            self.rare = True
         if req.content_length:  # -1: chunked, > 0: a Content-Length body
             if req.chunked:
                 self.decoder = ChunkedDecoder()
@@ -267,11 +299,11 @@ class Downstream(asyncio.Protocol):
         if dp.special_routing:  # redirect or stickiness on (one flag read on the common path)
             self._head_special(req)
             return
-        inst = dp.balancer.next(dp.now)
-        if inst is None:
+        bal = dp.balancer
+        if not bal.routable:
             self._local(503, close=self._must_close())
             return
-        self.instance = inst
+        inst = self.instance = next(bal.rotation)
         # Pool.acquire, inlined: the last idle connection to this instance (LIFO: the warmest).
         idle = dp.pool.idle.get(inst)
         while idle:
@@ -351,7 +383,9 @@ class Downstream(asyncio.Protocol):
         req: RequestHead = self.req  # type: ignore[assignment]  # (no assert: it runs per request)
         self.upstream = up
         up.ds = self  # the instance connection now serves this exchange
-        up.is_head = req.method == _HEAD
+        if req.method == _HEAD:
+            up.is_head = True
+            up.rare = True
         up.uses += 1
         if req.host is None:  # HTTP/1.0 without Host: the instance gets an HTTP/1.1 request, which needs one
             req.host = b"%s:%d" % (up.instance.host.encode(), up.instance.port)
@@ -440,13 +474,7 @@ class Downstream(asyncio.Protocol):
         dp = self.dp
         self.resp_started = True
         self.status = status
-        m = dp.metrics
-        m.response_time_sum += _monotonic() - self.sent_at
-        m.response_time_count += 1
-        if status < 300:
-            m.instance_2xx += 1
-        else:
-            m.count_instance_status(status)
+        dp.metrics.instance_response(status, _monotonic() - self.sent_at)
         if framing == FRAMING_LENGTH and not req.http10 and self.set_cookie is None:
             # The common case: the head goes out as the instance sent it (hop-by-hop lines cut), plus
             # ``Connection: close`` when this exchange ends the connection. Held back: the body bytes of
@@ -485,6 +513,33 @@ class Downstream(asyncio.Protocol):
             self.transport.write(head)
         else:
             self.pending = head
+
+    def response_whole(self, data: bytes, whole: tuple[int, int, int]) -> bool:
+        """A whole response in one read (``upstream.whole_response``), forwarded in one write and the
+        exchange finished. False when this exchange needs the general path (``rare``: an HTTP/1.0 client,
+        a stickiness cookie to add, a chunked request body, a retry)."""
+        if self.rare:
+            return False
+        status, cut, end = whole
+        req: RequestHead = self.req  # type: ignore[assignment]
+        dp = self.dp
+        self.resp_started = True
+        self.status = status
+        dp.metrics.instance_response(status, _monotonic() - self.sent_at)
+        if req.keep_alive and not self.resp_close and not dp.draining:
+            if cut != end:
+                data = data[:cut] + data[end:]
+        else:
+            data = data[:cut] + _CLOSE_LINE + data[end:]
+            self.resp_close = True
+        self.sent += len(data)
+        self.transport.write(data)
+        if self.req_done:
+            self._finish(True)
+        else:  # the instance answered before the request body ended: that body cannot be framed
+            self.resp_close = True
+            self._finish(False)
+        return True
 
     def flush(self) -> None:
         """Write a held-back response head (the read that carried it had no body bytes)."""
@@ -620,12 +675,7 @@ class Downstream(asyncio.Protocol):
         up = self.upstream
         if up is not None:
             self.upstream = None
-            # Detach the instance connection from this exchange (``Upstream.reset_rare`` for the rest).
-            up.ds = None
-            up.hdata = b""  # do not pin the last read while pooled
-            up.status = 0
-            up.got_data = False
-            up.awaiting = True
+            up.ds = None  # detached from this exchange; ``reset_rare`` when httptools or a rare path was used
             if up.rare:
                 up.reset_rare()
             if reusable and not dp.draining and not up.closed and not up.tunnel:
@@ -679,21 +729,11 @@ class Downstream(asyncio.Protocol):
 
 
 class TlsDownstream(Downstream):
-    """A downstream on the HTTPS listener; one that never completed its handshake counts as a TLS
-    negotiation error (asyncio creates the protocol at accept and calls ``connection_made`` only after
-    the handshake)."""
+    """A downstream on the HTTPS listener. asyncio creates the protocol at accept and calls
+    ``connection_made`` only after the handshake completed (where it is counted as full or resumed), so
+    one that is dropped without it never completed its handshake: a TLS negotiation error."""
 
     __slots__ = ()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Called once the handshake completed: count it as full or resumed (once per connection).
-        sslobj = transport.get_extra_info("ssl_object")
-        m = self.dp.metrics
-        if sslobj is not None and sslobj.session_reused:
-            m.tls_resumed_handshakes += 1
-        else:
-            m.tls_full_handshakes += 1
-        super().connection_made(transport)
 
     def __del__(self) -> None:
         if not self.made:

@@ -35,12 +35,15 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "FIELD_VALUE",
+    "TOKEN",
     "ChunkedDecoder",
     "FramingError",
     "RequestHead",
     "check_partial_head",
     "find_head_end",
     "parse_request_head",
+    "remember_head",
 ]
 
 
@@ -53,14 +56,15 @@ class FramingError(Exception):
         self.reason = reason
 
 
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-# A field value: any octet but controls (HTAB allowed); CR and LF only as the line end.
-_VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
+#: A header name (RFC 9110 token), as a regex pattern.
+TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+#: A field value: any octet but controls (HTAB allowed); CR and LF only as the line end.
+FIELD_VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
 # The whole head's grammar in one compiled regex (C speed, linear, no backtracking): single spaces in the
 # request line, HTTP/1.0 or 1.1, token names directly followed by ``:``, no control characters, CRLF only
 # (so no bare LF, bare CR, NUL or obs-fold can pass).
 _HEAD_RE = re.compile(
-    rb"(?:" + _TOKEN + rb") [\x21-\x7e]+ HTTP/1\.[01]\r\n(?:" + _TOKEN + rb":" + _VALUE + rb"\r\n)*\r\n"
+    rb"(?:" + TOKEN + rb") [\x21-\x7e]+ HTTP/1\.[01]\r\n(?:" + TOKEN + rb":" + FIELD_VALUE + rb"\r\n)*\r\n"
 )
 _HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~!$&'()*+,;=%]*)(?::[0-9]{1,5})?")
 _CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[\t\x20-\x7e\x80-\xff]*)?")
@@ -336,6 +340,28 @@ def parse_request_head(
     return req
 
 
+#: ``remember_head``'s bounds: heads kept per process, and the longest head kept.
+REMEMBERED_HEADS = 256
+REMEMBERED_HEAD_BYTES = 2048
+
+
+def remember_head(memo: dict[bytes, RequestHead], head: bytes, req: RequestHead) -> None:
+    """Keep ``req`` as the parse of every later identical ``head`` (``Dataplane.parsed_heads``).
+
+    ``parse_request_head`` is a pure function of the head's bytes and the limits (fixed per process), so a
+    head seen before (a client repeating a request: a browser's asset reloads, health checkers, API
+    polling, benchmarks) skips the parse. A remembered ``RequestHead`` is shared by every exchange that
+    sent those bytes, so it must never change: a head without Host (HTTP/1.0, completed by
+    ``Downstream._attach``) is not kept. Bounded: a full memo is emptied, heads over
+    ``REMEMBERED_HEAD_BYTES`` are not kept.
+    """
+    if req.host is None or len(head) > REMEMBERED_HEAD_BYTES:
+        return
+    if len(memo) >= REMEMBERED_HEADS:
+        memo.clear()
+    memo[head] = req
+
+
 def _check_host(host: bytes) -> None:
     if host not in _HOST_OK:
         if _HOST_RE.fullmatch(host) is None:
@@ -379,12 +405,12 @@ def _diagnose(head: bytes) -> str:
         return "bare LF in request head"
     if b"\r" in rest.replace(b"\r\n", b""):
         return "bare CR in request head"
-    if first.count(b" ") != 2 or not re.fullmatch(_TOKEN + rb" [\x21-\x7e]+ HTTP/1\.[01]", first):
+    if first.count(b" ") != 2 or not re.fullmatch(TOKEN + rb" [\x21-\x7e]+ HTTP/1\.[01]", first):
         return "malformed request line"
     for line in rest.split(b"\r\n"):
         if line[:1] in (b" ", b"\t"):
             return "obsolete line folding"
-        if line and not re.fullmatch(_TOKEN + rb":" + _VALUE, line):
+        if line and not re.fullmatch(TOKEN + rb":" + FIELD_VALUE, line):
             return "malformed header field"
     return "malformed request head"
 
@@ -455,6 +481,6 @@ class ChunkedDecoder:
                     self.done = True
                     break
                 self._trailer_bytes += len(line)
-                if self._trailer_bytes > self.max_trailer or not re.fullmatch(_TOKEN + rb":" + _VALUE, line):
+                if self._trailer_bytes > self.max_trailer or not re.fullmatch(TOKEN + rb":" + FIELD_VALUE, line):
                     raise FramingError(400, "invalid chunked trailer")
         return out, pos

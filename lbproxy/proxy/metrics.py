@@ -59,7 +59,10 @@ class Metrics:
         self.response_time_sum = 0.0
         self.active_connections = 0
 
-    def count_instance_status(self, status: int) -> None:
+    def instance_response(self, status: int, seconds: float) -> None:
+        """An instance's response head arrived ``seconds`` after the request was sent."""
+        self.response_time_sum += seconds
+        self.response_time_count += 1
         if status < 300:
             self.instance_2xx += 1
         elif status < 400:

@@ -33,47 +33,48 @@ _VERSIONS = {
 
 
 class LeanSSLObject(ssl.SSLObject):
-    """The ``ssl.SSLObject`` that uvloop drives for each TLS connection, with its per-record methods bound
-    straight to the C ones of ``_ssl._SSLSocket``.
+    """The ``ssl.SSLObject`` that uvloop drives for each TLS connection, its methods bound straight to
+    the C ones of ``_ssl._SSLSocket`` (by ``LeanSSLContext.wrap_bio``).
 
-    uvloop calls ``read``/``write``/``pending`` for every TLS record and ``do_handshake``/``unwrap`` a few
-    times per connection; ``ssl.SSLObject`` forwards each through a Python method that only calls the C
-    method (about 100 bytecodes and a dozen Python frames per connection, 24 bytecodes per keep-alive
-    request: ``bench/profile.py --what opcodes``). The C methods take the same arguments, return the same
-    values and raise the same exceptions (``unwrap`` is ``shutdown``).
+    uvloop calls ``read``/``write``/``pending`` for every TLS record, ``do_handshake``/``unwrap`` a few
+    times per connection and ``getpeercert``/``cipher``/``compression`` once; ``ssl.SSLObject`` forwards
+    each through a Python method that only calls the C method (about 120 bytecodes and 15 Python frames
+    per connection: ``bench/profile.py --what opcodes``). The C methods take the same arguments, return the
+    same values and raise the same exceptions (``unwrap`` is ``shutdown``).
     """
 
-    @classmethod
-    def _create(
-        cls,
+
+class LeanSSLContext(ssl.SSLContext):
+    """A server context whose ``wrap_bio`` builds a ``LeanSSLObject`` in one step (``ssl.py`` takes three
+    Python calls: ``wrap_bio``, ``_encode_hostname``, ``SSLObject._create``)."""
+
+    def wrap_bio(
+        self,
         incoming: ssl.MemoryBIO,
         outgoing: ssl.MemoryBIO,
         server_side: bool = False,
-        server_hostname: str | None = None,
+        server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
-        context: ssl.SSLContext | None = None,
-    ) -> LeanSSLObject:
-        # Keywords: the order of the last parameters differs between Python versions.
-        obj = super()._create(  # type: ignore[misc]
-            incoming,
-            outgoing,
-            server_side=server_side,
-            server_hostname=server_hostname,
-            session=session,
-            context=context,
+    ) -> ssl.SSLObject:
+        if server_hostname is not None:  # (a client-side use: the standard path encodes the name)
+            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        obj = LeanSSLObject.__new__(LeanSSLObject)
+        c = obj._sslobj = self._wrap_bio(  # type: ignore[attr-defined]
+            incoming, outgoing, server_side=server_side, owner=obj, session=session
         )
-        c = getattr(obj, "_sslobj", None)
-        if c is not None:  # (a Python whose SSLObject is built differently keeps the standard methods)
-            obj.read = c.read
-            obj.write = c.write
-            obj.pending = c.pending
-            obj.do_handshake = c.do_handshake
-            obj.unwrap = c.shutdown
+        obj.read = c.read  # type: ignore[method-assign]
+        obj.write = c.write  # type: ignore[method-assign]
+        obj.pending = c.pending  # type: ignore[method-assign]
+        obj.do_handshake = c.do_handshake  # type: ignore[method-assign]
+        obj.unwrap = c.shutdown  # type: ignore[method-assign]
+        obj.getpeercert = c.getpeercert  # type: ignore[method-assign]
+        obj.cipher = c.cipher  # type: ignore[method-assign]
+        obj.compression = c.compression  # type: ignore[method-assign]
         return obj
 
 
 def policy_context(policy: TlsPolicy) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = LeanSSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.sslobject_class = LeanSSLObject
     ctx.set_ciphers(openssl_cipher_string(policy))
     versions = sorted(policy.protocols, key=PROTOCOL_ORDER.index)

@@ -38,6 +38,7 @@ import httptools
 
 from lbproxy.proxy.balancer import Instance
 from lbproxy.proxy.forwarding import status_line
+from lbproxy.proxy.framing import FIELD_VALUE, TOKEN
 
 if TYPE_CHECKING:
     from lbproxy.proxy.downstream import Downstream
@@ -55,6 +56,46 @@ _TRANSFER_ENCODING = b"transfer-encoding"
 _UPGRADE = b"upgrade"
 #: A response head split over reads larger than this is refused (502): instances are trusted, not unbounded.
 MAX_RESPONSE_HEAD = 65536
+# ``whole_response``'s grammar, one regex over the head (without its blank line): as strict as llhttp
+# (HTTP/1.1, a final status, token names, no control characters, CRLF only), no hop-by-hop line (a negative
+# look-ahead at every line) but nginx's closing ``Connection: keep-alive`` (group 3, its start is the cut),
+# exactly one Content-Length (group 2; the look-ahead also refuses a second). Linear: no line can match
+# two of the alternatives, so nothing backtracks.
+_NOT_SPECIAL = (
+    rb"(?!(?i:connection|keep-alive|proxy-(?:connection|authenticate)|t(?:ransfer-encoding|e|railer)|upgrade"
+    rb"|content-length):)"
+)
+_LINE = rb"\r\n" + _NOT_SPECIAL + TOKEN + rb":" + FIELD_VALUE
+_WHOLE_HEAD_RE = re.compile(
+    rb"HTTP/1\.1 ([2-5][0-9][0-9]) " + FIELD_VALUE
+    + rb"(?:" + _LINE + rb")*"
+    + rb"\r\n(?i:content-length):[ \t]*([0-9]{1,18})[ \t]*"
+    + rb"(?:" + _LINE + rb")*"
+    + rb"(\r\nConnection: keep-alive)?"
+)  # fmt: skip
+
+
+def whole_response(data: bytes) -> tuple[int, int, int] | None:
+    """The common response, arrived whole in one read: ``(status, cut, end)``, or None for anything else
+    (httptools then parses it).
+
+    Whole means: an HTTP/1.1 head with a final status other than 204/304, exactly one Content-Length that
+    the rest of ``data`` fills exactly, and no hop-by-hop line but nginx's closing ``Connection:
+    keep-alive``. ``end`` is where the head's blank line starts, ``cut`` where that keep-alive line starts
+    (``end`` when there is none): the client gets ``data[:cut] + data[end:]``, and the instance connection
+    stays reusable (an HTTP/1.1 response without ``Connection: close``).
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    m = _WHOLE_HEAD_RE.fullmatch(data, 0, end)
+    if m is None or int(m.group(2)) != len(data) - end - 4:
+        return None
+    status = int(m.group(1))
+    if status == 204 or status == 304:
+        return None
+    cut = m.start(3)
+    return status, end if cut < 0 else cut, end
 
 
 class Upstream(asyncio.Protocol):
@@ -92,7 +133,6 @@ class Upstream(asyncio.Protocol):
         self.uses = 0
         self.idle_since = 0.0
         self.ds: Downstream | None = None
-        self.hdata = b""
         self.hpos = 0
         self._reset()
 
@@ -107,16 +147,18 @@ class Upstream(asyncio.Protocol):
         #: A response head is expected next (and ``hbuf`` holds its first part if it came in pieces).
         self.awaiting = True
         self.hbuf = b""
-        #: One of the rare per-exchange fields above was used: ``reset_rare`` is due when it ends.
+        self.hdata = b""
+        #: This exchange left the fast path (a response for httptools to parse, a HEAD request, a fresh
+        #: parser, a split head, an upgrade, a 1xx): ``reset_rare`` is due when it ends. While it is clear,
+        #: every field above has its initial value.
         self.rare = False
 
     # -- ownership ---------------------------------------------------------------------------------
     # ``Downstream._attach`` hands a connection to an exchange (``ds``, ``is_head``, ``uses``) and
     # ``Downstream._finish`` takes it back: both inline, once per request.
     def reset_rare(self) -> None:
-        """Back to a clean state after an exchange that used a rare path (a fresh parser, a split head,
-        an upgrade, a 1xx). ``Downstream._finish`` detaches a connection from its exchange (resets ``ds``,
-        ``hdata``, ``status``, ``got_data``, ``awaiting``) and calls this when one of those was used."""
+        """Back to a clean state after an exchange that left the fast path (``rare``), called by
+        ``Downstream._finish`` when it detaches the connection from its exchange."""
         if self.reset_parser:
             self.parser = httptools.HttpResponseParser(self)
         self._reset()
@@ -138,6 +180,13 @@ class Upstream(asyncio.Protocol):
             self.pool.forget(self)
             self.close()
             return
+        if not self.rare:
+            # The common case, a small response in one read: no parser, one write (httptools is left at
+            # a message boundary, ready for the next response).
+            whole = whole_response(data)
+            if whole is not None and ds.response_whole(data, whole):
+                return
+            self.rare = True  # httptools parses this response
         ds.last_active = ds.dp.now
         if self.tunnel:
             ds.tunnel_to_client(data)
