@@ -163,7 +163,8 @@ def test_tls_policies_table() -> None:
 def test_metrics_aggregation_and_prometheus() -> None:
     m = Metrics()
     m.request_count += 3
-    m.count_instance_status(204)
+    m.instance_response(204, 0.25)
+    m.instance_response(404, 0.5)
     m.count_lb_status(503)
     agg = MetricsAggregator()
     agg.report("w1", m.as_dict())
@@ -172,6 +173,7 @@ def test_metrics_aggregation_and_prometheus() -> None:
     agg.report("w2", {**m.as_dict(), "RequestCount": 5})
     snap = agg.snapshot()
     assert snap["RequestCount"] == 8 and snap["HTTPCode_LB_5XX_Count"] == 2
+    assert (m.instance_2xx, m.instance_4xx, m.response_time_count, m.response_time_sum) == (1, 1, 2, 0.75)
     text = render_prometheus(snap, "lb").decode()
     assert 'lbproxy_RequestCount_total{load_balancer="lb"} 8' in text
     assert "lbproxy_HealthyHostCount" in text
