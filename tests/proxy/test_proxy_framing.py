@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from lbproxy.proxy.framing import ChunkedDecoder, FramingError, check_partial_head, parse_request_head
+from lbproxy.proxy.framing import (
+    REMEMBERED_HEAD_BYTES,
+    REMEMBERED_HEADS,
+    ChunkedDecoder,
+    FramingError,
+    check_partial_head,
+    parse_request_head,
+    remember_head,
+)
+from lbproxy.proxy.upstream import whole_response
 
 
 def parse(head: bytes, **kw: int):  # type: ignore[no-untyped-def]
@@ -186,3 +195,67 @@ def test_chunked_decoder_incremental() -> None:
 def test_chunked_decoder_rejects(body: bytes) -> None:
     with pytest.raises(FramingError):
         ChunkedDecoder().feed(body)
+
+
+def test_remembered_heads_are_bounded_and_never_completed_later() -> None:
+    memo: dict[bytes, object] = {}
+    head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    req = parse_request_head(head)
+    remember_head(memo, head, req)  # type: ignore[arg-type]
+    assert memo[head] is req
+    no_host = b"GET / HTTP/1.0\r\n\r\n"  # Downstream._attach adds a Host to this one: not shared
+    remember_head(memo, no_host, parse_request_head(no_host))  # type: ignore[arg-type]
+    big = b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * REMEMBERED_HEAD_BYTES + b"\r\n\r\n"
+    remember_head(memo, big, parse_request_head(big))  # type: ignore[arg-type]
+    assert list(memo) == [head]
+    for i in range(REMEMBERED_HEADS):
+        h = b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i
+        remember_head(memo, h, parse_request_head(h))  # type: ignore[arg-type]
+    assert 0 < len(memo) <= REMEMBERED_HEADS and head not in memo  # emptied when full
+
+
+_WHOLE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+    b"Connection: keep-alive\r\n\r\nhello"
+)
+
+
+def test_whole_response_cuts_nginx_keep_alive_line() -> None:
+    status, cut, end = whole_response(_WHOLE)  # type: ignore[misc]
+    assert status == 200 and _WHOLE[:cut] + _WHOLE[end:] == _WHOLE.replace(b"Connection: keep-alive\r\n", b"")
+    plain = _WHOLE.replace(b"Connection: keep-alive", b"X-A: b")
+    assert whole_response(plain) == (200, plain.index(b"\r\n\r\n"), plain.index(b"\r\n\r\n"))
+    assert whole_response(_WHOLE.replace(b"Content-Length: 5", b"content-length:5 ")) is not None
+    assert whole_response(_WHOLE.replace(b"200 OK", b"404 Not Found"))[0] == 404  # type: ignore[index]
+    # Names that only start like a hop-by-hop or framing header are ordinary lines.
+    assert whole_response(_WHOLE.replace(b"Server: nginx", b"Tex: 1\r\nContent-Lengthy: 2")) is not None
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (b"5\r\nConnection", b"6\r\nConnection"),  # the body is not all there
+        (b"hello", b"hello!"),  # more than the body (never forwarded as part of it)
+        (b"Server: nginx", b"Content-Length: 5"),  # two Content-Lengths
+        (b"Content-Length: 5", b"Content-Length: +5"),
+        (b"Content-Length: 5", b"Content-Length: 5, 5"),
+        (b"Server: nginx", b"Transfer-Encoding: chunked"),
+        (b"Server: nginx", b"connection: close"),
+        (b"Connection: keep-alive", b"Connection: close"),
+        (b"Server: nginx", b"TE: x"),
+        (b"Server: nginx", b"Upgrade: h2c"),
+        (b"Server: nginx", b"Keep-Alive: timeout=5"),
+        (b"Server: nginx", b"Server: ng\nx"),  # bare LF
+        (b"Server: nginx", b"Server: ng\rx"),
+        (b"Server: nginx", b"Server: nginx\r\n folded"),  # obs-fold
+        (b"Server", b"Ser ver"),
+        (b"HTTP/1.1", b"HTTP/1.0"),  # the general path restates the status line
+        (b"200 OK", b"204 No Content"),
+        (b"200 OK", b"304 Not Modified"),
+        (b"200 OK", b"101 Switching Protocols"),
+        (b"200 OK", b"100 Continue"),
+    ],
+)
+def test_whole_response_leaves_everything_else_to_httptools(old: bytes, new: bytes) -> None:
+    assert old in _WHOLE
+    assert whole_response(_WHOLE.replace(old, new)) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 
 import pytest
@@ -44,6 +45,54 @@ async def test_keep_alive_both_sides(backend_factory, dataplane_factory) -> None
         assert r.status == 200 and r.json()["path"] == f"/k{i}"
     writer.close()
     assert len(a.peers) == 1  # one pooled upstream connection served all five
+
+
+async def test_responses_whole_or_in_pieces_reach_the_client_alike(dataplane_factory) -> None:
+    """A response that arrives whole in one read skips httptools (``upstream.whole_response``); one in
+    pieces, a HEAD's, or one that closes goes through it. The client sees the same bytes either way
+    (nginx's ``Connection: keep-alive`` cut), and the instance connection is reused unless it closed."""
+    head = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n"
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def instance(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                method, path = (await reader.readuntil(b"\r\n\r\n")).split(b" ")[:2]
+                if method == b"HEAD":
+                    writer.write(head)
+                elif path == b"/pieces":
+                    for piece in (head[:20], head[20:] + b"he", b"llo"):
+                        writer.write(piece)
+                        await writer.drain()
+                        await asyncio.sleep(0.05)
+                elif path == b"/close":
+                    writer.write(head.replace(b"keep-alive", b"close") + b"hello")
+                    await writer.drain()
+                    writer.close()
+                    return
+                else:
+                    writer.write(head + b"hello")
+
+    server = await asyncio.start_server(instance, "127.0.0.1", 0)
+    try:
+        lb = await dataplane_factory([InstanceSpec("s", "127.0.0.1", server.sockets[0].getsockname()[1])])
+        reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+        out = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nContent-Length: 5\r\n\r\n"
+        exchanges = [("GET", "/whole"), ("GET", "/pieces"), ("HEAD", "/"), ("GET", "/whole"), ("GET", "/close")]
+        for method, path in exchanges:
+            writer.write(f"{method} {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            want = out if method == "HEAD" else out + b"hello"
+            assert await asyncio.wait_for(reader.readexactly(len(want)), 5) == want, path
+        assert len(accepted) == 1  # one instance connection so far; /close ended it
+        writer.write(b"GET /whole HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        want = out[:-2] + b"Connection: close\r\n\r\nhello"
+        assert await asyncio.wait_for(reader.read(), 5) == want  # and then the client connection closes
+        writer.close()
+        assert len(accepted) == 2
+        assert lb.dp.metrics.instance_2xx == 6 and lb.dp.metrics.response_time_count == 6
+    finally:
+        server.close()
 
 
 async def test_hop_by_hop_stripped(backend_factory, dataplane_factory) -> None:

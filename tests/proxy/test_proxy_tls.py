@@ -290,6 +290,8 @@ def test_lean_ssl_object_drives_a_handshake_through_the_c_methods(tls_files) -> 
         with contextlib.suppress(ssl.SSLWantReadError):
             server.do_handshake()
         client_in.write(server_out.read())
+    assert type(server.cipher).__name__ == "builtin_function_or_method"
+    assert server.getpeercert() is None and server.cipher()[1].startswith("TLSv1") and server.compression() is None
     client.write(b"ping")
     server_in.write(client_out.read())
     assert server.read(1024) == b"ping" and server.pending() == 0
