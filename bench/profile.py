@@ -11,6 +11,8 @@ optimisation worth 5 % cannot be seen in ``bench/run.py``. This tool counts inst
   the two can be compared object by object (OpenSSL's share is the same code in both).
 - ``--what opcodes``: the worker runs with a tracer that counts executed Python bytecodes per function
   (sys.settrace with opcode events) over the same load: which Python functions a request costs.
+- ``--what cpu``: user and system CPU time of the worker (and of HAProxy with ``--peer haproxy``) per
+  connection, from /proc, nothing attached (wall-clock noise applies: compare runs made back to back).
 - ``--what syscalls``: ``strace -c`` attached to the worker (and, with ``--peer haproxy``, to HAProxy)
   during the load: system calls per connection, which callgrind does not see (kernel time counts in
   ``bench/run.py``'s req/CPU-s).
@@ -80,13 +82,19 @@ runpy.run_module("lbproxy.proxy.worker", run_name="__main__", alter_sys=True)
 """
 
 
+#: callgrind's cycle estimate (as KCachegrind's "CEst"): an L1 miss costs ~10 cycles, a last-level miss ~100.
+CYCLE_WEIGHTS = {"Ir": 1, "I1mr": 10, "D1mr": 10, "D1mw": 10, "ILmr": 100, "DLmr": 100, "DLmw": 100}
+
+
 def parse_callgrind(path: Path) -> tuple[collections.Counter[str], collections.Counter[tuple[str, str]]]:
-    """Self cost (instructions) per object and per (object, function) from a callgrind dump."""
+    """Self cost per object and per (object, function) from a callgrind dump: instructions, or estimated
+    cycles when the dump has cache-simulation events (``--cache-sim``)."""
     names: dict[str, dict[str, str]] = {"ob": {}, "fn": {}}
     per_ob: collections.Counter[str] = collections.Counter()
     per_fn: collections.Counter[tuple[str, str]] = collections.Counter()
     ob = fn = "?"
     skip = False
+    weights = [1]
 
     def name(kind: str, val: str) -> str:
         m = re.match(r"\((\d+)\)(?: (.*))?", val)
@@ -104,9 +112,9 @@ def parse_callgrind(path: Path) -> tuple[collections.Counter[str], collections.C
                 skip = False
                 continue
             parts = line.split()
-            if len(parts) >= 2:
-                per_ob[ob] += int(parts[1])
-                per_fn[(ob, fn)] += int(parts[1])
+            cost = sum(w * int(v) for w, v in zip(weights, parts[1:], strict=False))  # trailing zeros are omitted
+            per_ob[ob] += cost
+            per_fn[(ob, fn)] += cost
             continue
         key, _, val = line.partition("=")
         if key == "ob":
@@ -119,6 +127,8 @@ def parse_callgrind(path: Path) -> tuple[collections.Counter[str], collections.C
             name("fn", val)
         elif key == "calls":
             skip = True
+        elif line.startswith("events:"):
+            weights = [CYCLE_WEIGHTS.get(e, 0) for e in line.split()[1:]]
     return per_ob, per_fn
 
 
@@ -153,8 +163,10 @@ def warm_up(port: int) -> None:
 
 def report(title: str, dump: Path, units: int, unit: str, top: int) -> None:
     per_ob, per_fn = parse_callgrind(dump)
+    cycles = "I1mr" in dump.read_text(errors="replace")[:4096]
     total = sum(per_ob.values())
-    print(f"\n## {title}: {total / units / 1e3:,.0f}k instructions per {unit} ({units} {unit}s)")
+    what = "estimated cycles" if cycles else "instructions"
+    print(f"\n## {title}: {total / units / 1e3:,.0f}k {what} per {unit} ({units} {unit}s)")
     for ob, v in per_ob.most_common(8):
         print(f"{v / units / 1e3:9,.1f}k  {100 * v / total:5.1f} %  {ob}")
     print(f"-- top {top} functions (self)")
@@ -162,11 +174,14 @@ def report(title: str, dump: Path, units: int, unit: str, top: int) -> None:
         print(f"{v / units / 1e3:9,.1f}k  {ob[:24]:24s} {fn[:80]}")
 
 
-def callgrind_wrapper(workdir: Path, out: str) -> Path:
+def callgrind(out: str, cache_sim: bool) -> list[str]:
+    sim = "yes" if cache_sim else "no"
+    return ["valgrind", "-q", "--tool=callgrind", f"--cache-sim={sim}", f"--callgrind-out-file={out}"]
+
+
+def callgrind_wrapper(workdir: Path, out: str, cache_sim: bool) -> Path:
     wrapper = workdir / "python-under-callgrind"
-    wrapper.write_text(
-        f'#!/bin/sh\nexec valgrind -q --tool=callgrind --callgrind-out-file={out} "{sys.executable}" "$@"\n'
-    )
+    wrapper.write_text(f'#!/bin/sh\nexec {" ".join(callgrind(out, cache_sim))} "{sys.executable}" "$@"\n')
     wrapper.chmod(0o755)
     return wrapper
 
@@ -201,10 +216,10 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
         "lbproxy.proxy.keys:TestFileKeySource",
         {"cert_path": str(workdir / "chain.pem"), "key_path": str(workdir / "key.pem")},
     )
-    if args.what == "syscalls":
+    if args.what in ("syscalls", "cpu"):
         python = sys.executable
     elif args.what == "instructions":
-        python = callgrind_wrapper(workdir, str(workdir / "lbproxy.%p.callgrind"))
+        python = callgrind_wrapper(workdir, str(workdir / "lbproxy.%p.callgrind"), args.cache_sim)
     else:
         python = opcount_wrapper(workdir)
         os.environ["LBPROXY_OPCOUNT_OUT"] = str(workdir / "opcodes.json")
@@ -213,7 +228,10 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
     try:
         await asyncio.to_thread(warm_up, port)
         worker = lb.worker_pids()[0]  # the wrapper execs valgrind/python: the same pid
-        if args.what == "syscalls":
+        if args.what == "cpu":
+            n, user, system = await asyncio.to_thread(cpu_during_load, worker, port, args)
+            print_cpu("lbproxy worker", n, user, system, _unit(args.scenario))
+        elif args.what == "syscalls":
             n, table = await asyncio.to_thread(strace_during_load, worker, port, args)
             print(f"\n## lbproxy worker: system calls per {_unit(args.scenario)} ({n})")
             print_syscalls(table, n)
@@ -270,6 +288,27 @@ def strace_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[i
     return n, table
 
 
+def _cpu_ticks(pid: int) -> tuple[int, int]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def cpu_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[int, float, float]:
+    """(requests, user seconds, system seconds) of ``pid`` while wrk runs."""
+    u0, s0 = _cpu_ticks(pid)
+    n = wrk(port, args.scenario, args.seconds)
+    u1, s1 = _cpu_ticks(pid)
+    tick = os.sysconf("SC_CLK_TCK")
+    return n, (u1 - u0) / tick, (s1 - s0) / tick
+
+
+def print_cpu(title: str, n: int, user: float, system: float, unit: str) -> None:
+    print(
+        f"## {title}: {n} {unit}s, {1e6 * (user + system) / n:,.1f} us CPU per {unit} "
+        f"(user {1e6 * user / n:,.1f}, system {1e6 * system / n:,.1f}); {n / (user + system):,.0f} per CPU-s"
+    )
+
+
 def _minor_faults(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
@@ -285,11 +324,15 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
     http_port, https_port = bench.free_port(), bench.free_port()
     out = workdir / "haproxy.%p.callgrind"
     cfg = bench.haproxy_config(workdir, certs, http_port, https_port, backends)
-    under = [] if args.what == "syscalls" else ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    under = callgrind(str(out), args.cache_sim) if args.what == "instructions" else []
     cmd = [*under, "haproxy", "-f", str(cfg), "-db"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         warm_up(https_port)
+        if args.what == "cpu":
+            n, user, system = cpu_during_load(p.pid, https_port, args)
+            print_cpu("HAProxy (nbthread 1)", n, user, system, _unit(args.scenario))
+            return
         if args.what == "syscalls":
             n, table = strace_during_load(p.pid, https_port, args)
             print(f"\n## HAProxy (nbthread 1): system calls per {_unit(args.scenario)} ({n})")
@@ -307,11 +350,16 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--what", choices=("instructions", "opcodes", "syscalls"), default="instructions")
+    ap.add_argument("--what", choices=("instructions", "opcodes", "syscalls", "cpu"), default="instructions")
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="resumed")
     ap.add_argument("--seconds", type=float, default=15.0, help="wrk duration (default 15)")
     ap.add_argument("--peer", choices=("none", "haproxy"), default="none")
     ap.add_argument("--top", type=int, default=25, help="functions to list (default 25)")
+    ap.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="simulate the caches: report estimated cycles (instructions + 10 per L1 miss + 100 per LL miss)",
+    )
     ap.add_argument("--keep", metavar="FILE", help="copy lbproxy's callgrind dump there (for callgrind_annotate)")
     args = ap.parse_args()
     if args.what == "instructions" and shutil.which("valgrind") is None:

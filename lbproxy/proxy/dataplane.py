@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import socket
 import time
@@ -130,14 +131,15 @@ class Dataplane:
             self.http_port = http_sock.getsockname()[1]
             tail = forwarded_tail("http", self.http_port)
             self._servers.append(
-                await loop.create_server(lambda: Downstream(self, False, tail), sock=http_sock, backlog=1024)
+                await loop.create_server(functools.partial(Downstream, self, False, tail), sock=http_sock, backlog=1024)
             )
         if https_sock is not None and self.terminator is not None:
             self.https_port = https_sock.getsockname()[1]
             tail_s = forwarded_tail("https", self.https_port)
             self._servers.append(
                 await loop.create_server(
-                    lambda: TlsDownstream(self, True, tail_s),
+                    # (a partial, not a lambda: one Python frame less per accepted connection)
+                    functools.partial(TlsDownstream, self, True, tail_s),
                     sock=https_sock,
                     ssl=self.terminator.base,
                     backlog=1024,

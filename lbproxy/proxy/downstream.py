@@ -150,7 +150,8 @@ class Downstream(asyncio.Protocol):
         self.made = True
         dp = self.dp
         if self.tls:
-            if transport.get_extra_info("ssl_object").session_reused:
+            # (``_sslobj``: the C object's attribute, without ssl.py's property in between)
+            if transport.get_extra_info("ssl_object")._sslobj.session_reused:
                 dp.metrics.tls_resumed_handshakes += 1
             else:
                 dp.metrics.tls_full_handshakes += 1
@@ -173,7 +174,9 @@ class Downstream(asyncio.Protocol):
             up.close()
 
     def eof_received(self) -> bool | None:
-        if self.req is not None and not self.tunnel and not self.closing:
+        if self.closing:  # (the usual case: the client's close_notify after the last response)
+            return None
+        if self.req is not None and not self.tunnel:
             self.resp_close = True  # answer what is in flight, then close
             return True
         return None

@@ -117,5 +117,5 @@ class TlsTerminator:
         keyed = self._keyed
         if keyed is None:
             return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
-        sslobj.context = keyed
+        sslobj._sslobj.context = keyed  # type: ignore[attr-defined]  # (the C setter, not ssl.py's property)
         return None
