@@ -343,6 +343,8 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
         subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True, check=True)
         dump = max(workdir.glob(f"haproxy.{p.pid}.callgrind.*"), key=lambda x: x.stat().st_mtime)
         report("HAProxy (nbthread 1)", dump, n, _unit(args.scenario), args.top)
+        if args.keep:
+            shutil.copy(dump, f"{args.keep}.haproxy")
     finally:
         p.terminate()
         p.wait(30)
@@ -360,7 +362,11 @@ def main() -> int:
         action="store_true",
         help="simulate the caches: report estimated cycles (instructions + 10 per L1 miss + 100 per LL miss)",
     )
-    ap.add_argument("--keep", metavar="FILE", help="copy lbproxy's callgrind dump there (for callgrind_annotate)")
+    ap.add_argument(
+        "--keep",
+        metavar="FILE",
+        help="copy lbproxy's callgrind dump there (HAProxy's to FILE.haproxy), for callgrind_annotate",
+    )
     args = ap.parse_args()
     if args.what == "instructions" and shutil.which("valgrind") is None:
         raise SystemExit("bench/profile.py: valgrind is needed (apt-get install valgrind)")
