@@ -1,10 +1,12 @@
 """The downstream side: one ``asyncio.Protocol`` per client connection (the hot path).
 
 No task or coroutine per request: bytes arrive in ``data_received``, a complete head is policed by
-``framing.parse_request_head``, an instance is picked (``Balancer``), a pooled ``Upstream`` is attached
-(a coroutine runs only to open a new upstream connection), the rewritten head is written once, the body
-streams through (Content-Length counted, chunked decoded strictly and re-chunked), and the response comes
-back through ``response_head``/``response_body``/``response_complete`` called by the upstream.
+``framing.parse_request_head`` (or found among the heads already parsed, ``Dataplane.parsed_heads``),
+an instance is picked (``Balancer.rotation``), a pooled ``Upstream`` is attached (a coroutine runs only to
+open a new upstream connection), the rewritten head is written once, the body streams through
+(Content-Length counted, chunked decoded strictly and re-chunked), and the response comes back through
+``response_whole`` (a small response in one read: one call, one write) or
+``response_head``/``response_body``/``response_complete``, called by the upstream.
 
 Rules kept here:
 - Pipelined requests are buffered (bounded by ``pipeline_buffer_bytes``, then reading pauses) and

@@ -26,6 +26,7 @@ Parts:
   Transfer-Encoding other than ``chunked`` (or on HTTP/1.0) -> 400/501; HTTP/1.1 without exactly one Host
   -> 400; absolute-form only when it names the same authority as Host (rewritten to origin-form);
   asterisk-form only for OPTIONS; CONNECT -> 405; ``Expect`` other than ``100-continue`` -> 417.
+- ``remember_head``: keeps a parse for the next identical head (``Dataplane.parsed_heads``; bounded).
 - ``ChunkedDecoder``: a strict incremental chunked-body decoder (hex sizes only, bounded size lines and
   trailers) that reports how many bytes it consumed, so pipelined bytes after the body stay untouched.
 """

@@ -10,6 +10,11 @@
   coroutine on the request path, and only when the pool has nothing idle).
 
 Speed (the response side is most of the per-request work):
+- The common response, small enough to arrive whole in one read (``whole_response``: an HTTP/1.1 head,
+  one Content-Length that the read fills exactly, no hop-by-hop line but nginx's closing ``Connection:
+  keep-alive``), is checked by one regex and handed over in one call (``Downstream.response_whole``: one
+  write, the exchange ends). httptools never sees it and stays at a message boundary. Anything else sets
+  ``rare`` and goes through httptools for the rest of the exchange, as below.
 - No ``on_header`` callback: httptools installs only the callbacks the protocol object defines, so a
   response head costs one Python call (``on_headers_complete``) instead of one per header line. The head
   is taken from the raw bytes instead (``hdata``/``hpos``: the bytes being parsed and where the current
@@ -25,7 +30,7 @@ Speed (the response side is most of the per-request work):
 
 State grouped by lifetime: per connection (``pool``, ``instance``, ``transport``, ``closed``, ``parser``),
 per exchange (``ds``, ``framing``, ``is_head``, ``status``, ``informational``, ``got_data``, ``awaiting``,
-``hbuf``).
+``hbuf``, ``hdata``; all at their initial values unless ``rare`` is set).
 """
 
 from __future__ import annotations
