@@ -115,5 +115,7 @@ class Balancer:
             self._recompute()
 
     def _recompute(self) -> None:
-        self.routable = tuple(i for i in self._instances if i.name in self._healthy and i.name not in self._refused)
-        self.rotation = itertools.cycle(self.routable)
+        routable = tuple(i for i in self._instances if i.name in self._healthy and i.name not in self._refused)
+        if routable != self.routable:  # (a repeated health report must not restart the rotation)
+            self.routable = routable
+            self.rotation = itertools.cycle(routable)

@@ -95,6 +95,20 @@ def test_round_robin_and_refusals() -> None:
     assert b.pick(0.0, exclude=b.get("a")) is None
 
 
+def test_rotation_round_robin_survives_repeated_health_reports() -> None:
+    b = Balancer([InstanceSpec(n, "127.0.0.1", 1000 + i) for i, n in enumerate("abc")])
+    assert not b.routable
+    b.set_healthy({"a", "b", "c"})
+    names = [next(b.rotation).name]
+    b.set_healthy({"a", "b", "c"})  # the same report again: the rotation goes on where it was
+    names += [next(b.rotation).name for _ in range(5)]
+    assert names == ["a", "b", "c", "a", "b", "c"]
+    b.mark_refused(b.get("b"), until=10.0)  # type: ignore[arg-type]
+    assert {next(b.rotation).name for _ in range(4)} == {"a", "c"}
+    b.expire_refusals(11.0)  # the data plane's sweeper does this
+    assert {next(b.rotation).name for _ in range(6)} == {"a", "b", "c"}
+
+
 def test_balancer_update_keeps_instance_objects() -> None:
     b = Balancer([InstanceSpec("a", "h", 1), InstanceSpec("b", "h", 2)])
     a = b.get("a")
