@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from lbproxy.proxy.forwarding import error_response, redirect_response, upstream_request_head
 from lbproxy.proxy.framing import (
+    REMEMBERED_HEAD_BYTES,
     ChunkedDecoder,
     FramingError,
     RequestHead,
@@ -213,7 +214,8 @@ class Downstream(asyncio.Protocol):
             if not self.buf:
                 # Fast paths: a head parsed before (``framing.remember_head``), or one whole head (and
                 # nothing else) in this read, parsed straight from ``data``.
-                req = dp.parsed_heads.get(data)
+                # (the length check first: a long read, a head with its body, is not worth hashing)
+                req = dp.parsed_heads.get(data) if len(data) <= REMEMBERED_HEAD_BYTES else None
                 if req is not None:
                     self._exchange(req)
                     return
@@ -484,7 +486,7 @@ class Downstream(asyncio.Protocol):
             # The common case: the head goes out as the instance sent it (hop-by-hop lines cut), plus
             # ``Connection: close`` when this exchange ends the connection. Held back: the body bytes of
             # the same read join it in one write (one TLS record, one send).
-            if req.keep_alive and not self.resp_close and not dp.draining:
+            if req.keep_alive and self.req_done and not self.resp_close and not dp.draining:
                 head += _END
             else:
                 head += _CLOSE_END
@@ -492,7 +494,7 @@ class Downstream(asyncio.Protocol):
             self.sent += len(head)
             self.pending = head
             return
-        close = not req.keep_alive or self.resp_close or dp.draining
+        close = not req.keep_alive or not self.req_done or self.resp_close or dp.draining
         if status == 101:
             head += _UPGRADE_LINE
             if upgrade is not None:
@@ -531,7 +533,7 @@ class Downstream(asyncio.Protocol):
         self.resp_started = True
         self.status = status
         dp.metrics.instance_response(status, _monotonic() - self.sent_at)
-        if req.keep_alive and not self.resp_close and not dp.draining:
+        if req.keep_alive and self.req_done and not self.resp_close and not dp.draining:
             if cut != end:
                 data = data[:cut] + data[end:]
         else:
@@ -684,6 +686,8 @@ class Downstream(asyncio.Protocol):
             if up.rare:
                 up.reset_rare()
             if reusable and not dp.draining and not up.closed and not up.tunnel:
+                if self.write_paused:  # reading was paused for this slow client: not for the next one
+                    up.transport.resume_reading()
                 # Pool.release, inlined for the common case (a list for this instance exists, not full).
                 pool = dp.pool
                 idle = pool.idle.get(up.instance)

@@ -354,7 +354,8 @@ def remember_head(memo: dict[bytes, RequestHead], head: bytes, req: RequestHead)
     polling, benchmarks) skips the parse. A remembered ``RequestHead`` is shared by every exchange that
     sent those bytes, so it must never change: a head without Host (HTTP/1.0, completed by
     ``Downstream._attach``) is not kept. Bounded: a full memo is emptied, heads over
-    ``REMEMBERED_HEAD_BYTES`` are not kept.
+    ``REMEMBERED_HEAD_BYTES`` are not kept. The memo is per worker and shared by its clients; a hit is a
+    little faster than a parse, which tells a client at most that someone sent exactly the bytes it sent.
     """
     if req.host is None or len(head) > REMEMBERED_HEAD_BYTES:
         return

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import socket
 
 import pytest
 from aiohttp import ClientSession, WSMsgType
@@ -91,7 +92,51 @@ async def test_responses_whole_or_in_pieces_reach_the_client_alike(dataplane_fac
         writer.close()
         assert len(accepted) == 2
         assert lb.dp.metrics.instance_2xx == 6 and lb.dp.metrics.response_time_count == 6
+        # An answer before the request body is all there: the rest of that body cannot be framed, so the
+        # response says the connection closes, and it does.
+        reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+        writer.write(b"POST /whole HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+        assert await asyncio.wait_for(reader.read(), 5) == want
+        writer.close()
     finally:
+        server.close()
+
+
+async def test_slow_client_leaves_no_paused_connection_in_the_pool(dataplane_factory) -> None:
+    """A client that does not read pauses reading on the instance connection that serves it; that
+    connection must go back to the pool reading again, or the next client to get it waits for a 504."""
+
+    async def instance(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                body = b"x" * 100_000 if b" /big " in head else b"small"
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+
+    server = await asyncio.start_server(instance, "127.0.0.1", 0)
+    slow = socket.socket()
+    try:
+        port = server.sockets[0].getsockname()[1]
+        lb = await dataplane_factory([InstanceSpec("a", "127.0.0.1", port)], upstream_response_timeout=2.0)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(slow, ("127.0.0.1", lb.http_port))
+        await asyncio.sleep(0.1)
+        for conn in lb.dp.connections:  # the proxy's side of it: a small send buffer fills at once
+            conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        slow.send(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+        deadline = asyncio.get_running_loop().time() + 3
+        while not lb.dp.pool.idle.get(lb.dp.balancer.get("a")):  # type: ignore[arg-type]
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.skip("the socket buffers here did not let the whole response reach the proxy")
+            await asyncio.sleep(0.05)
+        pooled = [up for idle in lb.dp.pool.idle.values() for up in idle]
+        assert all(up.transport.is_reading() for up in pooled)
+        r = await asyncio.wait_for(request(lb.http_port, "/small"), 5)
+        assert r.status == 200 and r.body == b"small"
+    finally:
+        slow.close()
         server.close()
 
 
