@@ -116,6 +116,22 @@ class Balancer:
 
     def _recompute(self) -> None:
         routable = tuple(i for i in self._instances if i.name in self._healthy and i.name not in self._refused)
-        if routable != self.routable:  # (a repeated health report must not restart the rotation)
-            self.routable = routable
-            self.rotation = itertools.cycle(routable)
+        if routable == self.routable:  # (a repeated health report must not restart the rotation)
+            return
+        # The new rotation goes on where the old one was: at the first instance, in registration order,
+        # after the one picked last (restarting at the first instance on every change would send a low
+        # request rate to it alone while health or refusal marks change).
+        start = 0
+        old = self.routable
+        if old and routable:
+            nxt = next(self.rotation)  # (this rotation is being replaced: taking one from it costs nothing)
+            last = old[(old.index(nxt) - 1) % len(old)]
+            order = self._instances
+            i = order.index(last) if last in order else -1
+            for step in range(1, len(order) + 1):
+                inst = order[(i + step) % len(order)]
+                if inst in routable:
+                    start = routable.index(inst)
+                    break
+        self.routable = routable
+        self.rotation = itertools.cycle(routable[start:] + routable[:start])

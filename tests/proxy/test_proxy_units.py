@@ -104,9 +104,19 @@ def test_rotation_round_robin_survives_repeated_health_reports() -> None:
     names += [next(b.rotation).name for _ in range(5)]
     assert names == ["a", "b", "c", "a", "b", "c"]
     b.mark_refused(b.get("b"), until=10.0)  # type: ignore[arg-type]
-    assert {next(b.rotation).name for _ in range(4)} == {"a", "c"}
+    assert [next(b.rotation).name for _ in range(3)] == ["a", "c", "a"]
     b.expire_refusals(11.0)  # the data plane's sweeper does this
-    assert {next(b.rotation).name for _ in range(6)} == {"a", "b", "c"}
+    assert [next(b.rotation).name for _ in range(4)] == ["b", "c", "a", "b"]  # on after the last pick (a)
+    # A change between every two requests (a flapping instance) must not pin the rotation to one.
+    picks = []
+    for i in range(6):
+        b.set_healthy({"a", "b"} if i % 2 else {"a", "b", "c"})
+        picks.append(next(b.rotation).name)
+    assert picks == ["c", "a", "b", "a", "b", "a"]  # c whenever it is routable and its turn comes
+    b.set_healthy(set())
+    assert not b.routable
+    b.set_healthy({"b"})
+    assert [next(b.rotation).name for _ in range(2)] == ["b", "b"]
 
 
 def test_balancer_update_keeps_instance_objects() -> None:
