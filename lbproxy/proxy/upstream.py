@@ -257,6 +257,14 @@ class Upstream(asyncio.Protocol):
             ds.resume(ds.PAUSE_UPSTREAM)
 
     # -- httptools callbacks -----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.ds is None:
+            # Bytes after the response this connection owed, in the same read (an idle connection that
+            # speaks later is caught by ``data_received``): whatever they are, the next exchange must not
+            # read them as its response. The connection leaves the pool and closes.
+            self.pool.forget(self)
+            self.close()
+
     def on_headers_complete(self) -> None:
         ds = self.ds
         if ds is None:

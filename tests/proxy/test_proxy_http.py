@@ -67,6 +67,8 @@ async def test_responses_whole_or_in_pieces_reach_the_client_alike(dataplane_fac
                         writer.write(piece)
                         await writer.drain()
                         await asyncio.sleep(0.05)
+                elif path == b"/extra":  # a confused instance: more than the response, in one write
+                    writer.write(head + b"hello" + b"HTTP/1.1 200 OK\r\nContent-Le")
                 elif path == b"/close":
                     writer.write(head.replace(b"keep-alive", b"close") + b"hello")
                     await writer.drain()
@@ -81,17 +83,18 @@ async def test_responses_whole_or_in_pieces_reach_the_client_alike(dataplane_fac
         reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
         out = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nContent-Length: 5\r\n\r\n"
         exchanges = [("GET", "/whole"), ("GET", "/pieces"), ("HEAD", "/"), ("GET", "/whole"), ("GET", "/close")]
+        exchanges += [("GET", "/extra"), ("GET", "/whole")]  # the bytes after /extra's response are no answer
         for method, path in exchanges:
             writer.write(f"{method} {path} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
             want = out if method == "HEAD" else out + b"hello"
             assert await asyncio.wait_for(reader.readexactly(len(want)), 5) == want, path
-        assert len(accepted) == 1  # one instance connection so far; /close ended it
+        assert len(accepted) == 3  # /close ended the first instance connection, /extra the second
         writer.write(b"GET /whole HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         want = out[:-2] + b"Connection: close\r\n\r\nhello"
         assert await asyncio.wait_for(reader.read(), 5) == want  # and then the client connection closes
         writer.close()
-        assert len(accepted) == 2
-        assert lb.dp.metrics.instance_2xx == 6 and lb.dp.metrics.response_time_count == 6
+        assert len(accepted) == 3
+        assert lb.dp.metrics.instance_2xx == 8 and lb.dp.metrics.response_time_count == 8
         # An answer before the request body is all there: the rest of that body cannot be framed, so the
         # response says the connection closes, and it does.
         reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
