@@ -1,8 +1,8 @@
 """Round robin over healthy instances, stickiness pins, and instances skipped after a refused connection.
 
 Pure (the clock is passed in). The set of routable instances is recomputed only when health, the
-instance list or a refusal mark changes, so a pick is two attribute reads, a modulo and an index, and
-the plain round robin (``rotation``) one C-level ``next``.
+instance list or a refusal mark changes (and only then is the round robin, ``rotation``, rebuilt, going
+on after the last pick), so a pick is one C-level ``next``.
 
 - ``Instance``: an attached instance as the data plane routes to it (name, address, pool key).
 - ``Balancer``: ``pick(now, pinned)`` -> the next healthy instance (or the pinned one while it is
@@ -35,19 +35,18 @@ class Instance:
 
 
 class Balancer:
-    __slots__ = ("_by_name", "_healthy", "_instances", "_next", "_refused", "rotation", "routable")
+    __slots__ = ("_by_name", "_healthy", "_instances", "_refused", "rotation", "routable")
 
     def __init__(self, instances: Iterable[InstanceSpec] = ()) -> None:
         self._instances: tuple[Instance, ...] = ()
         self._by_name: dict[str, Instance] = {}
         self._healthy: frozenset[str] = frozenset()
         self._refused: dict[str, float] = {}
-        self._next = 0
         #: Instances a request may go to now, in registration order.
         self.routable: tuple[Instance, ...] = ()
         #: Round robin over ``routable``: ``next(rotation)`` when ``routable`` is not empty (the per-request
-        #: pick when stickiness is off; refusal marks expire through ``expire_refusals``, called by the
-        #: data plane's sweeper).
+        #: pick when stickiness is off, and ``pick``'s; refusal marks expire through ``expire_refusals``,
+        #: called by the data plane's sweeper and by ``pick``).
         self.rotation: Iterator[Instance] = iter(())
         self.set_instances(instances)
 
@@ -90,15 +89,11 @@ class Balancer:
             inst = self._by_name.get(pinned)
             if inst is not None and inst in routable and inst is not exclude:
                 return inst
-        n = len(routable)
-        i = self._next
-        self._next = i + 1
-        inst = routable[i % n]
-        if inst is exclude and n > 1:
-            self._next = i + 2
-            inst = routable[(i + 1) % n]
-        elif inst is exclude:
-            return None
+        inst = next(self.rotation)
+        if inst is exclude:
+            if len(routable) == 1:
+                return None
+            inst = next(self.rotation)
         return inst
 
     def mark_refused(self, inst: Instance, until: float) -> None:

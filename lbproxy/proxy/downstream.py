@@ -221,7 +221,7 @@ class Downstream(asyncio.Protocol):
                     return
                 end = data.find(b"\r\n\r\n")
                 if end > 0 and end == len(data) - 4 and data[:2] != b"\r\n":
-                    self._head(data)
+                    self._parse_head(data)
                     return
             self.buf += data
             self._next_request()
@@ -271,18 +271,24 @@ class Downstream(asyncio.Protocol):
         self._head(head)
 
     def _head(self, head: bytes) -> None:
-        """A complete head: parsed (or found in ``dp.parsed_heads``), then ``_exchange``."""
-        dp = self.dp
+        """A complete head from the buffer: found in ``dp.parsed_heads`` or parsed, then ``_exchange``."""
         self.head_started = 0.0
-        req = dp.parsed_heads.get(head)
+        req = self.dp.parsed_heads.get(head)
         if req is None:
-            try:
-                # Positional arguments: a call with keywords costs more in CPython.
-                req = parse_request_head(head, dp.max_request_line, dp.max_header_bytes, dp.max_header_count)
-            except FramingError as exc:
-                self._reject(exc.status)
-                return
-            remember_head(dp.parsed_heads, head, req)
+            self._parse_head(head)
+        else:
+            self._exchange(req)
+
+    def _parse_head(self, head: bytes) -> None:
+        """A head not seen before: parsed, policed, remembered, then ``_exchange``."""
+        dp = self.dp
+        try:
+            # Positional arguments: a call with keywords costs more in CPython.
+            req = parse_request_head(head, dp.max_request_line, dp.max_header_bytes, dp.max_header_count)
+        except FramingError as exc:
+            self._reject(exc.status)
+            return
+        remember_head(dp.parsed_heads, head, req)
         self._exchange(req)
 
     def _exchange(self, req: RequestHead) -> None:
@@ -482,19 +488,19 @@ class Downstream(asyncio.Protocol):
         self.resp_started = True
         self.status = status
         dp.metrics.instance_response(status, _monotonic() - self.sent_at)
+        close = not req.keep_alive or not self.req_done or self.resp_close or dp.draining
         if framing == FRAMING_LENGTH and not req.http10 and self.set_cookie is None:
             # The common case: the head goes out as the instance sent it (hop-by-hop lines cut), plus
             # ``Connection: close`` when this exchange ends the connection. Held back: the body bytes of
             # the same read join it in one write (one TLS record, one send).
-            if req.keep_alive and self.req_done and not self.resp_close and not dp.draining:
-                head += _END
-            else:
+            if close:
                 head += _CLOSE_END
                 self.resp_close = True
+            else:
+                head += _END
             self.sent += len(head)
             self.pending = head
             return
-        close = not req.keep_alive or not self.req_done or self.resp_close or dp.draining
         if status == 101:
             head += _UPGRADE_LINE
             if upgrade is not None:
@@ -533,12 +539,11 @@ class Downstream(asyncio.Protocol):
         self.resp_started = True
         self.status = status
         dp.metrics.instance_response(status, _monotonic() - self.sent_at)
-        if req.keep_alive and self.req_done and not self.resp_close and not dp.draining:
-            if cut != end:
-                data = data[:cut] + data[end:]
-        else:
+        if not req.keep_alive or not self.req_done or self.resp_close or dp.draining:  # (as in response_head)
             data = data[:cut] + _CLOSE_LINE + data[end:]
             self.resp_close = True
+        elif cut != end:
+            data = data[:cut] + data[end:]
         self.sent += len(data)
         self.transport.write(data)
         if self.req_done:

@@ -51,11 +51,10 @@ if TYPE_CHECKING:
 # Response body framing as the instance sent it.
 FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE = range(4)
 
-#: Response header lines never relayed (``forwarding.RESPONSE_HOP_BY_HOP``), as a trie matched on the
-#: lower-cased head; every CRLF in a head llhttp accepted starts a header line.
-_HOP_RE = re.compile(
-    rb"\r\n(connection|keep-alive|proxy-(?:connection|authenticate)|t(?:ransfer-encoding|e|railer)|upgrade):"
-)
+#: Response header names never relayed (``forwarding.RESPONSE_HOP_BY_HOP``), as a regex trie.
+_HOP_NAMES = rb"connection|keep-alive|proxy-(?:connection|authenticate)|t(?:ransfer-encoding|e|railer)|upgrade"
+#: Those lines, matched on the lower-cased head; every CRLF in a head llhttp accepted starts a header line.
+_HOP_RE = re.compile(rb"\r\n(" + _HOP_NAMES + rb"):")
 _NGINX_KEEP_ALIVE = b"\r\nconnection: keep-alive"
 _TRANSFER_ENCODING = b"transfer-encoding"
 _UPGRADE = b"upgrade"
@@ -66,10 +65,7 @@ MAX_RESPONSE_HEAD = 65536
 # look-ahead at every line) but nginx's closing ``Connection: keep-alive`` (group 3, its start is the cut),
 # exactly one Content-Length (group 2; the look-ahead also refuses a second). Linear: no line can match
 # two of the alternatives, so nothing backtracks.
-_NOT_SPECIAL = (
-    rb"(?!(?i:connection|keep-alive|proxy-(?:connection|authenticate)|t(?:ransfer-encoding|e|railer)|upgrade"
-    rb"|content-length):)"
-)
+_NOT_SPECIAL = rb"(?!(?i:" + _HOP_NAMES + rb"|content-length):)"
 _LINE = rb"\r\n" + _NOT_SPECIAL + TOKEN + rb":" + FIELD_VALUE
 _WHOLE_HEAD_RE = re.compile(
     rb"HTTP/1\.1 ([2-5][0-9][0-9]) " + FIELD_VALUE
