@@ -13,6 +13,9 @@ optimisation worth 5 % cannot be seen in ``bench/run.py``. This tool counts inst
   (sys.settrace with opcode events) over the same load: which Python functions a request costs.
 - ``--what cpu``: user and system CPU time of the worker (and of HAProxy with ``--peer haproxy``) per
   connection, from /proc, nothing attached (wall-clock noise applies: compare runs made back to back).
+- ``--what samples``: ``perf record -e cpu-clock`` attached to the worker (and to HAProxy) during the
+  load: where the *time* goes, kernel included, by shared object and by function (sampling, so cache
+  misses and the kernel count as they do in wall-clock runs; needs ``perf``, no hardware counters).
 - ``--what syscalls``: ``strace -c`` attached to the worker (and, with ``--peer haproxy``, to HAProxy)
   during the load: system calls per connection, which callgrind does not see (kernel time counts in
   ``bench/run.py``'s req/CPU-s).
@@ -216,7 +219,7 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
         "lbproxy.proxy.keys:TestFileKeySource",
         {"cert_path": str(workdir / "chain.pem"), "key_path": str(workdir / "key.pem")},
     )
-    if args.what in ("syscalls", "cpu"):
+    if args.what in ("syscalls", "cpu", "samples"):
         python = sys.executable
     elif args.what == "instructions":
         python = callgrind_wrapper(workdir, str(workdir / "lbproxy.%p.callgrind"), args.cache_sim)
@@ -231,6 +234,9 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
         if args.what == "cpu":
             n, user, system = await asyncio.to_thread(cpu_during_load, worker, port, args)
             print_cpu("lbproxy worker", n, user, system, _unit(args.scenario))
+        elif args.what == "samples":
+            n, text = await asyncio.to_thread(perf_during_load, worker, port, args)
+            print_samples("lbproxy worker", n, text, _unit(args.scenario))
         elif args.what == "syscalls":
             n, table = await asyncio.to_thread(strace_during_load, worker, port, args)
             print(f"\n## lbproxy worker: system calls per {_unit(args.scenario)} ({n})")
@@ -288,6 +294,42 @@ def strace_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[i
     return n, table
 
 
+def perf_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[int, str]:
+    """``perf record -e cpu-clock`` attached to ``pid`` while wrk runs: (requests, ``perf report`` text:
+    the share of samples per shared object, then per function)."""
+    data = Path(tempfile.mkstemp(prefix="lbproxy-perf-")[1])
+    rec = subprocess.Popen(
+        ["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-o", str(data), "-p", str(pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        u0, s0 = _cpu_ticks(pid)
+        n = wrk(port, args.scenario, args.seconds)
+        u1, s1 = _cpu_ticks(pid)
+    finally:
+        rec.send_signal(signal.SIGINT)
+        rec.wait(60)
+    cpu_us = 1e6 * (u1 - u0 + s1 - s0) / os.sysconf("SC_CLK_TCK") / n
+    text = f"{cpu_us:,.1f} us CPU per unit\n"
+    for sort in ("dso", "dso,sym"):
+        out = subprocess.run(
+            ["perf", "report", "-i", str(data), "--stdio", "-q", "--sort", sort, "--percent-limit", "0.4"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        text += out + "\n"
+    if args.keep:
+        shutil.copy(data, args.keep if pid != getattr(args, "haproxy_pid", None) else f"{args.keep}.haproxy")
+    data.unlink()
+    return n, text
+
+
+def print_samples(title: str, n: int, text: str, unit: str) -> None:
+    print(f"\n## {title}: {n} {unit}s, {text.replace(' unit', ' ' + unit, 1)}")
+
+
 def _cpu_ticks(pid: int) -> tuple[int, int]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]), int(fields[12])
@@ -333,6 +375,11 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
             n, user, system = cpu_during_load(p.pid, https_port, args)
             print_cpu("HAProxy (nbthread 1)", n, user, system, _unit(args.scenario))
             return
+        if args.what == "samples":
+            args.haproxy_pid = p.pid
+            n, text = perf_during_load(p.pid, https_port, args)
+            print_samples("HAProxy (nbthread 1)", n, text, _unit(args.scenario))
+            return
         if args.what == "syscalls":
             n, table = strace_during_load(p.pid, https_port, args)
             print(f"\n## HAProxy (nbthread 1): system calls per {_unit(args.scenario)} ({n})")
@@ -352,7 +399,7 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--what", choices=("instructions", "opcodes", "syscalls", "cpu"), default="instructions")
+    ap.add_argument("--what", choices=("instructions", "opcodes", "syscalls", "cpu", "samples"), default="instructions")
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="resumed")
     ap.add_argument("--seconds", type=float, default=15.0, help="wrk duration (default 15)")
     ap.add_argument("--peer", choices=("none", "haproxy"), default="none")
@@ -365,13 +412,16 @@ def main() -> int:
     ap.add_argument(
         "--keep",
         metavar="FILE",
-        help="copy lbproxy's callgrind dump there (HAProxy's to FILE.haproxy), for callgrind_annotate",
+        help="copy lbproxy's callgrind dump or perf data there (HAProxy's to FILE.haproxy), for "
+        "callgrind_annotate or perf report",
     )
     args = ap.parse_args()
     if args.what == "instructions" and shutil.which("valgrind") is None:
         raise SystemExit("bench/profile.py: valgrind is needed (apt-get install valgrind)")
     if args.what == "syscalls" and shutil.which("strace") is None:
         raise SystemExit("bench/profile.py: strace is needed (apt-get install strace)")
+    if args.what == "samples" and shutil.which("perf") is None:
+        raise SystemExit("bench/profile.py: perf is needed (apt-get install linux-perf)")
     bench.ensure_tools()
     with tempfile.TemporaryDirectory(prefix="lbproxy-profile-") as tmp:
         workdir = Path(tmp)

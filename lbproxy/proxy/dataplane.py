@@ -1,13 +1,14 @@
 """One process's data plane: the listeners, the routing state they share, the sweeper.
 
 ``Dataplane`` is what a worker process serves with, and what tests run in-process. It owns:
-- the listeners (HTTP always; HTTPS through a ``TlsTerminator``, refusing handshakes without a key),
-  serving sockets that were bound elsewhere (the supervisor) or by ``bind_listener``;
+- the listeners (HTTP always; HTTPS through a ``TlsTerminator``, refusing handshakes without a key,
+  each connection's TLS driven by a ``tlsconnection.TlsConnection``), serving sockets that were bound
+  elsewhere (the supervisor) or by ``bind_listener``;
 - the shared routing state the protocols read on the hot path (``balancer``, ``pool``, ``metrics``,
   ``signer``, settings copied to plain attributes);
 - the sweeper: a ``call_later`` chain (no task) every ``tick`` seconds that refreshes the coarse clock
-  ``now`` and enforces the header (408), idle, and upstream response (504) timeouts, expires refusal marks
-  and closes stale pooled connections;
+  ``now`` and enforces the header (408), idle, and upstream response (504) timeouts, the TLS handshake
+  and close deadlines (``tls_deadlines``), expires refusal marks and closes stale pooled connections;
 - the lifecycle: ``start`` / ``update(spec)`` / ``set_healthy`` / ``revoke_tls`` / ``stop(mode)``, where
   ``stop`` is the written shutdown order: stop accepting, refuse handshakes (revoke/shutdown), let
   in-flight exchanges finish within the drain time, close idle connections (TLS ones are aborted, never
@@ -26,12 +27,13 @@ import time
 from typing import TYPE_CHECKING
 
 from lbproxy.proxy.balancer import Balancer
-from lbproxy.proxy.downstream import Downstream, TlsDownstream
+from lbproxy.proxy.downstream import Downstream
 from lbproxy.proxy.forwarding import forwarded_tail
 from lbproxy.proxy.framing import RequestHead
 from lbproxy.proxy.metrics import Metrics
 from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings
 from lbproxy.proxy.stickiness import StickinessSigner
+from lbproxy.proxy.tlsconnection import TlsConnection
 from lbproxy.proxy.upstream import Pool
 
 if TYPE_CHECKING:
@@ -79,6 +81,8 @@ class Dataplane:
             max_idle=settings.upstream_pool_size,
         )
         self.connections: set[Downstream] = set()
+        #: TLS connections in their handshake or their close, and when they are reset (loop time).
+        self.tls_deadlines: dict[TlsConnection, float] = {}
         #: Request heads already parsed, by their bytes (``framing.remember_head``).
         self.parsed_heads: dict[bytes, RequestHead] = {}
         self.now = self.loop.time()
@@ -94,6 +98,8 @@ class Dataplane:
         self.pipeline_limit = s.pipeline_buffer_bytes
         self.max_connections = s.max_connections
         self.refused_backoff = s.refused_backoff
+        self.handshake_timeout = s.header_timeout
+        self.tls_shutdown_timeout = s.tls_shutdown_timeout
         self.access_log: logging.Logger | None = logging.getLogger("lbproxy.access") if s.access_log else None
         self.https_port = 443
         self.http_port = 80
@@ -139,11 +145,9 @@ class Dataplane:
             self._servers.append(
                 await loop.create_server(
                     # (a partial, not a lambda: one Python frame less per accepted connection)
-                    functools.partial(TlsDownstream, self, True, tail_s),
+                    functools.partial(TlsConnection, self, self.terminator.base, tail_s),
                     sock=https_sock,
-                    ssl=self.terminator.base,
                     backlog=1024,
-                    ssl_handshake_timeout=self.settings.header_timeout,
                 )
             )
         elif https_sock is not None:
@@ -189,6 +193,9 @@ class Dataplane:
             conn.closing = True
             conn.transport.abort()
         self.connections.clear()
+        for tls in list(self.tls_deadlines):  # handshakes in progress, closes waiting for the client's FIN
+            tls.expire()
+        self.tls_deadlines.clear()
         self.pool.close_all()
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
@@ -218,6 +225,10 @@ class Dataplane:
                         conn.response_timed_out()
                 elif now - conn.last_active > s.idle_timeout:
                     conn.close_idle()
+            if self.tls_deadlines:
+                for tls, deadline in list(self.tls_deadlines.items()):
+                    if now > deadline:
+                        tls.expire()
             self.balancer.expire_refusals(now)
             self.pool.sweep(now, set(self.balancer.instances))
         finally:

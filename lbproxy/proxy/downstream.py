@@ -78,7 +78,6 @@ class Downstream(asyncio.Protocol):
         "head_started",
         "instance",
         "last_active",
-        "made",
         "paused",
         "pending",
         "rare",
@@ -107,7 +106,6 @@ class Downstream(asyncio.Protocol):
         #: The listener's constant X-Forwarded-Proto/Port lines.
         self.tail = tail
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.made = False
         self.client = b"-"
         #: The constant end of every upstream request head on this connection (X-Forwarded-For/Proto/Port
         #: and the blank line), built once per connection (``connection_made``): the common head is
@@ -147,17 +145,10 @@ class Downstream(asyncio.Protocol):
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # On the HTTPS listener: called once the handshake completed (asyncio creates the protocol at
-        # accept, see ``TlsDownstream``).
+        # On the HTTPS listener: called by ``TlsConnection`` once the handshake completed, with itself
+        # as the transport.
         self.transport = transport  # type: ignore[assignment]
-        self.made = True
         dp = self.dp
-        if self.tls:
-            # (``_sslobj``: the C object's attribute, without ssl.py's property in between)
-            if transport.get_extra_info("ssl_object")._sslobj.session_reused:
-                dp.metrics.tls_resumed_handshakes += 1
-            else:
-                dp.metrics.tls_full_handshakes += 1
         if len(dp.connections) >= dp.max_connections or dp.draining:
             dp.metrics.rejected_connections += 1
             self.transport.abort()
@@ -740,15 +731,3 @@ class Downstream(asyncio.Protocol):
             self.transport.abort()
         else:
             self.transport.close()
-
-
-class TlsDownstream(Downstream):
-    """A downstream on the HTTPS listener. asyncio creates the protocol at accept and calls
-    ``connection_made`` only after the handshake completed (where it is counted as full or resumed), so
-    one that is dropped without it never completed its handshake: a TLS negotiation error."""
-
-    __slots__ = ()
-
-    def __del__(self) -> None:
-        if not self.made:
-            self.dp.metrics.tls_negotiation_errors += 1

@@ -114,6 +114,9 @@ class ProxySettings:
     idle_timeout: float = 60.0
     #: Seconds to receive a complete request head once it started (slowloris): 408 after that.
     header_timeout: float = 10.0
+    #: Seconds a closed HTTPS connection waits, after its close_notify and the half-close, for the client to
+    #: close its side before it is reset (asyncio's ``ssl_shutdown_timeout``: 30).
+    tls_shutdown_timeout: float = 30.0
     #: Largest request line (bytes): 414 above it (ALB: 16 KiB).
     max_request_line: int = 16384
     #: Largest request head, request line included (bytes): 431 above it (ALB: 64 KiB).

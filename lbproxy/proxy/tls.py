@@ -12,8 +12,8 @@
   (OpenSSL keeps the initial context as the session context), so workers forked after the base context
   exists resume each other's sessions.
 
-Failed handshakes are counted by the protocol layer (``downstream.TlsDownstream``) as
-``ClientTLSNegotiationErrorCount``.
+Each connection's handshake and records are driven by ``tlsconnection.TlsConnection``, which counts
+failed handshakes as ``ClientTLSNegotiationErrorCount``.
 """
 
 from __future__ import annotations
@@ -32,50 +32,8 @@ _VERSIONS = {
 }
 
 
-class LeanSSLObject(ssl.SSLObject):
-    """The ``ssl.SSLObject`` that uvloop drives for each TLS connection, its methods bound straight to
-    the C ones of ``_ssl._SSLSocket`` (by ``LeanSSLContext.wrap_bio``).
-
-    uvloop calls ``read``/``write``/``pending`` for every TLS record, ``do_handshake``/``unwrap`` a few
-    times per connection and ``getpeercert``/``cipher``/``compression`` once; ``ssl.SSLObject`` forwards
-    each through a Python method that only calls the C method (about 120 bytecodes and 15 Python frames
-    per connection: ``bench/profile.py --what opcodes``). The C methods take the same arguments, return the
-    same values and raise the same exceptions (``unwrap`` is ``shutdown``).
-    """
-
-
-class LeanSSLContext(ssl.SSLContext):
-    """A server context whose ``wrap_bio`` builds a ``LeanSSLObject`` in one step (``ssl.py`` takes three
-    Python calls: ``wrap_bio``, ``_encode_hostname``, ``SSLObject._create``)."""
-
-    def wrap_bio(
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | bytes | None = None,
-        session: ssl.SSLSession | None = None,
-    ) -> ssl.SSLObject:
-        if server_hostname is not None:  # (a client-side use: the standard path encodes the name)
-            return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
-        obj = LeanSSLObject.__new__(LeanSSLObject)
-        c = obj._sslobj = self._wrap_bio(  # type: ignore[attr-defined]
-            incoming, outgoing, server_side=server_side, owner=obj, session=session
-        )
-        obj.read = c.read  # type: ignore[method-assign]
-        obj.write = c.write  # type: ignore[method-assign]
-        obj.pending = c.pending  # type: ignore[method-assign]
-        obj.do_handshake = c.do_handshake  # type: ignore[method-assign]
-        obj.unwrap = c.shutdown  # type: ignore[method-assign]
-        obj.getpeercert = c.getpeercert  # type: ignore[method-assign]
-        obj.cipher = c.cipher  # type: ignore[method-assign]
-        obj.compression = c.compression  # type: ignore[method-assign]
-        return obj
-
-
 def policy_context(policy: TlsPolicy) -> ssl.SSLContext:
-    ctx = LeanSSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.sslobject_class = LeanSSLObject
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.set_ciphers(openssl_cipher_string(policy))
     versions = sorted(policy.protocols, key=PROTOCOL_ORDER.index)
     with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated, and TLS-2016-08 still allows them
@@ -114,8 +72,9 @@ class TlsTerminator:
         self._keyed = None
 
     def _select(self, sslobj: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> int | None:
+        # ``sslobj``: the C object ``TlsConnection`` made (``ssl.SSLObject`` forwards ``context`` to it).
         keyed = self._keyed
         if keyed is None:
             return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
-        sslobj._sslobj.context = keyed  # type: ignore[attr-defined]  # (the C setter, not ssl.py's property)
+        sslobj.context = keyed
         return None

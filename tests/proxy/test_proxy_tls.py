@@ -269,37 +269,3 @@ async def test_supervisor_health_and_update(backend_factory, tls_files) -> None:
         assert (await request(lb.http_port)).status == 503
         r = await request(lb.admin_port, "/metrics")
         assert b"lbproxy_UnhealthyHostCount" in r.body and b"lbproxy_HTTPCode_LB_5XX_Count_total" in r.body
-
-
-def test_lean_ssl_object_drives_a_handshake_through_the_c_methods(tls_files) -> None:  # type: ignore[no-untyped-def]
-    """The SSL objects uvloop gets from a policy context call OpenSSL without ssl.py's Python wrappers,
-    and behave the same: a handshake, a record each way, WANT_READ when nothing is buffered, shutdown."""
-    from lbproxy.proxy.tls import LeanSSLObject
-
-    server_in, server_out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
-    server = tls_files.keyed().wrap_bio(server_in, server_out, server_side=True)
-    client = tls_files.client_context().wrap_bio(client_in, client_out, server_hostname="localhost")
-    assert isinstance(server, LeanSSLObject)
-    assert type(server.read).__name__ == "builtin_function_or_method"  # bound to _ssl, not ssl.py
-    with pytest.raises(ssl.SSLWantReadError):
-        server.do_handshake()
-    for _ in range(5):  # pump the handshake both ways
-        with contextlib.suppress(ssl.SSLWantReadError):
-            client.do_handshake()
-        server_in.write(client_out.read())
-        with contextlib.suppress(ssl.SSLWantReadError):
-            server.do_handshake()
-        client_in.write(server_out.read())
-    assert type(server.cipher).__name__ == "builtin_function_or_method"
-    assert server.getpeercert() is None and server.cipher()[1].startswith("TLSv1") and server.compression() is None
-    client.write(b"ping")
-    server_in.write(client_out.read())
-    assert server.read(1024) == b"ping" and server.pending() == 0
-    with pytest.raises(ssl.SSLWantReadError):
-        server.read(1024)
-    assert server.write(b"pong") == 4
-    client_in.write(server_out.read())
-    assert client.read(1024) == b"pong"
-    with pytest.raises(ssl.SSLWantReadError):
-        server.unwrap()  # close_notify sent, the peer's not yet received
-    assert server_out.pending > 0

@@ -1,0 +1,283 @@
+"""One HTTPS client connection's TLS, driven by hand: OpenSSL on memory BIOs over a plain TCP transport.
+
+``TlsConnection`` is the ``asyncio.Protocol`` of an accepted TCP connection on the HTTPS listener, and,
+once the handshake is done, the transport its ``Downstream`` sees (``write``, ``close``, ``abort``,
+``pause_reading``/``resume_reading``, ``get_extra_info``). It does what uvloop's ``SSLProtocol`` did for
+this listener with less per connection, measured (``bench/profile.py --what samples``, bench/README.md):
+no timer per connection (the dataplane's sweeper checks ``Dataplane.tls_deadlines``), no weak reference,
+no 256 KiB read buffer, no empty first handshake step, no draining reads and no second shutdown step that
+raise ``SSLWantReadError`` from C, and HAProxy's close.
+
+The life of a connection:
+
+- **Accept**: an SSL object on the listener's key-less base context (the SNI callback lends the keyed
+  one, ``tls.TlsTerminator``), with a handshake deadline of ``header_timeout``.
+- **Handshake**: records are fed to OpenSSL as they come and its answers written at once. When it
+  completes it is counted (full or resumed), a ``Downstream`` is made, and application data that came
+  with the client's Finished is delivered at once; the session tickets leave in the same write as the
+  first response bytes. A handshake that fails (alert, timeout, the client leaving) is counted as
+  ``ClientTLSNegotiationErrorCount``.
+- **Records**: each read decrypts every complete record and hands the plaintext to the ``Downstream`` in
+  one ``data_received``; each write is encrypted and written at once, so the TCP transport's buffer and
+  its ``pause_writing``/``resume_writing`` (passed on to the ``Downstream``) are the flow control.
+- **The client's close_notify or FIN**: the ``Downstream``'s ``eof_received``; when it keeps the
+  connection to answer what is in flight (TLS 1.3 allows the half-close), writes still go out.
+- **Close** (HAProxy's way): close_notify, then the TCP write side is shut, and whatever the client still
+  sends is discarded unread until its FIN, within ``tls_shutdown_timeout`` (then the connection is reset).
+  The client thus reads the whole response and a clean end (RFC 8446 6.1), and a request it had already
+  sent cannot turn into a reset that destroys the response (RFC 9112 9.6). The ``Downstream`` is done at
+  once (``connection_lost``).
+- **Abort**: the TCP connection is reset at once, without close_notify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from lbproxy.proxy.downstream import Downstream
+
+if TYPE_CHECKING:
+    from lbproxy.proxy.dataplane import Dataplane
+
+#: The most plaintext one TLS record carries (RFC 8446 5.1): one ``read`` never returns more.
+RECORD_BYTES = 16384
+
+_WantRead = ssl.SSLWantReadError
+_ZeroReturn = ssl.SSLZeroReturnError
+_SSLError = ssl.SSLError
+
+
+class TlsConnection(asyncio.Protocol, asyncio.Transport):
+    __slots__ = (
+        "app",
+        "closing",
+        "context",
+        "dp",
+        "eof_told",
+        "inc",
+        "obj",
+        "out",
+        "peer_eof",
+        "reading_paused",
+        "secure",
+        "tail",
+        "tr",
+    )
+
+    def __init__(self, dp: Dataplane, context: ssl.SSLContext, tail: bytes) -> None:
+        self.dp = dp
+        #: The listener's key-less base context (``TlsTerminator.base``).
+        self.context = context
+        self.tail = tail
+        self.app: Downstream | None = None
+        #: The handshake completed.
+        self.secure = False
+        #: ``close``/``abort`` was called (or the handshake failed): nothing more is read or written.
+        self.closing = False
+        #: The client's FIN came; its close_notify (or FIN) was passed to the ``Downstream``.
+        self.peer_eof = False
+        self.eof_told = False
+        self.reading_paused = False
+
+    # -- asyncio.Protocol (the TCP side) -----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.tr: asyncio.Transport = transport  # type: ignore[assignment]
+        dp = self.dp
+        inc = self.inc = ssl.MemoryBIO()
+        out = self.out = ssl.MemoryBIO()
+        # The C object itself, with no ``ssl.SSLObject`` around it (and no owner: no weak reference); the
+        # SNI callback receives it (``TlsTerminator._select``).
+        self.obj = self.context._wrap_bio(inc, out, server_side=True, owner=None, session=None)  # type: ignore[attr-defined]
+        dp.tls_deadlines[self] = dp.now + dp.handshake_timeout
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return  # (the client's last bytes after our close: discarded unread)
+        self.inc.write(data)
+        if self.secure:
+            self._read()
+        else:
+            self._handshake()
+        out = self.out
+        if out.pending and not self.closing:  # (a KeyUpdate answer, the handshake's last flight)
+            self.tr.write(out.read())
+
+    def eof_received(self) -> bool | None:
+        self.peer_eof = True
+        if self.closing or not self.secure:
+            return None  # the TCP transport closes
+        if self._tell_eof():
+            return True  # the Downstream answers what is in flight, then closes
+        self.close()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        dp = self.dp
+        dp.tls_deadlines.pop(self, None)
+        self.closing = True
+        app = self.app
+        if app is not None:
+            self.app = None
+            app.connection_lost(exc)
+        elif not self.secure:
+            dp.metrics.tls_negotiation_errors += 1
+
+    def pause_writing(self) -> None:
+        if self.app is not None:
+            self.app.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.app is not None:
+            self.app.resume_writing()
+
+    # -- TLS ---------------------------------------------------------------------------------------
+    def _handshake(self) -> None:
+        obj = self.obj
+        try:
+            obj.do_handshake()
+        except _WantRead:
+            return  # (its flight, if any, is written by ``data_received``)
+        except (_SSLError, ValueError):
+            self._fail()
+            return
+        self.secure = True
+        dp = self.dp
+        del dp.tls_deadlines[self]
+        m = dp.metrics
+        if obj.session_reused:
+            m.tls_resumed_handshakes += 1
+        else:
+            m.tls_full_handshakes += 1
+        app = self.app = Downstream(dp, True, self.tail)
+        app.connection_made(self)
+        if self.inc.pending and not self.closing:
+            self._read()  # the request that came with the client's Finished
+
+    def _fail(self) -> None:
+        """A failed handshake: OpenSSL's alert goes out, then the TCP connection closes."""
+        self.closing = True
+        out = self.out
+        if out.pending:
+            self.tr.write(out.read())
+        self.tr.close()
+
+    def _read(self) -> None:
+        """Decrypt every complete record and hand the plaintext to the Downstream in one call."""
+        obj = self.obj
+        read = obj.read
+        inc = self.inc
+        chunks: list[bytes] = []
+        eof = False
+        try:
+            while True:
+                data = read(RECORD_BYTES)
+                if not data:
+                    eof = True  # close_notify
+                    break
+                chunks.append(data)
+                if not inc.pending and not obj.pending():
+                    break
+        except _WantRead:
+            pass
+        except _ZeroReturn:
+            eof = True
+        except (_SSLError, ValueError):  # a forged or broken record: nothing more from this client
+            self.abort()
+            return
+        if chunks and not self.eof_told:
+            app = self.app
+            if app is not None:
+                app.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if eof and not self.closing and not self._tell_eof():
+            self.close()
+
+    def _tell_eof(self) -> bool:
+        """The client's close_notify or FIN, told once to the Downstream: whether it keeps the connection."""
+        if self.eof_told:
+            return True
+        self.eof_told = True
+        app = self.app
+        return app is not None and bool(app.eof_received())
+
+    # -- asyncio.Transport (the Downstream's side) -------------------------------------------------
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.closing or not data:
+            return
+        self.obj.write(data)
+        self.tr.write(self.out.read())
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        tr = self.tr
+        try:  # noqa: SIM105  (contextlib.suppress would cost an object and two calls per connection)
+            self.obj.shutdown()  # queues close_notify (and, on a memory BIO, raises: the client's is not in)
+        except (_SSLError, ValueError):
+            pass
+        out = self.out
+        if out.pending:
+            tr.write(out.read())
+        if self.peer_eof:
+            tr.close()
+        else:
+            tr.write_eof()
+            if self.reading_paused:
+                tr.resume_reading()  # (to see the client's FIN)
+            dp = self.dp
+            dp.tls_deadlines[self] = dp.now + dp.tls_shutdown_timeout
+        app = self.app
+        if app is not None:
+            self.app = None
+            app.connection_lost(None)
+
+    def abort(self) -> None:
+        self.closing = True
+        self.tr.abort()
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused:
+            self.reading_paused = True
+            self.tr.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused:
+            self.reading_paused = False
+            self.tr.resume_reading()
+
+    def is_reading(self) -> bool:
+        return not self.reading_paused
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.tr.get_write_buffer_size()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.tr.set_write_buffer_limits(high, low)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        obj = self.obj
+        if name == "ssl_object":
+            return obj
+        if name == "sslcontext":
+            return obj.context
+        if name == "cipher":
+            return obj.cipher()
+        if name == "peercert":
+            return obj.getpeercert()
+        return self.tr.get_extra_info(name, default)
+
+    def expire(self) -> None:
+        """The handshake or the close took too long (``Dataplane``'s sweeper): the connection is reset."""
+        self.closing = True
+        self.tr.abort()
