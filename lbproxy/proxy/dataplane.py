@@ -105,7 +105,8 @@ class Dataplane:
         self.http_port = 80
         self._servers: list[asyncio.AbstractServer] = []
         self._sweep_handle: asyncio.TimerHandle | None = None
-        self.tick = max(0.02, min(1.0, s.header_timeout / 4, s.idle_timeout / 4, s.upstream_response_timeout / 4))
+        timeouts = (s.header_timeout, s.idle_timeout, s.upstream_response_timeout, s.tls_shutdown_timeout)
+        self.tick = max(0.02, min(1.0, *(t / 4 for t in timeouts)))
         self.spec = spec
         self._apply(spec)
 

@@ -4,6 +4,8 @@
   the client ports they saw (to prove upstream keep-alive).
 - ``dataplane_factory``: an in-process ``Dataplane`` on port 0 in the test's loop (fast; used for HTTP
   behaviour and TLS policies), with every instance marked healthy unless told otherwise.
+- ``listener``: each test that takes it runs twice, against the HTTP listener and against the HTTPS one
+  (the same behaviour through ``TlsConnection``).
 - ``tls_files``: a trustme CA and a certificate for ``localhost`` written to a temp dir (for the TEST ONLY
   file key source of the multi-process tests).
 Client helpers (``raw``, ``request``, ``read_response``) live in ``proxy_helpers.py``.
@@ -196,6 +198,29 @@ async def dataplane_factory() -> AsyncIterator[Callable[..., Awaitable[Running]]
     yield make
     for dp in planes:
         await dp.stop()
+
+
+@dataclasses.dataclass
+class Listener:
+    """The listener a test talks to: plain HTTP, or HTTPS with ``keyed`` as the load balancer's key."""
+
+    scheme: str
+    keyed: ssl.SSLContext | None
+    ssl_ctx: ssl.SSLContext | None
+
+    def port(self, lb: Running) -> int:
+        return lb.https_port if self.ssl_ctx is not None else lb.http_port
+
+    async def open(self, lb: Running, **kw: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        host = "localhost" if self.ssl_ctx is not None else None
+        return await asyncio.open_connection("127.0.0.1", self.port(lb), ssl=self.ssl_ctx, server_hostname=host, **kw)
+
+
+@pytest.fixture(params=["http", "https"])
+def listener(request: pytest.FixtureRequest, tls_files: TlsFiles) -> Listener:
+    if request.param == "http":
+        return Listener("http", None, None)
+    return Listener("https", tls_files.keyed(), tls_files.client_context())
 
 
 @dataclasses.dataclass

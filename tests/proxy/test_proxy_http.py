@@ -36,10 +36,10 @@ async def test_round_robin_and_forwarding_headers(backend_factory, dataplane_fac
     assert seen == ["a", "b", "a", "b"]
 
 
-async def test_keep_alive_both_sides(backend_factory, dataplane_factory) -> None:
+async def test_keep_alive_both_sides(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
-    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
+    reader, writer = await listener.open(lb)
     for i in range(5):
         writer.write(f"GET /k{i} HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n".encode())
         r = await read_response(reader)
@@ -48,7 +48,7 @@ async def test_keep_alive_both_sides(backend_factory, dataplane_factory) -> None
     assert len(a.peers) == 1  # one pooled upstream connection served all five
 
 
-async def test_responses_whole_or_in_pieces_reach_the_client_alike(dataplane_factory) -> None:
+async def test_responses_whole_or_in_pieces_reach_the_client_alike(dataplane_factory, listener) -> None:
     """A response that arrives whole in one read skips httptools (``upstream.whole_response``); one in
     pieces, a HEAD's, or one that closes goes through it. The client sees the same bytes either way
     (nginx's ``Connection: keep-alive`` cut), and the instance connection is reused unless it closed."""
@@ -79,8 +79,9 @@ async def test_responses_whole_or_in_pieces_reach_the_client_alike(dataplane_fac
 
     server = await asyncio.start_server(instance, "127.0.0.1", 0)
     try:
-        lb = await dataplane_factory([InstanceSpec("s", "127.0.0.1", server.sockets[0].getsockname()[1])])
-        reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+        instance_spec = InstanceSpec("s", "127.0.0.1", server.sockets[0].getsockname()[1])
+        lb = await dataplane_factory([instance_spec], keyed=listener.keyed)
+        reader, writer = await listener.open(lb)
         out = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nContent-Length: 5\r\n\r\n"
         exchanges = [("GET", "/whole"), ("GET", "/pieces"), ("HEAD", "/"), ("GET", "/whole"), ("GET", "/close")]
         exchanges += [("GET", "/extra"), ("GET", "/whole")]  # the bytes after /extra's response are no answer
@@ -97,7 +98,7 @@ async def test_responses_whole_or_in_pieces_reach_the_client_alike(dataplane_fac
         assert lb.dp.metrics.instance_2xx == 8 and lb.dp.metrics.response_time_count == 8
         # An answer before the request body is all there: the rest of that body cannot be framed, so the
         # response says the connection closes, and it does.
-        reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+        reader, writer = await listener.open(lb)
         writer.write(b"POST /whole HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
         assert await asyncio.wait_for(reader.read(), 5) == want
         writer.close()
@@ -143,9 +144,9 @@ async def test_slow_client_leaves_no_paused_connection_in_the_pool(dataplane_fac
         server.close()
 
 
-async def test_hop_by_hop_stripped(backend_factory, dataplane_factory) -> None:
+async def test_hop_by_hop_stripped(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
     r = await request(
         lb.http_port,
         headers={"Keep-Alive": "timeout=5", "TE": "trailers", "Connection": "X-Hop", "X-Hop": "1", "X-Keep": "2"},
@@ -154,10 +155,10 @@ async def test_hop_by_hop_stripped(backend_factory, dataplane_factory) -> None:
     assert "x-keep" in names and not names & {"keep-alive", "te", "x-hop"}
 
 
-async def test_chunked_and_content_length_bodies_both_ways(backend_factory, dataplane_factory) -> None:
+async def test_chunked_and_content_length_bodies_both_ways(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
-    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
+    reader, writer = await listener.open(lb)
     writer.write(b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
     for part in (b"hello ", b"chunked ", b"world"):
         writer.write(b"%x\r\n%s\r\n" % (len(part), part))
@@ -174,21 +175,21 @@ async def test_chunked_and_content_length_bodies_both_ways(backend_factory, data
     writer.close()
 
 
-async def test_http10_client_gets_close_delimited_body(backend_factory, dataplane_factory) -> None:
+async def test_http10_client_gets_close_delimited_body(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
-    out = await raw(lb.http_port, b"GET /chunked?n=2 HTTP/1.0\r\n\r\n")
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
+    out = await raw(listener.port(lb), b"GET /chunked?n=2 HTTP/1.0\r\n\r\n", ssl_ctx=listener.ssl_ctx)
     head, _, body = out.partition(b"\r\n\r\n")
     assert b"Transfer-Encoding" not in head and b"Connection: close" in head
     assert body == b"part0;part1;"
 
 
-async def test_large_bodies_stream_with_backpressure(backend_factory, dataplane_factory) -> None:
+async def test_large_bodies_stream_with_backpressure(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
     size = 48 * 1024 * 1024
     # Download: read slowly at first; the proxy must not buffer the whole body.
-    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port, limit=1 << 16)
+    reader, writer = await listener.open(lb, limit=1 << 16)
     writer.write(f"GET /big?size={size} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     assert b"Content-Length: %d" % size in head
@@ -222,10 +223,10 @@ async def test_large_bodies_stream_with_backpressure(backend_factory, dataplane_
     writer.close()
 
 
-async def test_head_request(backend_factory, dataplane_factory) -> None:
+async def test_head_request(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
-    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
+    reader, writer = await listener.open(lb)
     writer.write(b"HEAD /big?size=1000 HTTP/1.1\r\nHost: h\r\n\r\n")
     r = await read_response(reader, head=True)
     assert r.status == 200 and r.header("Content-Length") == "1000"
@@ -235,10 +236,10 @@ async def test_head_request(backend_factory, dataplane_factory) -> None:
     writer.close()
 
 
-async def test_expect_100_continue(backend_factory, dataplane_factory) -> None:
+async def test_expect_100_continue(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
-    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
+    reader, writer = await listener.open(lb)
     writer.write(b"POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
     interim = await read_response(reader)
     assert interim.status == 100
@@ -248,10 +249,10 @@ async def test_expect_100_continue(backend_factory, dataplane_factory) -> None:
     writer.close()
 
 
-async def test_pipelined_requests_answered_in_order(backend_factory, dataplane_factory) -> None:
+async def test_pipelined_requests_answered_in_order(backend_factory, dataplane_factory, listener) -> None:
     a, b = await backend_factory("a"), await backend_factory("b")
-    lb = await dataplane_factory([a.spec, b.spec])
-    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    lb = await dataplane_factory([a.spec, b.spec], keyed=listener.keyed)
+    reader, writer = await listener.open(lb)
     batch = (
         b"".join(
             b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -270,10 +271,12 @@ async def test_pipelined_requests_answered_in_order(backend_factory, dataplane_f
     writer.close()
 
 
-async def test_websocket_tunnel(backend_factory, dataplane_factory) -> None:
+async def test_websocket_tunnel(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
-    async with ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{lb.http_port}/ws") as ws:
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
+    url = f"{listener.scheme}://127.0.0.1:{listener.port(lb)}/ws"
+    tls = {"ssl": listener.ssl_ctx, "server_hostname": "localhost"} if listener.ssl_ctx else {}
+    async with ClientSession() as s, s.ws_connect(url, **tls) as ws:
         for i in range(3):
             await ws.send_str(f"m{i}")
             msg = await asyncio.wait_for(ws.receive(), 5)
@@ -302,33 +305,39 @@ REJECTED = [
 
 
 @pytest.mark.parametrize(("data", "status"), REJECTED, ids=[repr(d[:40]) for d, _ in REJECTED])
-async def test_rejected_framing_never_forwarded(backend_factory, dataplane_factory, data, status) -> None:
+async def test_rejected_framing_never_forwarded(backend_factory, dataplane_factory, data, status, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
-    out = await raw(lb.http_port, data)
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
+    out = await raw(listener.port(lb), data, ssl_ctx=listener.ssl_ctx)
     assert out.startswith(b"HTTP/1.1 %d " % status), out[:100]
     assert b"Connection: close" in out
     assert a.requests == []  # nothing reached the instance
     assert lb.dp.metrics.lb_4xx + lb.dp.metrics.lb_5xx == 1
 
 
-async def test_oversized_head_in_one_read_and_413(backend_factory, dataplane_factory) -> None:
+async def test_oversized_head_in_one_read_and_413(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec], max_header_bytes=1024, max_body=10)
-    out = await raw(lb.http_port, b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 2000 + b"\r\n\r\n")
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed, max_header_bytes=1024, max_body=10)
+    out = await raw(
+        listener.port(lb), b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 2000 + b"\r\n\r\n", ssl_ctx=listener.ssl_ctx
+    )
     assert out.startswith(b"HTTP/1.1 431 ")
-    out = await raw(lb.http_port, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890")
+    out = await raw(
+        listener.port(lb),
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n01234567890",
+        ssl_ctx=listener.ssl_ctx,
+    )
     assert out.startswith(b"HTTP/1.1 413 ")
     chunked = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n01234567890\r\n0\r\n\r\n"
-    out = await raw(lb.http_port, chunked)
+    out = await raw(listener.port(lb), chunked, ssl_ctx=listener.ssl_ctx)
     assert out.startswith(b"HTTP/1.1 413 ")
     assert a.requests == []
 
 
-async def test_slowloris_gets_408(backend_factory, dataplane_factory) -> None:
+async def test_slowloris_gets_408(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec], header_timeout=0.3)
-    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed, header_timeout=0.3)
+    reader, writer = await listener.open(lb)
     writer.write(b"GET / HTTP/1.1\r\n")
     async with asyncio.timeout(3):
         for _ in range(20):
@@ -369,34 +378,34 @@ async def test_502_when_connect_refused_and_next_instance_used(backend_factory, 
     assert lb.dp.balancer.routable == (lb.dp.balancer.get("a"),)
 
 
-async def test_backend_death_mid_request(backend_factory, dataplane_factory) -> None:
+async def test_backend_death_mid_request(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec])
-    r = await request(lb.http_port, "/die")
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed)
+    r = await request(listener.port(lb), "/die", ssl_ctx=listener.ssl_ctx)
     assert r.status == 502
     # Death after the response head: the client connection is aborted (truncation visible).
-    reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+    reader, writer = await listener.open(lb)
     writer.write(b"GET /die?after_head=1 HTTP/1.1\r\nHost: h\r\n\r\n")
     with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
         await read_response(reader)
     writer.close()
     # The proxy lives on.
-    assert (await request(lb.http_port, "/ok")).status == 200
+    assert (await request(listener.port(lb), "/ok", ssl_ctx=listener.ssl_ctx)).status == 200
 
 
-async def test_503_when_nothing_healthy(backend_factory, dataplane_factory) -> None:
+async def test_503_when_nothing_healthy(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec], healthy=[])
-    r = await request(lb.http_port)
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed, healthy=[])
+    r = await request(listener.port(lb), ssl_ctx=listener.ssl_ctx)
     assert r.status == 503 and r.header("Content-Type") == "text/html"
     lb.dp.set_healthy(["a"])
-    assert (await request(lb.http_port)).status == 200
+    assert (await request(listener.port(lb), ssl_ctx=listener.ssl_ctx)).status == 200
 
 
-async def test_504_on_upstream_timeout(backend_factory, dataplane_factory) -> None:
+async def test_504_on_upstream_timeout(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec], upstream_response_timeout=0.3)
-    r = await request(lb.http_port, "/slow?delay=3")
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed, upstream_response_timeout=0.3)
+    r = await request(listener.port(lb), "/slow?delay=3", ssl_ctx=listener.ssl_ctx)
     assert r.status == 504
     assert lb.dp.metrics.lb_5xx == 1
 
@@ -447,12 +456,17 @@ async def test_live_update_keeps_connections(backend_factory, dataplane_factory)
     writer.close()
 
 
-async def test_access_log_alb_format(backend_factory, dataplane_factory, caplog) -> None:
+async def test_access_log_alb_format(backend_factory, dataplane_factory, caplog, listener) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec], access_log=True)
+    lb = await dataplane_factory([a.spec], keyed=listener.keyed, access_log=True)
     with caplog.at_level("INFO", logger="lbproxy.access"):
-        await request(lb.http_port, "/logged", headers={"User-Agent": "ua/1"})
+        await request(listener.port(lb), "/logged", headers={"User-Agent": "ua/1"}, ssl_ctx=listener.ssl_ctx)
     lines = [r.getMessage() for r in caplog.records if r.name == "lbproxy.access"]
     assert len(lines) == 1
-    assert lines[0].startswith("http ") and " 200 200 " in lines[0] and '"ua/1"' in lines[0]
-    assert f'"GET http://localhost:{lb.http_port}/logged HTTP/1.1"' in lines[0]
+    line = lines[0]
+    assert line.startswith(f"{listener.scheme} ") and " 200 200 " in line and '"ua/1"' in line
+    assert f'"GET {listener.scheme}://localhost:{listener.port(lb)}/logged HTTP/1.1"' in line
+    if listener.ssl_ctx is not None:  # ALB's ssl_cipher and ssl_protocol fields
+        assert line.endswith(" TLSv1.3") and "TLS_AES_" in line
+    else:
+        assert line.endswith(" - -")
