@@ -95,14 +95,28 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return  # (the client's last bytes after our close: discarded unread)
-        self.inc.write(data)
-        if self.secure:
-            self._read()
-        else:
+        inc = self.inc
+        inc.write(data)
+        if not self.secure:
             self._handshake()
-        out = self.out
-        if out.pending and not self.closing:  # (a KeyUpdate answer, the handshake's last flight)
-            self.tr.write(out.read())
+            return
+        # The common case: one whole record in this read. (A KeyUpdate answer OpenSSL queues here leaves
+        # with the next write, as RFC 8446 4.6.3 allows.)
+        try:
+            plain = self.obj.read(RECORD_BYTES)
+        except _WantRead:
+            return  # part of a record: the rest comes with the next read
+        except _ZeroReturn:
+            plain = b""
+        except (_SSLError, ValueError):  # a forged or broken record: nothing more from this client
+            self.abort()
+            return
+        if inc.pending:
+            self._read_records([plain] if plain else [], not plain)
+        elif plain:
+            self.app.data_received(plain)  # type: ignore[union-attr]  # (set while secure and not closing)
+        else:
+            self._eof()
 
     def eof_received(self) -> bool | None:
         self.peer_eof = True
@@ -135,10 +149,13 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
     # -- TLS ---------------------------------------------------------------------------------------
     def _handshake(self) -> None:
         obj = self.obj
+        out = self.out
         try:
             obj.do_handshake()
         except _WantRead:
-            return  # (its flight, if any, is written by ``data_received``)
+            if out.pending:
+                self.tr.write(out.read())  # this step's flight
+            return
         except (_SSLError, ValueError):
             self._fail()
             return
@@ -153,7 +170,9 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         app = self.app = Downstream(dp, True, self.tail)
         app.connection_made(self)
         if self.inc.pending and not self.closing:
-            self._read()  # the request that came with the client's Finished
+            self.data_received(b"")  # the request that came with the client's Finished: the common path
+        if out.pending and not self.closing:
+            self.tr.write(out.read())  # the last flight (the session tickets), unless a response took it
 
     def _fail(self) -> None:
         """A failed handshake: OpenSSL's alert goes out, then the TCP connection closes."""
@@ -163,34 +182,34 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
             self.tr.write(out.read())
         self.tr.close()
 
-    def _read(self) -> None:
-        """Decrypt every complete record and hand the plaintext to the Downstream in one call."""
-        obj = self.obj
-        read = obj.read
+    def _read_records(self, chunks: list[bytes], eof: bool) -> None:
+        """Decrypt every complete record left in the incoming BIO and hand the plaintext (``chunks`` and
+        what follows) to the Downstream in one call; ``eof``: the client's close_notify came."""
+        read = self.obj.read
         inc = self.inc
-        chunks: list[bytes] = []
-        eof = False
         try:
-            while True:
+            while inc.pending and not eof:
                 data = read(RECORD_BYTES)
-                if not data:
-                    eof = True  # close_notify
-                    break
-                chunks.append(data)
-                if not inc.pending and not obj.pending():
-                    break
+                if data:
+                    chunks.append(data)
+                else:
+                    eof = True
         except _WantRead:
             pass
         except _ZeroReturn:
             eof = True
-        except (_SSLError, ValueError):  # a forged or broken record: nothing more from this client
+        except (_SSLError, ValueError):
             self.abort()
             return
-        if chunks and not self.eof_told:
-            app = self.app
-            if app is not None:
-                app.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if eof and not self.closing and not self._tell_eof():
+        app = self.app
+        if chunks and app is not None and not self.closing:
+            app.data_received(b"".join(chunks))
+        if eof:
+            self._eof()
+
+    def _eof(self) -> None:
+        """The client's close_notify: the Downstream answers what is in flight, or the connection closes."""
+        if not self.closing and not self._tell_eof():
             self.close()
 
     def _tell_eof(self) -> bool:
@@ -266,6 +285,8 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         self.tr.set_write_buffer_limits(high, low)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":  # (once per connection: first)
+            return self.tr.get_extra_info(name, default)
         obj = self.obj
         if name == "ssl_object":
             return obj
