@@ -182,14 +182,15 @@ class Dataplane:
         self.escalate(mode)
         s = self.settings
         started = time.monotonic()
-        while self.connections:
+        while self.connections or self._tls_flushing():
             rotating = self.stop_mode == STOP_ROTATE
             grace = s.rotation_grace if rotating else s.drain_timeout
             if time.monotonic() - started >= grace:
                 break
-            if not rotating and not any(not c.idle() for c in self.connections):
+            if not rotating and not any(not c.idle() for c in self.connections) and not self._tls_flushing():
                 break
             await asyncio.sleep(0.02)
+        self.draining = True  # (a connection accepted before the listener closed is refused now)
         for conn in list(self.connections):
             conn.closing = True
             conn.transport.abort()
@@ -203,6 +204,10 @@ class Dataplane:
             self._sweep_handle = None
         self.terminator = None
         await asyncio.sleep(0)
+
+    def _tls_flushing(self) -> bool:
+        """A closed TLS connection still sends its last response (``stop`` lets it, within the grace)."""
+        return any(tls.flushing() for tls in self.tls_deadlines)
 
     # -- the sweeper -------------------------------------------------------------------------------
     def _sweep(self) -> None:

@@ -10,24 +10,30 @@ raise ``SSLWantReadError`` from C, and HAProxy's close.
 
 The life of a connection:
 
-- **Accept**: an SSL object on the listener's key-less base context (the SNI callback lends the keyed
-  one, ``tls.TlsTerminator``), with a handshake deadline of ``header_timeout``.
+- **Accept**: refused at once (``RejectedConnectionCount``) when ``max_connections`` are open or in their
+  handshake or close, or when the data plane drains (revocation, shutdown); otherwise an SSL object on
+  the listener's key-less base context (the SNI callback lends the keyed one, ``tls.TlsTerminator``),
+  with a handshake deadline of ``header_timeout``.
 - **Handshake**: records are fed to OpenSSL as they come and its answers written at once. When it
-  completes it is counted (full or resumed), a ``Downstream`` is made, and application data that came
-  with the client's Finished is delivered at once; the session tickets leave in the same write as the
-  first response bytes. A handshake that fails (alert, timeout, the client leaving) is counted as
-  ``ClientTLSNegotiationErrorCount``.
+  completes it is counted (full or resumed), a ``Downstream`` is made, application data that came with
+  the client's Finished is delivered at once, then the session tickets are written. A handshake that
+  fails (alert, timeout, the client leaving) is counted as ``ClientTLSNegotiationErrorCount``.
 - **Records**: each read decrypts every complete record and hands the plaintext to the ``Downstream`` in
-  one ``data_received``; each write is encrypted and written at once, so the TCP transport's buffer and
-  its ``pause_writing``/``resume_writing`` (passed on to the ``Downstream``) are the flow control.
+  one ``data_received``; what OpenSSL answers by itself (a KeyUpdate, a refused renegotiation) is written
+  with the next write, or at once when the read carried no data. Each write is encrypted and written at
+  once, so the TCP transport's buffer and its ``pause_writing``/``resume_writing`` (passed on to the
+  ``Downstream``) are the flow control.
 - **The client's close_notify or FIN**: the ``Downstream``'s ``eof_received``; when it keeps the
-  connection to answer what is in flight (TLS 1.3 allows the half-close), writes still go out.
+  connection to answer what is in flight (TLS 1.3 allows the half-close), writes still go out, and after
+  a close_notify reading stops (nothing may follow it) until the close.
 - **Close** (HAProxy's way): close_notify, then the TCP write side is shut, and whatever the client still
-  sends is discarded unread until its FIN, within ``tls_shutdown_timeout`` (then the connection is reset).
-  The client thus reads the whole response and a clean end (RFC 8446 6.1), and a request it had already
-  sent cannot turn into a reset that destroys the response (RFC 9112 9.6). The ``Downstream`` is done at
-  once (``connection_lost``).
-- **Abort**: the TCP connection is reset at once, without close_notify.
+  sends is discarded unread until its FIN; the ``Downstream`` is done at once (``connection_lost``), and
+  the SSL object (with the keyed context it references) is dropped. The client thus reads the whole
+  response and a clean end (RFC 8446 6.1), and a request it had already sent cannot turn into a reset
+  that destroys the response (RFC 9112 9.6). The close has a deadline, ``tls_shutdown_timeout``, for the
+  response to drain and the client's FIN to come; then the connection is aborted. ``Dataplane.stop``
+  waits (within its drain time) for closed connections to finish sending.
+- **Abort**: the TCP connection is closed at once, without close_notify or the unsent bytes.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ RECORD_BYTES = 16384
 _WantRead = ssl.SSLWantReadError
 _ZeroReturn = ssl.SSLZeroReturnError
 _SSLError = ssl.SSLError
+#: ``get_extra_info`` names answered by the SSL object.
+_TLS_INFO = frozenset({"ssl_object", "sslcontext", "cipher", "peercert"})
 
 
 class TlsConnection(asyncio.Protocol, asyncio.Transport):
@@ -64,6 +72,7 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         "secure",
         "tail",
         "tr",
+        "write_paused",
     )
 
     def __init__(self, dp: Dataplane, context: ssl.SSLContext, tail: bytes) -> None:
@@ -80,11 +89,18 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         self.peer_eof = False
         self.eof_told = False
         self.reading_paused = False
+        #: The TCP transport asked to stop writing (kept for the Downstream made after the handshake).
+        self.write_paused = False
 
     # -- asyncio.Protocol (the TCP side) -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.tr: asyncio.Transport = transport  # type: ignore[assignment]
         dp = self.dp
+        if dp.draining or len(dp.connections) + len(dp.tls_deadlines) >= dp.max_connections:
+            dp.metrics.rejected_connections += 1
+            self.secure = self.closing = True  # (not a negotiation error)
+            self.tr.abort()
+            return
         inc = self.inc = ssl.MemoryBIO()
         out = self.out = ssl.MemoryBIO()
         # The C object itself, with no ``ssl.SSLObject`` around it (and no owner: no weak reference); the
@@ -100,12 +116,15 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         if not self.secure:
             self._handshake()
             return
-        # The common case: one whole record in this read. (A KeyUpdate answer OpenSSL queues here leaves
-        # with the next write, as RFC 8446 4.6.3 allows.)
+        # The common case: one whole record in this read. (A KeyUpdate answer OpenSSL queues along with
+        # data leaves with the next write, as RFC 8446 4.6.3 allows.)
         try:
             plain = self.obj.read(RECORD_BYTES)
-        except _WantRead:
-            return  # part of a record: the rest comes with the next read
+        except _WantRead:  # part of a record (the rest comes with the next read), or no data in it
+            out = self.out
+            if out.pending:
+                self.tr.write(out.read())
+            return
         except _ZeroReturn:
             plain = b""
         except (_SSLError, ValueError):  # a forged or broken record: nothing more from this client
@@ -121,7 +140,7 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
     def eof_received(self) -> bool | None:
         self.peer_eof = True
         if self.closing or not self.secure:
-            return None  # the TCP transport closes
+            return None  # the TCP transport closes (a close in progress: it has its deadline)
         if self._tell_eof():
             return True  # the Downstream answers what is in flight, then closes
         self.close()
@@ -139,10 +158,12 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
             dp.metrics.tls_negotiation_errors += 1
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.app is not None:
             self.app.pause_writing()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.app is not None:
             self.app.resume_writing()
 
@@ -169,6 +190,8 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
             m.tls_full_handshakes += 1
         app = self.app = Downstream(dp, True, self.tail)
         app.connection_made(self)
+        if self.write_paused and not self.closing:  # (a long certificate chain filled the buffer)
+            app.pause_writing()
         if self.inc.pending and not self.closing:
             self.data_received(b"")  # the request that came with the client's Finished: the common path
         if out.pending and not self.closing:
@@ -177,6 +200,7 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
     def _fail(self) -> None:
         """A failed handshake: OpenSSL's alert goes out, then the TCP connection closes."""
         self.closing = True
+        self.obj = None
         out = self.out
         if out.pending:
             self.tr.write(out.read())
@@ -209,8 +233,13 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
 
     def _eof(self) -> None:
         """The client's close_notify: the Downstream answers what is in flight, or the connection closes."""
-        if not self.closing and not self._tell_eof():
+        if self.closing:
+            return
+        if not self._tell_eof():
             self.close()
+        elif not self.reading_paused:  # nothing may follow a close_notify: read again only to close
+            self.reading_paused = True
+            self.tr.pause_reading()
 
     def _tell_eof(self) -> bool:
         """The client's close_notify or FIN, told once to the Downstream: whether it keeps the connection."""
@@ -224,7 +253,11 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.closing or not data:
             return
-        self.obj.write(data)
+        try:
+            self.obj.write(data)
+        except (_SSLError, ValueError):  # (an SSL object in an error state: this connection is done)
+            self.abort()
+            return
         self.tr.write(self.out.read())
 
     def writelines(self, list_of_data: Any) -> None:
@@ -239,6 +272,7 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
             self.obj.shutdown()  # queues close_notify (and, on a memory BIO, raises: the client's is not in)
         except (_SSLError, ValueError):
             pass
+        self.obj = None  # (the keyed context it references is not needed any more)
         out = self.out
         if out.pending:
             tr.write(out.read())
@@ -248,8 +282,8 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
             tr.write_eof()
             if self.reading_paused:
                 tr.resume_reading()  # (to see the client's FIN)
-            dp = self.dp
-            dp.tls_deadlines[self] = dp.now + dp.tls_shutdown_timeout
+        dp = self.dp
+        dp.tls_deadlines[self] = dp.now + dp.tls_shutdown_timeout
         app = self.app
         if app is not None:
             self.app = None
@@ -257,6 +291,7 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
 
     def abort(self) -> None:
         self.closing = True
+        self.obj = None
         self.tr.abort()
 
     def is_closing(self) -> bool:
@@ -268,7 +303,7 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
             self.tr.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused:
+        if self.reading_paused and not self.eof_told:
             self.reading_paused = False
             self.tr.resume_reading()
 
@@ -288,6 +323,8 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         if name == "peername":  # (once per connection: first)
             return self.tr.get_extra_info(name, default)
         obj = self.obj
+        if obj is None:  # (closed)
+            return self.tr.get_extra_info(name, default) if name not in _TLS_INFO else default
         if name == "ssl_object":
             return obj
         if name == "sslcontext":
@@ -298,7 +335,11 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
             return obj.getpeercert()
         return self.tr.get_extra_info(name, default)
 
+    def flushing(self) -> bool:
+        """Closed, with response bytes still to send (``Dataplane.stop`` waits for them)."""
+        return self.secure and self.closing and self.tr.get_write_buffer_size() > 0
+
     def expire(self) -> None:
-        """The handshake or the close took too long (``Dataplane``'s sweeper): the connection is reset."""
-        self.closing = True
-        self.tr.abort()
+        """The handshake or the close took too long (``Dataplane``'s sweeper), or the data plane stops:
+        the connection is aborted."""
+        self.abort()

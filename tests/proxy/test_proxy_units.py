@@ -173,6 +173,8 @@ def test_settings_defaults_and_errors() -> None:
         proxy_settings_from_mapping({"http_listen": "nope"})
     with pytest.raises(ConfigError, match="header_timeout"):
         proxy_settings_from_mapping({"header_timeout": "x"})
+    with pytest.raises(ConfigError, match="tls_shutdown_timeout"):
+        proxy_settings_from_mapping({"tls_shutdown_timeout": 0})
 
 
 def test_tls_policies_table() -> None:

@@ -213,3 +213,102 @@ async def test_session_resumption_is_counted(backend_factory, dataplane_factory,
             client.close()
     m = lb.dp.metrics
     assert (m.tls_full_handshakes, m.tls_resumed_handshakes, m.tls_negotiation_errors) == (1, 1, 0)
+
+
+def _tls_connections(lb):  # type: ignore[no-untyped-def]
+    """The open connections' TlsConnections (the Downstreams' transports)."""
+    return [conn.transport for conn in lb.dp.connections]
+
+
+async def test_nothing_is_read_after_a_kept_close_notify(backend_factory, dataplane_factory, tls_files) -> None:
+    """A client that sends close_notify in the middle of a request body and then keeps sending: reading
+    stops at the close_notify (nothing may follow it), so the bytes pile up nowhere in the proxy. (The
+    unfinished request then ends at the idle timeout.)"""
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], keyed=tls_files.keyed(), idle_timeout=0.5)
+    client = await RawTlsClient.connect(lb.https_port, tls_files.client_context())
+    try:
+        await client.handshake()
+        client.obj.write(b"POST /sink HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n12345")
+        with contextlib.suppress(ssl.SSLWantReadError):
+            client.obj.unwrap()
+        await client.flush()
+        await _until(lambda: any(t.reading_paused for t in _tls_connections(lb)))
+        junk = b"\x17\x03\x03\x40\x00" + b"j" * 16384
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(1):
+                for _ in range(64):  # 1 MiB, or as much as the socket buffers take
+                    await client.loop.sock_sendall(client.sock, junk)
+        (tls,) = _tls_connections(lb)
+        assert tls.inc.pending < 1024
+    finally:
+        client.close()
+    await _until(lambda: not lb.dp.connections and not lb.dp.tls_deadlines)
+
+
+async def test_close_after_the_client_fin_has_a_deadline(backend_factory, dataplane_factory, tls_files) -> None:
+    """A client that half-closes TCP after its request and never reads: the response is answered into the
+    buffers, the close waits at most ``tls_shutdown_timeout``, then the connection is aborted."""
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], keyed=tls_files.keyed(), tls_shutdown_timeout=0.3)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", lb.https_port))
+    client = RawTlsClient(sock, tls_files.client_context())
+    try:
+        await client.handshake()
+        await client.send(b"GET /big?size=3000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        await _until(lambda: bool(lb.dp.tls_deadlines) and not lb.dp.connections)  # answered, closed, draining
+        await _until(lambda: not lb.dp.tls_deadlines, timeout=5)  # then aborted at the deadline
+    finally:
+        client.close()
+
+
+async def test_stop_lets_a_closed_connection_finish_sending(backend_factory, dataplane_factory, tls_files) -> None:
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], keyed=tls_files.keyed(), drain_timeout=5.0)
+    size = 2_000_000
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", lb.https_port))
+    client = RawTlsClient(sock, tls_files.client_context())
+    try:
+        await client.handshake()
+        await _until(lambda: bool(lb.dp.connections))
+        for tls in _tls_connections(lb):  # the response waits in the proxy's buffer, not the kernel's
+            tls.set_write_buffer_limits(high=4 * size)  # (and without backpressure)
+            tls.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        await client.send(b"GET /big?size=%d HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % size)
+        # Not reading: the response fills the buffers, the Downstream closes, bytes are left to send.
+        await _until(lambda: any(t.flushing() for t in lb.dp.tls_deadlines) and not lb.dp.connections, timeout=10)
+        stopping = asyncio.create_task(lb.dp.stop())
+        await asyncio.sleep(0.2)
+        assert not stopping.done()
+        got = await client.read_to_close_notify()
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK") and len(body) == size
+        await asyncio.wait_for(stopping, 5)
+    finally:
+        client.close()
+
+
+async def test_handshakes_in_progress_count_toward_max_connections(dataplane_factory, tls_files) -> None:
+    lb = await dataplane_factory([], keyed=tls_files.keyed(), max_connections=2)
+    loop = asyncio.get_running_loop()
+    socks = []
+    try:
+        for _ in range(3):
+            sock = socket.socket()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", lb.https_port))
+            socks.append(sock)
+        await _until(lambda: lb.dp.metrics.rejected_connections == 1)
+        assert len(lb.dp.tls_deadlines) == 2 and lb.dp.metrics.tls_negotiation_errors == 0
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(loop.sock_recv(socks[2], 100), 3) == b""
+    finally:
+        for sock in socks:
+            sock.close()
