@@ -30,8 +30,13 @@ class RawTlsClient:
         self.tcp_eof = False
 
     @classmethod
-    async def connect(cls, port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None) -> RawTlsClient:
+    async def connect(
+        cls, port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None, rcvbuf: int = 0
+    ) -> RawTlsClient:
+        """Connected to 127.0.0.1:``port``; ``rcvbuf``: a small receive buffer (a client slow to read)."""
         sock = socket.socket()
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         return cls(sock, ctx, session)
@@ -251,15 +256,11 @@ async def test_close_after_the_client_fin_has_a_deadline(backend_factory, datapl
     buffers, the close waits at most ``tls_shutdown_timeout``, then the connection is aborted."""
     a = await backend_factory("a")
     lb = await dataplane_factory([a.spec], keyed=tls_files.keyed(), tls_shutdown_timeout=0.3)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", lb.https_port))
-    client = RawTlsClient(sock, tls_files.client_context())
+    client = await RawTlsClient.connect(lb.https_port, tls_files.client_context(), rcvbuf=4096)
     try:
         await client.handshake()
         await client.send(b"GET /big?size=3000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        sock.shutdown(socket.SHUT_WR)
+        client.sock.shutdown(socket.SHUT_WR)
         await _until(lambda: bool(lb.dp.tls_deadlines) and not lb.dp.connections)  # answered, closed, draining
         await _until(lambda: not lb.dp.tls_deadlines, timeout=5)  # then aborted at the deadline
     finally:
@@ -270,11 +271,7 @@ async def test_stop_lets_a_closed_connection_finish_sending(backend_factory, dat
     a = await backend_factory("a")
     lb = await dataplane_factory([a.spec], keyed=tls_files.keyed(), drain_timeout=5.0)
     size = 2_000_000
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", lb.https_port))
-    client = RawTlsClient(sock, tls_files.client_context())
+    client = await RawTlsClient.connect(lb.https_port, tls_files.client_context(), rcvbuf=4096)
     try:
         await client.handshake()
         await _until(lambda: bool(lb.dp.connections))
