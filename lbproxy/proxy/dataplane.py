@@ -11,8 +11,9 @@
   and close deadlines (``tls_deadlines``), expires refusal marks and closes stale pooled connections;
 - the lifecycle: ``start`` / ``update(spec)`` / ``set_healthy`` / ``revoke_tls`` / ``stop(mode)``, where
   ``stop`` is the written shutdown order: stop accepting, refuse handshakes (revoke/shutdown), let
-  in-flight exchanges finish within the drain time, close idle connections (TLS ones are aborted, never
-  closed: ``close()`` would wait for the peer's close_notify and keep the key alive), abort the rest.
+  in-flight exchanges finish (and closed TLS connections finish sending) within the drain time, close
+  idle connections (TLS ones with close_notify; ``TlsConnection.close`` drops the SSL object at once),
+  abort the rest.
 - the access log (ALB's format, logger ``lbproxy.access``; None when off: no per-request cost).
 """
 

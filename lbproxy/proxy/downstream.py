@@ -726,8 +726,7 @@ class Downstream(asyncio.Protocol):
         self._reject(408)
 
     def close_idle(self) -> None:
+        # (HTTPS: close_notify and a half-close, then the SSL object, and the key it references, is dropped
+        # at once: ``TlsConnection.close``)
         self.closing = True
-        if self.tls:
-            self.transport.abort()
-        else:
-            self.transport.close()
+        self.transport.close()
