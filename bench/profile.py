@@ -214,7 +214,9 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
             "instances": [{"name": f"b{i}", "address": f"{bench.LOOPBACK}:{p}"} for i, p in enumerate(backends)],
         }
     )
-    settings = ProxySettings(http_listen=f"{bench.LOOPBACK}:0", https_listen=f"{bench.LOOPBACK}:{port}", workers=1)
+    settings = ProxySettings(
+        http_listen=f"{bench.LOOPBACK}:0", https_listen=f"{bench.LOOPBACK}:{port}", workers=args.workers
+    )
     key = KeySourceRef(
         "lbproxy.proxy.keys:TestFileKeySource",
         {"cert_path": str(workdir / "chain.pem"), "key_path": str(workdir / "key.pem")},
@@ -230,16 +232,18 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
     await lb.start()
     try:
         await asyncio.to_thread(warm_up, port)
-        worker = lb.worker_pids()[0]  # the wrapper execs valgrind/python: the same pid
+        workers = lb.worker_pids()
+        worker = workers[0]  # the wrapper execs valgrind/python: the same pid
+        title = "lbproxy worker" if len(workers) == 1 else f"lbproxy's {len(workers)} workers"
         if args.what == "cpu":
-            n, user, system = await asyncio.to_thread(cpu_during_load, worker, port, args)
-            print_cpu("lbproxy worker", n, user, system, _unit(args.scenario))
+            n, user, system = await asyncio.to_thread(cpu_during_load, workers, port, args)
+            print_cpu(title, n, user, system, _unit(args.scenario))
         elif args.what == "samples":
-            n, text = await asyncio.to_thread(perf_during_load, worker, port, args)
-            print_samples("lbproxy worker", n, text, _unit(args.scenario))
+            n, text = await asyncio.to_thread(perf_during_load, workers, port, args)
+            print_samples(title, n, text, _unit(args.scenario))
         elif args.what == "syscalls":
-            n, table = await asyncio.to_thread(strace_during_load, worker, port, args)
-            print(f"\n## lbproxy worker: system calls per {_unit(args.scenario)} ({n})")
+            n, table = await asyncio.to_thread(strace_during_load, workers, port, args)
+            print(f"\n## {title}: system calls per {_unit(args.scenario)} ({n})")
             print_syscalls(table, n)
         elif args.what == "instructions":
             subprocess.run(["callgrind_control", "-z", str(worker)], capture_output=True, check=True)
@@ -272,15 +276,16 @@ def _unit(scenario: str) -> str:
     return "request" if scenario == "https" else "connection"
 
 
-def strace_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[int, dict[str, int]]:
-    """``strace -c -f`` attached to ``pid`` while wrk runs: (requests, calls per system call)."""
+def strace_during_load(pids: list[int], port: int, args: argparse.Namespace) -> tuple[int, dict[str, int]]:
+    """``strace -c -f`` attached to ``pids`` while wrk runs: (requests, calls per system call)."""
     out = Path(tempfile.mkstemp(prefix="lbproxy-strace-")[1])
-    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(pid)], stderr=subprocess.DEVNULL)
+    attach = [a for pid in pids for a in ("-p", str(pid))]
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), *attach], stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)  # attached
-        faults = _minor_faults(pid)
+        faults = sum(map(_minor_faults, pids))
         n = wrk(port, args.scenario, args.seconds)
-        faults = _minor_faults(pid) - faults
+        faults = sum(map(_minor_faults, pids)) - faults
     finally:
         tracer.send_signal(signal.SIGINT)
         tracer.wait(30)
@@ -294,20 +299,20 @@ def strace_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[i
     return n, table
 
 
-def perf_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[int, str]:
-    """``perf record -e cpu-clock`` attached to ``pid`` while wrk runs: (requests, ``perf report`` text:
+def perf_during_load(pids: list[int], port: int, args: argparse.Namespace) -> tuple[int, str]:
+    """``perf record -e cpu-clock`` attached to ``pids`` while wrk runs: (requests, ``perf report`` text:
     the share of samples per shared object, then per function)."""
     data = Path(tempfile.mkstemp(prefix="lbproxy-perf-")[1])
     rec = subprocess.Popen(
-        ["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-o", str(data), "-p", str(pid)],
+        ["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-o", str(data), "-p", ",".join(map(str, pids))],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         time.sleep(0.5)
-        u0, s0 = _cpu_ticks(pid)
+        u0, s0 = _cpu_ticks(pids)
         n = wrk(port, args.scenario, args.seconds)
-        u1, s1 = _cpu_ticks(pid)
+        u1, s1 = _cpu_ticks(pids)
     finally:
         rec.send_signal(signal.SIGINT)
         rec.wait(60)
@@ -321,7 +326,7 @@ def perf_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[int
         ).stdout
         text += out + "\n"
     if args.keep:
-        shutil.copy(data, args.keep if pid != getattr(args, "haproxy_pid", None) else f"{args.keep}.haproxy")
+        shutil.copy(data, f"{args.keep}.haproxy" if getattr(args, "haproxy_pid", None) in pids else args.keep)
     data.unlink()
     return n, text
 
@@ -330,16 +335,21 @@ def print_samples(title: str, n: int, text: str, unit: str) -> None:
     print(f"\n## {title}: {n} {unit}s, {text.replace(' unit', ' ' + unit, 1)}")
 
 
-def _cpu_ticks(pid: int) -> tuple[int, int]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])
+def _cpu_ticks(pids: list[int]) -> tuple[int, int]:
+    """(user, system) clock ticks of ``pids``, summed."""
+    user = system = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        user += int(fields[11])
+        system += int(fields[12])
+    return user, system
 
 
-def cpu_during_load(pid: int, port: int, args: argparse.Namespace) -> tuple[int, float, float]:
-    """(requests, user seconds, system seconds) of ``pid`` while wrk runs."""
-    u0, s0 = _cpu_ticks(pid)
+def cpu_during_load(pids: list[int], port: int, args: argparse.Namespace) -> tuple[int, float, float]:
+    """(requests, user seconds, system seconds) of ``pids`` while wrk runs."""
+    u0, s0 = _cpu_ticks(pids)
     n = wrk(port, args.scenario, args.seconds)
-    u1, s1 = _cpu_ticks(pid)
+    u1, s1 = _cpu_ticks(pids)
     tick = os.sysconf("SC_CLK_TCK")
     return n, (u1 - u0) / tick, (s1 - s0) / tick
 
@@ -372,16 +382,16 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
     try:
         warm_up(https_port)
         if args.what == "cpu":
-            n, user, system = cpu_during_load(p.pid, https_port, args)
+            n, user, system = cpu_during_load([p.pid], https_port, args)
             print_cpu("HAProxy (nbthread 1)", n, user, system, _unit(args.scenario))
             return
         if args.what == "samples":
             args.haproxy_pid = p.pid
-            n, text = perf_during_load(p.pid, https_port, args)
+            n, text = perf_during_load([p.pid], https_port, args)
             print_samples("HAProxy (nbthread 1)", n, text, _unit(args.scenario))
             return
         if args.what == "syscalls":
-            n, table = strace_during_load(p.pid, https_port, args)
+            n, table = strace_during_load([p.pid], https_port, args)
             print(f"\n## HAProxy (nbthread 1): system calls per {_unit(args.scenario)} ({n})")
             print_syscalls(table, n)
             return
@@ -403,6 +413,9 @@ def main() -> int:
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="resumed")
     ap.add_argument("--seconds", type=float, default=15.0, help="wrk duration (default 15)")
     ap.add_argument("--peer", choices=("none", "haproxy"), default="none")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="lbproxy workers (cpu, syscalls, samples: all of them are measured)"
+    )
     ap.add_argument("--top", type=int, default=25, help="functions to list (default 25)")
     ap.add_argument(
         "--cache-sim",
@@ -420,6 +433,8 @@ def main() -> int:
         raise SystemExit("bench/profile.py: valgrind is needed (apt-get install valgrind)")
     if args.what == "syscalls" and shutil.which("strace") is None:
         raise SystemExit("bench/profile.py: strace is needed (apt-get install strace)")
+    if args.workers != 1 and args.what in ("instructions", "opcodes"):
+        raise SystemExit("bench/profile.py: --workers applies to cpu, syscalls and samples")
     if args.what == "samples" and shutil.which("perf") is None:
         raise SystemExit("bench/profile.py: perf is needed (apt-get install linux-perf)")
     bench.ensure_tools()
