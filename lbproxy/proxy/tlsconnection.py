@@ -85,8 +85,9 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         self.secure = False
         #: ``close``/``abort`` was called (or the handshake failed): nothing more is read or written.
         self.closing = False
-        #: The client's FIN came; its close_notify (or FIN) was passed to the ``Downstream``.
+        #: The client's FIN came.
         self.peer_eof = False
+        #: The client's close_notify or FIN was told to the ``Downstream`` (``eof_received``, once).
         self.eof_told = False
         self.reading_paused = False
         #: The TCP transport asked to stop writing (kept for the Downstream made after the handshake).
