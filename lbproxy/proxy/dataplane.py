@@ -183,12 +183,15 @@ class Dataplane:
         self.escalate(mode)
         s = self.settings
         started = time.monotonic()
-        while self.connections or self._tls_flushing():
+        while True:
+            flushing = self._tls_flushing()
+            if not self.connections and not flushing:
+                break
             rotating = self.stop_mode == STOP_ROTATE
             grace = s.rotation_grace if rotating else s.drain_timeout
             if time.monotonic() - started >= grace:
                 break
-            if not rotating and not any(not c.idle() for c in self.connections) and not self._tls_flushing():
+            if not rotating and not flushing and all(c.idle() for c in self.connections):
                 break
             await asyncio.sleep(0.02)
         self.draining = True  # (a connection accepted before the listener closed is refused now)

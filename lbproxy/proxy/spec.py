@@ -169,8 +169,13 @@ class ProxySettings:
             value = getattr(self, f.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"invalid {f.name}: {value!r} (must not be negative)")
-        positive = ("header_timeout", "idle_timeout", "tls_shutdown_timeout")
-        for name in (*positive, "health_check_interval", "health_check_timeout"):
+        for name in (
+            "header_timeout",
+            "idle_timeout",
+            "tls_shutdown_timeout",
+            "health_check_interval",
+            "health_check_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"invalid {name}: {getattr(self, name)!r} (must be positive)")
         if self.healthy_threshold < 1 or self.unhealthy_threshold < 1:

@@ -321,20 +321,18 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         self.tr.set_write_buffer_limits(high, low)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":  # (once per connection: first)
+        if name not in _TLS_INFO:  # (peername, socket, ...: the TCP transport's)
             return self.tr.get_extra_info(name, default)
         obj = self.obj
         if obj is None:  # (closed)
-            return self.tr.get_extra_info(name, default) if name not in _TLS_INFO else default
+            return default
         if name == "ssl_object":
             return obj
         if name == "sslcontext":
             return obj.context
         if name == "cipher":
             return obj.cipher()
-        if name == "peercert":
-            return obj.getpeercert()
-        return self.tr.get_extra_info(name, default)
+        return obj.getpeercert()
 
     def flushing(self) -> bool:
         """Closed, with response bytes still to send (``Dataplane.stop`` waits for them)."""
