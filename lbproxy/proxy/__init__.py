@@ -15,14 +15,11 @@ Parts (one module per concept):
   the ``KeySource`` protocol and hardening of key holders.
 - ``dataplane``: one process's listeners, shared routing state, timeouts sweeper, drain order.
 - ``worker``: a generation of key-holding worker processes (leader decrypts, builds contexts, forks).
-- ``supervisor``: ``LoadBalancer``, the key-less process owning sockets, health, metrics, generations.
+- ``supervisor``: ``LoadBalancer``, the key-less process owning sockets, health, metrics, generations;
+  it replaces a generation whose worker died and retries a key the control plane could not hand out.
+- ``restarts``: the crash-loop backoff and exit descriptions the supervisor uses (pure).
 - ``__main__``: ``python -m lbproxy.proxy`` / ``run_load_balancer`` for the CLI.
+
+Nothing is imported here: a worker process (``python -m lbproxy.proxy.worker``) imports only what it
+serves with, which keeps a replacement generation's start fast (no aiohttp).
 """
-
-from __future__ import annotations
-
-from lbproxy.proxy.keys import KeySource, KeySourceRef
-from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
-from lbproxy.proxy.supervisor import LoadBalancer
-
-__all__ = ["InstanceSpec", "KeySource", "KeySourceRef", "LoadBalancer", "LoadBalancerSpec", "ProxySettings"]

@@ -5,7 +5,7 @@ material):
 
 1. Fetch the load balancer's configuration as its own principal (``GET /dataplane/v1/load-balancers/NAME``),
    build a ``LoadBalancerSpec`` and, when an issued certificate is attached, a ``KeySourceRef`` naming
-   ``ControlKeySource``: the generation leader process (not the supervisor) calls it to fetch the sealed
+   ``grantkey.ControlKeySource``: the generation leader process (not the supervisor) calls it to fetch the sealed
    bundle, KMS-``Decrypt`` its data key under the grant's encryption context and open the private key into
    a ``bytearray``. The HTTPS listener serves only once that worked.
 2. Follow the event stream from the snapshot's ``lastEventId`` and react, in order:
@@ -34,14 +34,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lbproxy.proxy.controllink import (
-    ControlClient,
-    ControlError,
-    Event,
-    EventSubscription,
-    Signer,
-    load_credentials,
-)
+from lbproxy.proxy.controllink import ControlClient, ControlError, Signer, load_credentials
+from lbproxy.proxy.eventstream import Event, EventSubscription
+from lbproxy.proxy.grantkey import config_path
 from lbproxy.proxy.keys import KeySourceRef
 from lbproxy.proxy.metrics import GAUGES, LOCAL_COUNTERS
 from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
@@ -50,10 +45,6 @@ log = logging.getLogger("lbproxy.proxy")
 
 REVOKING_KEY_EVENTS = frozenset({"key.disabled", "key.pending_deletion", "key.deleted"})
 REFRESH_EVENTS = frozenset({"loadbalancer.instances_changed", "loadbalancer.attribute_changed"})
-
-
-def config_path(name: str) -> str:
-    return f"/dataplane/v1/load-balancers/{name}"
 
 
 def spec_from_config(cfg: dict[str, Any]) -> LoadBalancerSpec:
@@ -114,57 +105,6 @@ def pem_fingerprint(pem: str) -> str:
         return ""
 
 
-class KeySourceError(RuntimeError):
-    """The key could not be loaded (the message says why; it never contains key material)."""
-
-
-class ControlKeySource:
-    """``KeySource`` for a generation leader: the key through the grant, straight into a ``bytearray``.
-
-    Runs only in the key-holding process; credentials come from the environment it inherited
-    (botocore's chain). ``expect_certificate`` pins the ACM certificate the supervisor decided on: if the
-    control plane now answers with another (or none), nothing is loaded and the supervisor refetches.
-    """
-
-    def __init__(self, control_url: str, name: str, expect_certificate: str | None = None) -> None:
-        self.control_url = control_url
-        self.name = name
-        self.expect_certificate = expect_certificate
-
-    def load(self) -> tuple[bytes, bytearray] | None:
-        from lbproxy.certs.sealed import open_sealed_key, pem_private_key, wipe
-
-        creds, region = load_credentials()
-        client = ControlClient(self.control_url, Signer(creds, region))
-        cfg = client.get_json(config_path(self.name))
-        cert = cfg.get("certificate")
-        if not cert or not ((cfg.get("listeners") or {}).get("https") or {}).get("enabled"):
-            raise KeySourceError("no issued certificate is attached to the load balancer any more")
-        if self.expect_certificate and cert.get("acmCertificateArn") != self.expect_certificate:
-            raise KeySourceError(
-                f"the attached certificate changed ({cert.get('acmCertificateArn')}, expected "
-                f"{self.expect_certificate}); the supervisor will load the new one"
-            )
-        bundle = cert["bundle"]
-        token = (cert.get("grant") or {}).get("grantToken")
-        data_key = client.decrypt_data_key(
-            base64.b64decode(bundle["EncryptedDataKey"]),
-            cert.get("encryptionContext") or bundle["EncryptionContext"],
-            [token] if token else None,
-        )
-        try:
-            der = open_sealed_key(bundle, data_key)
-        finally:
-            wipe(data_key)
-        try:
-            pem = pem_private_key(der)
-        finally:
-            wipe(der)
-        chain = (cert.get("certificatePem") or bundle["Certificate"]).rstrip("\n") + "\n"
-        chain += (cert.get("chainPem") or bundle.get("CertificateChain") or "").rstrip("\n") + "\n"
-        return chain.encode(), pem
-
-
 class DataPlaneAgent:
     def __init__(
         self,
@@ -220,7 +160,7 @@ class DataPlaneAgent:
         if view is None or not spec_from_config(cfg).https_enabled:
             return None
         return KeySourceRef(
-            "lbproxy.proxy.agent:ControlKeySource",
+            "lbproxy.proxy.grantkey:ControlKeySource",
             {"control_url": self.control_url, "name": self.name, "expect_certificate": view.acm_arn},
         )
 

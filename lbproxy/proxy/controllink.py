@@ -4,9 +4,7 @@
   naming the load balancer's profile, or ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``).
 - Every request is SigV4-signed by botocore: lbproxy's own endpoints with signing name ``lbproxy``,
   KMS calls as ``kms`` with ``X-Amz-Target: TrentService.Decrypt``.
-- ``EventSubscription`` follows ``GET /events`` (server-sent events), resuming from the last event id
-  after any disconnect, with capped exponential backoff; it never gives up, and reports contact times
-  so a key lease can fail closed.
+- ``EventSubscription`` (in ``eventstream``) follows ``GET /events``.
 - ``decrypt_data_key`` is the one call that yields key material: the KMS Decrypt response is parsed
   and its plaintext decoded into a ``bytearray``; the JSON text it came in is an unwipeable copy, which
   is why only key-holding worker processes (which exit to wipe) ever call it.
@@ -14,21 +12,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import logging
 import os
-import random
-import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
@@ -172,70 +166,3 @@ def _b64decode_into(src: memoryview, out: bytearray) -> int:
             n += 1
     acc = 0
     return n
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    id: int
-    type: str
-    detail: dict[str, Any]
-
-
-class EventSubscription:
-    """``GET /events`` as an async iterator that reconnects and resumes; ``last_contact`` for leases."""
-
-    def __init__(
-        self, base_url: str, signer: Signer, after: int = 0, *, min_backoff: float = 0.2, max_backoff: float = 10.0
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.signer = signer
-        self.last_id = after
-        self.last_contact = time.monotonic()
-        self.connected = False
-        self._min_backoff = min_backoff
-        self._max_backoff = max_backoff
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        backoff = self._min_backoff
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                url = f"{self.base_url}/events"
-                headers = self.signer.headers("GET", url, b"", SIGNING_NAME, {"Last-Event-ID": str(self.last_id)})
-                try:
-                    async with session.get(url, headers=headers) as resp:
-                        if resp.status != 200:
-                            raise ControlError(resp.status, "EventStream", (await resp.text())[:200])
-                        self.connected = True
-                        self.last_contact = time.monotonic()
-                        backoff = self._min_backoff
-                        async for event in _parse_sse(resp, self):
-                            yield event
-                except (aiohttp.ClientError, ControlError, TimeoutError, ConnectionError) as exc:
-                    log.warning("event stream: %s; reconnecting in %.1fs", exc, backoff)
-                self.connected = False
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                backoff = min(backoff * 2, self._max_backoff)
-
-
-async def _parse_sse(resp: aiohttp.ClientResponse, sub: EventSubscription) -> AsyncIterator[Event]:
-    fields: dict[str, str] = {}
-    async for raw in resp.content:
-        sub.last_contact = time.monotonic()
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if not line:
-            if "data" in fields:
-                data = json.loads(fields["data"])
-                ev = Event(
-                    int(fields.get("id", data.get("id", 0))),
-                    fields.get("event", data.get("type", "")),
-                    data.get("detail", {}),
-                )
-                sub.last_id = max(sub.last_id, ev.id)
-                yield ev
-            fields = {}
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        fields[name] = value[1:] if value.startswith(" ") else value

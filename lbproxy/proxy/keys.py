@@ -11,6 +11,8 @@
 - ``load_cert_chain_from_memory``: chain + key written to an ``os.memfd_create`` file (never a path on
   disk), loaded with ``SSLContext.load_cert_chain('/proc/self/fd/N')``, then the memfd is overwritten with
   zeros, truncated and closed, and the key bytearray zeroed.
+- ``KeyUnavailable``: raised by a key source when the key cannot be fetched *now* (control plane
+  unreachable): the supervisor keeps the current key and retries; any other error fails closed.
 - ``harden_key_holder``: no core dumps (``RLIMIT_CORE`` 0) and not dumpable (``PR_SET_DUMPABLE`` 0:
   other users' ptrace and ``/proc/PID/mem`` are refused; root with ``CAP_SYS_PTRACE`` can still read it,
   which is what the memory-scan test relies on).
@@ -45,6 +47,18 @@ def _prctl(option: int, arg: int) -> None:
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+
+#: ``KeyUnavailable``'s kind, as a worker reports it to the supervisor: trying again later may help.
+KEY_UNAVAILABLE = "unavailable"
+#: Any other failure to load a key (refused by the control plane, a bad certificate): fail closed.
+KEY_REFUSED = "refused"
+
+
+class KeyUnavailable(Exception):
+    """The key could not be fetched *right now* (the control plane is unreachable or failing); nothing
+    was refused, so the supervisor keeps the key it has and tries again later. Any other exception from
+    ``KeySource.load`` means the key was refused (the generation serves without one)."""
 
 
 @runtime_checkable
@@ -122,6 +136,12 @@ def harden_key_holder() -> None:
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
     """Have the kernel send ``sig`` to this process when its parent dies (no orphaned key holders)."""
     _prctl(PR_SET_PDEATHSIG, sig)
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants (``PR_SET_CHILD_SUBREAPER``): the supervisor inherits the siblings of a
+    generation leader that died, so they can drain and be reaped instead of going to init."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 class TestFileKeySource:

@@ -6,6 +6,9 @@
   the final totals of workers that exited (counters never go backwards across generations), and the
   gauges ``HealthyHostCount`` / ``UnhealthyHostCount`` from health checking.
 - ``render_prometheus``: the ``/metrics`` text exposition (``lbproxy_<LightsailName>``).
+- ``render_worker_status``: the supervisor's own gauges and counters on ``/metrics``: worker processes
+  serving and asked for, ``lbproxy_worker_restarts_total`` (exits nobody asked for), whether a live
+  process holds the key, whether the data plane is degraded.
 """
 
 from __future__ import annotations
@@ -116,8 +119,12 @@ class MetricsAggregator:
         return out
 
 
+def _label(lb_name: str) -> str:
+    return '{{load_balancer="{}"}}'.format(lb_name.replace("\\", "\\\\").replace('"', '\\"'))
+
+
 def render_prometheus(snapshot: Mapping[str, float], lb_name: str) -> bytes:
-    label = '{{load_balancer="{}"}}'.format(lb_name.replace("\\", "\\\\").replace('"', '\\"'))
+    label = _label(lb_name)
     lines: list[str] = []
     for name, value in snapshot.items():
         if name == "InstanceResponseTime":
@@ -134,3 +141,16 @@ def render_prometheus(snapshot: Mapping[str, float], lb_name: str) -> bytes:
         lines.append(f"{metric}{label} {value:g}")
     lines.insert(0, "# TYPE lbproxy_InstanceResponseTime_seconds summary")
     return ("\n".join(lines) + "\n").encode()
+
+
+def render_worker_status(status: Mapping[str, object], lb_name: str) -> bytes:
+    """``LoadBalancer.status()`` as Prometheus text (appended to ``render_prometheus``'s)."""
+    label = _label(lb_name)
+    rows = (
+        ("lbproxy_workers", "gauge", status["workers"]),
+        ("lbproxy_workers_expected", "gauge", status["workersExpected"]),
+        ("lbproxy_worker_restarts_total", "counter", status["restarts"]),
+        ("lbproxy_key_held", "gauge", 1 if status["keyHeld"] else 0),
+        ("lbproxy_degraded", "gauge", 1 if status["degraded"] else 0),
+    )
+    return "".join(f"# TYPE {name} {kind}\n{name}{label} {value}\n" for name, kind, value in rows).encode()

@@ -151,6 +151,13 @@ class ProxySettings:
     unhealthy_threshold: int = 2
     #: Seconds an instance that refused a connection is skipped before it is tried again.
     refused_backoff: float = 5.0
+    #: A worker process that exits unasked is replaced at once; a second failure within
+    #: ``restart_backoff_reset`` seconds waits this long, doubling with each further one (crash loops).
+    restart_backoff: float = 0.5
+    #: The longest wait between replacement attempts (a crash loop settles at one attempt per this many s).
+    restart_backoff_max: float = 30.0
+    #: Seconds without a failure after which the backoff starts over.
+    restart_backoff_reset: float = 60.0
     #: Seconds between metric reports from workers to the supervisor.
     metrics_interval: float = 1.0
     #: Access log in ALB's format on logger ``lbproxy.access`` (off: no per-request logging at all).
@@ -178,6 +185,10 @@ class ProxySettings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"invalid {name}: {getattr(self, name)!r} (must be positive)")
+        if self.restart_backoff_reset <= self.restart_backoff_max:
+            raise ConfigError(
+                f"invalid restart_backoff_reset: {self.restart_backoff_reset!r} (must exceed restart_backoff_max)"
+            )
         if self.healthy_threshold < 1 or self.unhealthy_threshold < 1:
             raise ConfigError("invalid healthy_threshold/unhealthy_threshold (at least 1)")
 

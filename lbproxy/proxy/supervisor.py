@@ -5,21 +5,33 @@ metrics, and runs *generations* of worker processes (``worker.py``) that serve o
 Key material exists only inside a generation; the supervisor only passes a ``KeySourceRef`` (an
 importable factory name and non-secret parameters).
 
-Lifecycle, in order:
-- ``start()``: bind, one health-check round (so the first generation knows who is healthy), start the
-  checker, start generation 1 (with the key source, if any), open the admin listener.
+What is asked for, and what serves: the supervisor keeps one *current* generation that should match what
+it was asked for (the key source, the TLS policy, ``workers`` live processes). Whenever it does not, the
+supervisor starts a successor and, once the successor is ready, retires the current one:
+
 - ``update(spec)``: instances and attributes go to the workers live (no connection dropped); a changed
   ``TlsPolicyName`` or ``https_enabled`` rotates to a new generation (the policy lives in the contexts).
 - ``rotate(key_source)``: start the successor generation with the new key; once it is ready, the old one
-  stops accepting, keeps serving its open connections for up to ``rotation_grace`` and exits.
-- ``revoke()``: tell the current generation to refuse handshakes *now*, start a key-less successor (plain
-  HTTP and redirects keep working; HTTPS handshakes fail), then stop the old generation: drain in-flight
-  requests within ``drain_timeout``, abort its TLS transports, exit. Returns when it has exited.
+  stops accepting, keeps serving its open connections for up to ``rotation_grace`` and exits. If the
+  successor could not load its key because the control plane was unreachable, the current keyed
+  generation keeps serving and the rotation is retried with backoff (only revocation takes a key away).
+- A worker process that exits unasked (``kill -9``, a crash) is logged at WARNING with its pid and
+  signal or status, counted (``restarts``), and its generation is replaced at once: the successor loads
+  its key through the key source exactly as at start (never from the supervisor). Surviving workers of
+  the damaged generation keep serving until the successor is ready, then drain like a rotation. A dead
+  generation leader does not take its siblings with it: the supervisor adopts them
+  (``PR_SET_CHILD_SUBREAPER``) and they drain too; a sibling whose adoptive parent is not its supervisor
+  exits at once (no orphaned key holders). Repeated failures back off (``restarts.RestartBackoff``);
+  ``status()`` says how many workers serve, whether the key is held by a live process, and why not.
+- ``revoke()``: tell every generation to refuse handshakes *now* (before anything else), start a key-less
+  successor (plain HTTP and redirects keep working; HTTPS handshakes fail), then stop the old generation:
+  drain in-flight requests within ``drain_timeout``, abort its TLS transports, exit. Returns when it has
+  exited. A generation still starting is killed.
 - ``stop()``: the same as revoke without a successor, then the sockets close.
 
 In-process control: the control-plane client lives in the supervisor's event loop and calls
 ``await lb.update(spec)``, ``await lb.rotate(ref)``, ``await lb.revoke()``, ``lb.metrics_snapshot()``,
-``lb.health_snapshot()``.
+``lb.health_snapshot()``, ``lb.status()``.
 """
 
 from __future__ import annotations
@@ -27,10 +39,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,48 +54,83 @@ from aiohttp import web
 from lbproxy.config import parse_hostport
 from lbproxy.proxy.dataplane import STOP_REVOKE, STOP_ROTATE, STOP_SHUTDOWN, bind_listener
 from lbproxy.proxy.health import HealthChecker
-from lbproxy.proxy.keys import KeySourceRef
-from lbproxy.proxy.metrics import MetricsAggregator, render_prometheus
+from lbproxy.proxy.keys import KEY_UNAVAILABLE, KeySourceRef, become_subreaper
+from lbproxy.proxy.metrics import MetricsAggregator, render_prometheus, render_worker_status
+from lbproxy.proxy.restarts import RestartBackoff, describe_exit, returncode_from_wait_status
 from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings, settings_to_mapping, spec_to_mapping
 
 log = logging.getLogger("lbproxy.proxy")
 
-
-def _forget(generations: set[Generation], gen: Generation, _task: object) -> None:
-    generations.discard(gen)
-
-
 #: ``update(spec)`` without ``key_source``: keep the current key source.
 _KEEP = object()
+#: How long the supervisor waits to learn a dead worker's exit status before it logs without one.
+_EXIT_STATUS_WAIT = 2.0
 
 
 class GenerationError(RuntimeError):
     pass
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(slots=True, eq=False)
 class WorkerHandle:
+    """One worker process as the supervisor sees it: its control channel, and what it said."""
+
     key: str
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    #: Resolved when the control channel ends: the process exited (only the process holds its end).
+    closed: asyncio.Future[None]
     pid: int = 0
     tls: bool = False
     ready: asyncio.Future[None] | None = None
+    #: It said ``stopped``: the exit that follows was asked for.
     stopped: bool = False
+    #: A pidfd for signalling it without pid-reuse races (-1: none).
+    pidfd: int = -1
     task: asyncio.Task[None] | None = None
 
+    @property
+    def alive(self) -> bool:
+        return not self.closed.done()
+
     def send(self, msg: dict[str, Any]) -> None:
-        if not self.writer.is_closing():
+        if self.alive and not self.writer.is_closing():
             self.writer.write(json.dumps(msg).encode() + b"\n")
+
+    def kill(self) -> None:
+        if not self.alive or not self.pid:
+            return
+        with contextlib.suppress(OSError):
+            if self.pidfd >= 0:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
 
 
 @dataclasses.dataclass(slots=True, eq=False)
 class Generation:
     number: int
+    #: The leader (a child of the supervisor); its siblings are its children until it dies.
     process: subprocess.Popen[bytes]
     workers: list[WorkerHandle]
-    has_key: bool
+    #: What it was started with (the supervisor compares it with what is asked for).
+    key_source: KeySourceRef | None
+    tls_policy_name: str
+    https_enabled: bool
+    has_key: bool = False
+    #: Why the key was not loaded, and whether trying again may help (``keys.KEY_UNAVAILABLE``).
+    key_error: str | None = None
+    key_error_kind: str | None = None
     errors: list[str] = dataclasses.field(default_factory=list)
+    starting: bool = True
+    #: Told to stop (rotation, revocation, shutdown).
+    retiring: bool = False
+    #: Killed or discarded by the supervisor: its exits were asked for.
+    killed: bool = False
+    #: A worker exited unasked (the generation is being replaced).
+    damaged: bool = False
+    #: Exit statuses of siblings, as their parent (the leader) reported them: pid -> returncode.
+    sibling_exits: dict[int, int] = dataclasses.field(default_factory=dict)
 
     def send(self, msg: dict[str, Any]) -> None:
         for w in self.workers:
@@ -91,7 +138,32 @@ class Generation:
 
     @property
     def pids(self) -> list[int]:
-        return [w.pid for w in self.workers if w.pid]
+        return [w.pid for w in self.workers if w.pid and w.alive]
+
+    @property
+    def serving(self) -> int:
+        """Workers that are ready and alive."""
+        return 0 if self.starting else sum(1 for w in self.workers if w.alive)
+
+    @property
+    def intact(self) -> bool:
+        return all(w.alive for w in self.workers)
+
+    @property
+    def holds_key(self) -> bool:
+        """A live process of this generation holds the key."""
+        return self.has_key and any(w.alive for w in self.workers)
+
+    @property
+    def gone(self) -> bool:
+        return not any(w.alive for w in self.workers) and self.process.poll() is not None
+
+    def kill(self) -> None:
+        self.killed = True
+        for w in self.workers:
+            w.kill()
+        with contextlib.suppress(OSError):
+            self.process.kill()
 
 
 class LoadBalancer:
@@ -117,13 +189,31 @@ class LoadBalancer:
         self._admin: web.AppRunner | None = None
         self._gen: Generation | None = None
         self._generations = 0
+        #: Every generation that still has a process (starting, current, retiring).
+        self._live: set[Generation] = set()
         self._retiring: set[asyncio.Task[None]] = set()
-        #: Rotated-out generations still serving their last connections (with the previous key).
-        self._rotated_out: set[Generation] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._healthy: frozenset[str] = frozenset()
         self._health: HealthChecker | None = None
         self._metrics = MetricsAggregator()
         self._lock = asyncio.Lock()
+        # Keeping the current generation what is asked for.
+        self._backoff = RestartBackoff(settings.restart_backoff, settings.restart_backoff_max,
+                                       settings.restart_backoff_reset)  # fmt: skip
+        self._converge_wanted = asyncio.Event()
+        self._healer: asyncio.Task[None] | None = None
+        self._next_attempt: float | None = None
+        #: The control plane refused the key (not just unreachable): serve without it, do not retry.
+        self._key_refused = False
+        #: Bumped by every ``revoke()``: a generation started before it must not be installed.
+        self._revocations = 0
+        self._stopping = False
+        #: Worker processes that exited unasked, since start.
+        self.restarts = 0
+        #: The last of them, in words ("worker g2w0 (pid 123) killed by SIGKILL").
+        self.last_exit: str | None = None
+        #: Why the asked-for key is not held by a live process (None when it is, or none is asked for).
+        self.key_error: str | None = None
         self.http_port = 0
         self.https_port = 0
         self.admin_port = 0
@@ -131,6 +221,7 @@ class LoadBalancer:
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        become_subreaper()  # orphaned siblings of a dead leader are adopted here, to drain and be reaped
         host, port = parse_hostport(s.http_listen, field="http_listen")
         self._http = bind_listener(host, port)
         self.http_port = self._http.getsockname()[1]
@@ -140,23 +231,38 @@ class LoadBalancer:
         self._health = HealthChecker(self.spec, s, self._on_health)
         await self._health.check_all()
         self._health.start()
-        self._gen = await self._spawn(self._key_source)
+        first = await self._spawn(self._key_source)
+        self._judge_key(first)
+        self._install(first)
+        self._healer = asyncio.get_running_loop().create_task(self._heal(), name="lb-heal")
+        self._converge_wanted.set()  # (the key may have been unavailable at start: the healer retries)
         if s.admin_listen:
             await self._start_admin(*parse_hostport(s.admin_listen, field="admin_listen"))
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._healer is not None:
+            self._healer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._healer
+        for starting in list(self._live):
+            if starting.starting:
+                starting.kill()
         async with self._lock:
             if self._health is not None:
                 await self._health.stop()
-            gen, self._gen = self._gen, None
-            for rotated in list(self._rotated_out):
-                rotated.send({"op": "stop", "mode": STOP_SHUTDOWN})
-            if gen is not None:
-                gen.send({"op": "revoke"})
-                await self._retire(gen, STOP_SHUTDOWN)
+            current, self._gen = self._gen, None
+            for other in list(self._live):
+                if other is not current and other.retiring:
+                    other.send({"op": "stop", "mode": STOP_SHUTDOWN})
+            if current is not None:
+                current.send({"op": "revoke"})
+                await self._retire(current, STOP_SHUTDOWN)
             for task in list(self._retiring):
                 with contextlib.suppress(Exception):
                     await task
+            for task in list(self._background):
+                task.cancel()
             for sock in (self._http, self._https):
                 if sock is not None:
                     sock.close()
@@ -186,34 +292,174 @@ class LoadBalancer:
 
     async def revoke(self) -> None:
         """The grant is gone: refuse handshakes now, serve plain HTTP from a key-less generation."""
+        # Before waiting for anything (a replacement may be starting): every process refuses handshakes now,
+        # and a generation still starting (maybe loading the key) is killed.
+        self._revocations += 1
+        self._key_source = None
+        self._key_refused = False
+        self.key_error = None
+        for gen in list(self._live):
+            if gen.starting:
+                gen.kill()
+            else:
+                gen.send({"op": "revoke"})
         async with self._lock:
-            self._key_source = None
-            old = self._gen
-            if old is not None:
-                old.send({"op": "revoke"})
-            for rotated in list(self._rotated_out):  # they hold the previous key: it goes too
-                rotated.send({"op": "stop", "mode": STOP_REVOKE})
+            old, self._gen = self._gen, None
+            for other in list(self._live):  # rotated-out generations hold the previous key: it goes too
+                if other is not old and other.retiring:
+                    other.send({"op": "stop", "mode": STOP_REVOKE})
             try:
                 self._gen = await self._spawn(None)
+                self._gen.starting = False
+            except GenerationError as exc:
+                self._failed(str(exc))  # nothing serves plain HTTP: the healer keeps trying
             finally:
                 if old is not None:
                     await self._retire(old, STOP_REVOKE)
 
     async def _rotate_locked(self, key_source: KeySourceRef | None) -> None:
         self._key_source = key_source
+        self._key_refused = False
+        await self._replace_locked()
+
+    async def _replace_locked(self) -> None:
+        """One attempt to make the current generation what is asked for (the caller holds the lock).
+
+        The successor replaces the current generation once it is ready, unless it could not load the key it
+        was asked to load because the control plane was unreachable while the current generation still
+        holds a key: then the current one keeps serving and the healer tries again later."""
+        key_source = self._key_source
+        revocations = self._revocations
         old = self._gen
-        self._gen = await self._spawn(key_source)
+        try:
+            new = await self._spawn(key_source)
+        except GenerationError as exc:
+            if revocations == self._revocations:
+                self._failed(str(exc))
+            return
+        if revocations != self._revocations:  # revoked while it started: it must not serve
+            await self._discard(new)
+            return
+        if not self._judge_key(new) and old is not None and old.holds_key:
+            # The control plane could not be reached: the current key keeps serving (only revocation,
+            # detach, deletion or an expired lease take a key away); the healer tries again later.
+            await self._discard(new)
+            return
+        self._install(new)
+
+    def _judge_key(self, gen: Generation) -> bool:
+        """Whether ``gen`` has what it was asked to load; a key the control plane refused (rather than
+        could not be asked for) is not retried: the generation serves without it (fail closed)."""
+        if gen.key_source is None or gen.has_key:
+            return True
+        if gen.key_error_kind == KEY_UNAVAILABLE:
+            self._failed(f"the key could not be loaded: {gen.key_error}")
+        else:
+            self._key_refused = True
+            log.warning("generation %d serves without a key: %s", gen.number, gen.key_error)
+        return False
+
+    def _install(self, new: Generation) -> None:
+        """``new`` becomes the current generation; the previous one drains like a rotation."""
+        old, self._gen = self._gen, new
+        new.starting = False
+        self.key_error = None
+        if new.key_source is not None and not new.has_key:
+            self.key_error = new.key_error or "the key was not loaded"
+        if self._converged() and self._backoff.reason is not None:
+            log.info("generation %d serves as asked (after: %s)", new.number, self._backoff.reason)
+            self._backoff.reason = None
         if old is not None:
-            self._rotated_out.add(old)
             task = asyncio.get_running_loop().create_task(self._retire(old, STOP_ROTATE))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
-            task.add_done_callback(functools.partial(_forget, self._rotated_out, old))
+
+    # -- healing -----------------------------------------------------------------------------------
+    def _converged(self) -> bool:
+        """The current generation is what is asked for: intact, the asked-for policy and key."""
+        gen = self._gen
+        if gen is None or not gen.intact:
+            return False
+        if (gen.tls_policy_name, gen.https_enabled) != (self.spec.tls_policy_name, self.spec.https_enabled):
+            return False
+        if gen.key_source != self._key_source:
+            return False
+        return self._key_source is None or gen.has_key or self._key_refused
+
+    def _failed(self, reason: str, *, logged: bool = False) -> None:
+        """A failure to keep the asked-for generation serving: back off, and let the healer try again.
+        Logged once per change of reason (``logged``: the caller logs it itself)."""
+        before = self._backoff.reason
+        self._backoff.failed(time.monotonic(), reason)
+        if reason != before and not logged:
+            log.warning("%s", reason)
+        self._converge_wanted.set()
+
+    async def _heal(self) -> None:
+        """Bring the current generation back to what is asked for, with backoff (a task for the lifetime)."""
+        while not self._stopping:
+            await self._converge_wanted.wait()
+            self._converge_wanted.clear()
+            while not self._stopping and not self._converged():
+                wait = self._backoff.wait(time.monotonic())
+                if wait > 0:
+                    self._next_attempt = time.monotonic() + wait
+                    log.info("next attempt in %.1fs (%s)", wait, self._backoff.reason)
+                    await asyncio.sleep(wait)
+                self._next_attempt = None
+                async with self._lock:
+                    if self._stopping or self._converged():
+                        break
+                    await self._replace_locked()
+
+    def _worker_exited(self, gen: Generation, w: WorkerHandle) -> None:
+        """A worker's control channel ended: account for the exit, and replace the generation if it was
+        the current one and the exit was not asked for."""
+        unasked = not w.stopped and not gen.killed
+        task = asyncio.get_running_loop().create_task(self._account_exit(gen, w, unasked))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        if not unasked:
+            return
+        self.restarts += 1
+        if gen.starting:
+            return  # ``_spawn`` fails it
+        what = f"worker {w.key} (pid {w.pid}) exited unasked"
+        self.last_exit = what
+        if gen is self._gen and not gen.retiring and not self._stopping and not gen.damaged:
+            gen.damaged = True  # (one failure per generation: its other workers may die with it)
+            self._failed(what, logged=True)  # (``_account_exit`` logs it, with the exit status)
+
+    async def _account_exit(self, gen: Generation, w: WorkerHandle, unasked: bool) -> None:
+        """Learn (and reap, where the supervisor adopted it) a worker's exit status; log an unasked exit."""
+        deadline = time.monotonic() + _EXIT_STATUS_WAIT
+        code: int | None = None
+        while code is None:
+            if w is gen.workers[0]:
+                code = gen.process.poll()
+            else:
+                code = gen.sibling_exits.get(w.pid)
+                if code is None:
+                    with contextlib.suppress(ChildProcessError):  # adopted after its leader died
+                        pid, status = os.waitpid(w.pid, os.WNOHANG)
+                        if pid:
+                            code = returncode_from_wait_status(status)
+            if code is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        if unasked:
+            what = f"worker {w.key} (pid {w.pid}) of generation {gen.number} {describe_exit(code)}"
+            self.last_exit = what
+            if gen is self._gen or gen.starting:
+                log.warning("%s: replacing the generation", what)
+            else:
+                log.warning("%s (the generation was already being replaced)", what)
 
     # -- observation -------------------------------------------------------------------------------
     @property
     def has_key(self) -> bool:
-        return self._gen is not None and self._gen.has_key
+        """A live process of the current generation holds the key (new handshakes can complete)."""
+        return self._gen is not None and self._gen.holds_key
 
     @property
     def generation(self) -> Generation | None:
@@ -221,6 +467,32 @@ class LoadBalancer:
 
     def worker_pids(self) -> list[int]:
         return list(self._gen.pids) if self._gen else []
+
+    def status(self) -> dict[str, Any]:
+        """The processes behind the data plane, for reports, ``/health`` and ``/metrics`` (no key material).
+
+        ``degraded`` is None while every asked-for worker serves, else the reason in words."""
+        gen = self._gen
+        serving = gen.serving if gen is not None else 0
+        expected = self.settings.workers
+        reason: str | None = None
+        if serving < expected:
+            reason = f"{serving} of {expected} workers serving"
+            if self._backoff.reason:
+                reason += f"; last failure: {self._backoff.reason}"
+        if self.key_error is not None and self._key_source is not None:
+            reason = (reason + "; " if reason else "") + f"key not held: {self.key_error}"
+        if self._next_attempt is not None:
+            wait = max(0.0, self._next_attempt - time.monotonic())
+            reason = (reason or "restarting") + f"; next attempt in {wait:.1f}s"
+        return {
+            "workers": serving,
+            "workersExpected": expected,
+            "keyHeld": self.has_key,
+            "restarts": self.restarts,
+            "lastExit": self.last_exit,
+            "degraded": reason,
+        }
 
     def metrics_snapshot(self) -> dict[str, float]:
         total = len(self.spec.instances)
@@ -238,6 +510,7 @@ class LoadBalancer:
             self._gen.send({"op": "health", "healthy": sorted(healthy)})
 
     async def _spawn(self, key_source: KeySourceRef | None) -> Generation:
+        """Start a generation and wait until every worker is ready (it is then not yet current)."""
         assert self._http is not None and self._https is not None
         self._generations += 1
         number = self._generations
@@ -250,22 +523,31 @@ class LoadBalancer:
             "--https", str(self._https.fileno()),
             "--ctrl", ",".join(map(str, child_fds)),
             "--generation", str(number),
+            "--supervisor", str(os.getpid()),
         ]  # fmt: skip
-        proc = subprocess.Popen(
-            cmd, pass_fds=[self._http.fileno(), self._https.fileno(), *child_fds], stdin=subprocess.DEVNULL
-        )
+        try:
+            proc = subprocess.Popen(
+                cmd, pass_fds=[self._http.fileno(), self._https.fileno(), *child_fds], stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            for a, b in pairs:
+                a.close()
+                b.close()
+            raise GenerationError(f"generation {number} could not be started: {exc}") from exc
         for _, b in pairs:
             b.close()
         loop = asyncio.get_running_loop()
         workers: list[WorkerHandle] = []
         for i, (a, _) in enumerate(pairs):
             reader, writer = await asyncio.open_unix_connection(sock=a)
-            w = WorkerHandle(f"g{number}w{i}", reader, writer, ready=loop.create_future())
+            w = WorkerHandle(f"g{number}w{i}", reader, writer, loop.create_future(), ready=loop.create_future())
             workers.append(w)
-        gen = Generation(number, proc, workers, has_key=False)
+        spec = self.spec
+        gen = Generation(number, proc, workers, key_source, spec.tls_policy_name, spec.https_enabled)
+        self._live.add(gen)
         cfg = {
             "settings": settings_to_mapping(self.settings),
-            "spec": spec_to_mapping(self.spec),
+            "spec": spec_to_mapping(spec),
             "secret": self._secret.hex(),
             "healthy": sorted(self._healthy),
             "key_source": key_source.to_mapping() if key_source else None,
@@ -274,23 +556,38 @@ class LoadBalancer:
         for w in workers:
             w.task = loop.create_task(self._listen(gen, w))
         ready = [w.ready for w in workers if w.ready is not None]
+        all_ready: asyncio.Future[Any] = asyncio.gather(*ready)
+        any_closed = [w.closed for w in workers]
         exited = loop.create_task(self._wait_exit(proc))
         try:
-            all_ready: asyncio.Future[Any] = asyncio.gather(*ready)
-            _done, _ = await asyncio.wait(
-                [all_ready, exited], timeout=self._generation_timeout, return_when=asyncio.FIRST_COMPLETED,
+            await asyncio.wait(
+                [all_ready, exited, *any_closed], timeout=self._generation_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
             )  # fmt: skip
-            if not all(f.done() for f in ready):
-                raise GenerationError(f"generation {number} did not start (exit code {proc.poll()})")
+            if not all(f.done() for f in ready) or not gen.intact:
+                code = proc.poll()
+                raise GenerationError(
+                    f"generation {number} did not start"
+                    + (f" (leader {describe_exit(code)})" if code is not None else "")
+                    + (f": {'; '.join(gen.errors)}" if gen.errors else "")
+                )
         except BaseException:
-            proc.kill()
+            gen.kill()
             await self._wait_exit(proc)
             raise
         finally:
             exited.cancel()
+            if not all_ready.done():
+                all_ready.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await all_ready
         gen.has_key = all(w.tls for w in workers)
         for err in gen.errors:
-            log.error("generation %d: %s", number, err)
+            log.log(logging.WARNING if gen.key_error_kind == KEY_UNAVAILABLE else logging.ERROR,
+                    "generation %d: %s", number, err)  # fmt: skip
+        for w in workers:
+            with contextlib.suppress(OSError):
+                w.pidfd = os.pidfd_open(w.pid)
         # Health may have changed while the generation started.
         gen.send({"op": "health", "healthy": sorted(self._healthy)})
         return gen
@@ -312,13 +609,25 @@ class LoadBalancer:
                         w.ready.set_result(None)
                 elif op == "error":
                     gen.errors.append(str(msg.get("message")))
+                    if msg.get("key"):
+                        gen.key_error = str(msg.get("message"))
+                        gen.key_error_kind = msg.get("kind")
+                elif op == "exited":  # the leader reaped a sibling
+                    gen.sibling_exits[int(msg["pid"])] = int(msg["returncode"])
                 elif op == "stopped":
                     w.stopped = True
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError):
             pass
         finally:
+            w.closed.set_result(None)
             self._metrics.retire(w.key)
             w.writer.close()
+            if w.pidfd >= 0:
+                os.close(w.pidfd)
+                w.pidfd = -1
+            if gen.gone:
+                self._live.discard(gen)
+            self._worker_exited(gen, w)
 
     @staticmethod
     async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float | None = None) -> int | None:
@@ -329,15 +638,36 @@ class LoadBalancer:
             await asyncio.sleep(0.01)
         return proc.returncode
 
+    async def _wait_gone(self, gen: Generation, timeout: float | None = None) -> bool:
+        """Every worker's channel closed and the leader reaped, within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for w in gen.workers:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(asyncio.shield(w.closed), remaining)
+            except TimeoutError:
+                return False
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if await self._wait_exit(gen.process, remaining) is None:
+            return False
+        self._live.discard(gen)
+        return True
+
+    async def _discard(self, gen: Generation) -> None:
+        """A generation that never served: kill it and wait for its processes."""
+        gen.kill()
+        await self._wait_gone(gen, 10.0)
+
     async def _retire(self, gen: Generation, mode: str) -> None:
         """Stop a generation and wait for its processes to exit (killed if they overstay)."""
+        gen.retiring = True
         gen.send({"op": "stop", "mode": mode})
         s = self.settings
         grace = (s.rotation_grace if mode == STOP_ROTATE else s.drain_timeout) + 5.0
-        if await self._wait_exit(gen.process, grace) is None:
+        if not await self._wait_gone(gen, grace):
             log.error("generation %d did not exit in time: killing it", gen.number)
-            gen.process.kill()
-            await self._wait_exit(gen.process)
+            gen.kill()
+            await self._wait_gone(gen, 10.0)
         for w in gen.workers:
             if w.task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -347,6 +677,7 @@ class LoadBalancer:
     async def _start_admin(self, host: str, port: int) -> None:
         async def metrics(_: web.Request) -> web.Response:
             body = render_prometheus(self.metrics_snapshot(), self.spec.name)
+            body += render_worker_status(self.status(), self.spec.name)
             return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
         async def health(_: web.Request) -> web.Response:
@@ -355,6 +686,7 @@ class LoadBalancer:
                     "loadBalancerName": self.spec.name,
                     "instanceHealthSummary": self.health_snapshot(),
                     "tls": self.has_key,
+                    "workers": self.status(),
                 }
             )
 

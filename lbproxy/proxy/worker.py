@@ -40,7 +40,15 @@ from typing import Any
 
 from lbproxy.config import settings_from_mapping
 from lbproxy.proxy.dataplane import STOP_REVOKE, STOP_SHUTDOWN, Dataplane
-from lbproxy.proxy.keys import KeySourceRef, die_with_parent, harden_key_holder, zero
+from lbproxy.proxy.keys import (
+    KEY_REFUSED,
+    KEY_UNAVAILABLE,
+    KeySourceRef,
+    KeyUnavailable,
+    die_with_parent,
+    harden_key_holder,
+    zero,
+)
 from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings, spec_from_mapping
 from lbproxy.proxy.tls import TlsTerminator, keyed_context
 from lbproxy.proxy.tlspolicies import get_policy
@@ -60,23 +68,43 @@ def _read_line(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     return bytes(data)
 
 
-def _load_keyed(key_source: dict[str, Any] | None, spec: LoadBalancerSpec) -> tuple[ssl.SSLContext | None, str | None]:
-    """(keyed context or None, error message or None). The key never leaves this function but in OpenSSL."""
+#: A sibling's parent-death signal: its leader died. It stays (and drains when told) only if the supervisor
+#: adopted it; any other new parent means the supervisor is gone too, and a key holder never outlives it.
+LEADER_GONE = signal.SIGUSR1
+
+
+def _load_keyed(
+    key_source: dict[str, Any] | None, spec: LoadBalancerSpec
+) -> tuple[ssl.SSLContext | None, dict[str, Any] | None]:
+    """(keyed context or None, the ``error`` message for the supervisor or None). The key never leaves this
+    function but in OpenSSL."""
     if not key_source:
         return None, None
     try:
         loaded = KeySourceRef.from_mapping(key_source).resolve().load()
+    except KeyUnavailable as exc:  # the supervisor keeps the key it has and tries again later
+        return None, _key_error(KEY_UNAVAILABLE, f"key unavailable: {exc}")
     except Exception as exc:  # the generation then serves without a key (fail closed), and says why
-        return None, f"key source failed: {type(exc).__name__}: {exc}"
+        return None, _key_error(KEY_REFUSED, f"key source failed: {type(exc).__name__}: {exc}")
     if loaded is None:
         return None, None
     chain, key = loaded
     try:
         return keyed_context(get_policy(spec.tls_policy_name), chain, key), None
     except (ssl.SSLError, OSError, ValueError) as exc:
-        return None, f"certificate or key refused: {exc}"
+        return None, _key_error(KEY_REFUSED, f"certificate or key refused: {exc}")
     finally:
         zero(key)
+
+
+def _key_error(kind: str, message: str) -> dict[str, Any]:
+    return {"op": "error", "key": True, "kind": kind, "message": message}
+
+
+def _stay_only_with_supervisor(supervisor: int) -> None:
+    """Exit now unless this process's parent is the supervisor (see ``LEADER_GONE``)."""
+    if os.getppid() != supervisor:
+        os._exit(1)
 
 
 async def _serve(
@@ -89,7 +117,9 @@ async def _serve(
     settings: ProxySettings,
     spec: LoadBalancerSpec,
     terminator: TlsTerminator,
-    error: str | None,
+    error: dict[str, Any] | None,
+    siblings: list[int],
+    supervisor: int,
 ) -> None:
     dp = Dataplane(
         spec,
@@ -106,7 +136,7 @@ async def _serve(
         writer.write(json.dumps(msg).encode() + b"\n")
 
     if error:
-        send({"op": "error", "message": error})
+        send(error)
     send({"op": "ready", "pid": os.getpid(), "worker": index, "tls": terminator.has_key})
     del terminator  # the Dataplane holds the only reference (dropped at stop)
     stop_mode = STOP_SHUTDOWN
@@ -114,6 +144,10 @@ async def _serve(
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    if index != 0:
+        loop.add_signal_handler(LEADER_GONE, _stay_only_with_supervisor, supervisor)
+    for pid in siblings:  # the leader reaps its siblings as they exit and tells the supervisor how
+        _watch_sibling(loop, pid, send)
 
     async def report() -> None:
         while True:
@@ -173,14 +207,35 @@ async def _serve(
         writer.close()
 
 
+def _watch_sibling(loop: asyncio.AbstractEventLoop, pid: int, send: Any) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+
+    def reap() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        with contextlib.suppress(ChildProcessError):
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got:
+                with contextlib.suppress(OSError, RuntimeError):
+                    send({"op": "exited", "pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+    loop.add_reader(fd, reap)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lbproxy.proxy.worker")
     parser.add_argument("--http", type=int, default=-1)
     parser.add_argument("--https", type=int, default=-1)
     parser.add_argument("--ctrl", required=True, help="comma-separated control socket fds, one per worker")
     parser.add_argument("--generation", type=int, default=0)
+    parser.add_argument("--supervisor", type=int, default=0, help="the supervisor's pid (default: the parent)")
     args = parser.parse_args(argv)
     die_with_parent()
+    supervisor = args.supervisor or os.getppid()
+    _stay_only_with_supervisor(supervisor)  # (it may have died before the line above)
     ctrl_fds = [int(x) for x in args.ctrl.split(",")]
     ctrl0 = socket.socket(fileno=ctrl_fds[0])
     cfg = json.loads(_read_line(ctrl0))
@@ -197,12 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     # Fork the siblings now: they share the base context's session-ticket keys and the keyed context.
     index = 0
     children: list[int] = []
+    leader = os.getpid()
     for i in range(1, len(ctrl_fds)):
         pid = os.fork()
         if pid == 0:
             index = i
             children = []
-            die_with_parent()
+            # Outlive a dead leader only as the supervisor's adopted child (it drains this process).
+            signal.signal(LEADER_GONE, lambda *_: _stay_only_with_supervisor(supervisor))
+            die_with_parent(LEADER_GONE)
+            if os.getppid() not in (leader, supervisor):  # orphaned before the line above
+                os._exit(1)
             break
         children.append(pid)
     if index != 0:
@@ -218,7 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     try:
-        uvloop.run(_serve(index, args.generation, ctrl, http_sock, https_sock, cfg, settings, spec, terminator, error))
+        uvloop.run(
+            _serve(
+                index, args.generation, ctrl, http_sock, https_sock, cfg, settings, spec, terminator, error,
+                children, supervisor,
+            )
+        )  # fmt: skip
     except Exception:
         log.exception("worker %d of generation %d failed", index, args.generation)
         rc = 1

@@ -8,7 +8,8 @@ import pytest
 from botocore.credentials import ReadOnlyCredentials
 
 from lbproxy.principals import Principal
-from lbproxy.proxy.controllink import ControlClient, ControlError, EventSubscription, Signer
+from lbproxy.proxy.controllink import ControlClient, ControlError, Signer
+from lbproxy.proxy.eventstream import EventSubscription
 from lbproxy.testing import ControlThread
 
 

@@ -1,0 +1,80 @@
+"""``ControlKeySource``: the certificate's private key, from the control plane, through the grant.
+
+A generation leader (``worker.py``) resolves it from a ``KeySourceRef`` and calls ``load()``; nothing else
+does. It authenticates as the load balancer's own principal (credentials from the environment the worker
+inherited, botocore's chain), fetches the load balancer's configuration with the sealed bundle, calls KMS
+``Decrypt`` on the data key under the grant's encryption context, and opens the private key into a
+``bytearray`` (every intermediate buffer wiped). An unreachable or failing control plane raises
+``keys.KeyUnavailable`` (the supervisor keeps the key it has and retries); a refusal raises anything else.
+Kept small so that a replacement worker starts fast (no aiohttp).
+"""
+
+from __future__ import annotations
+
+import base64
+
+from lbproxy.proxy.controllink import ControlClient, ControlError, Signer, load_credentials
+from lbproxy.proxy.keys import KeyUnavailable
+
+
+def config_path(name: str) -> str:
+    return f"/dataplane/v1/load-balancers/{name}"
+
+
+class KeySourceError(RuntimeError):
+    """The key could not be loaded (the message says why; it never contains key material)."""
+
+
+class ControlKeySource:
+    """``KeySource`` for a generation leader: the key through the grant, straight into a ``bytearray``.
+
+    Runs only in the key-holding process; credentials come from the environment it inherited
+    (botocore's chain). ``expect_certificate`` pins the ACM certificate the supervisor decided on: if the
+    control plane now answers with another (or none), nothing is loaded and the supervisor refetches.
+    """
+
+    def __init__(self, control_url: str, name: str, expect_certificate: str | None = None) -> None:
+        self.control_url = control_url
+        self.name = name
+        self.expect_certificate = expect_certificate
+
+    def load(self) -> tuple[bytes, bytearray] | None:
+        try:
+            return self._load()
+        except ControlError as exc:
+            if exc.code == "Unreachable" or exc.status >= 500:  # unreachable or failing: nothing was refused
+                raise KeyUnavailable(str(exc)) from None
+            raise
+
+    def _load(self) -> tuple[bytes, bytearray] | None:
+        from lbproxy.certs.sealed import open_sealed_key, pem_private_key, wipe
+
+        creds, region = load_credentials()
+        client = ControlClient(self.control_url, Signer(creds, region))
+        cfg = client.get_json(config_path(self.name))
+        cert = cfg.get("certificate")
+        if not cert or not ((cfg.get("listeners") or {}).get("https") or {}).get("enabled"):
+            raise KeySourceError("no issued certificate is attached to the load balancer any more")
+        if self.expect_certificate and cert.get("acmCertificateArn") != self.expect_certificate:
+            raise KeySourceError(
+                f"the attached certificate changed ({cert.get('acmCertificateArn')}, expected "
+                f"{self.expect_certificate}); the supervisor will load the new one"
+            )
+        bundle = cert["bundle"]
+        token = (cert.get("grant") or {}).get("grantToken")
+        data_key = client.decrypt_data_key(
+            base64.b64decode(bundle["EncryptedDataKey"]),
+            cert.get("encryptionContext") or bundle["EncryptionContext"],
+            [token] if token else None,
+        )
+        try:
+            der = open_sealed_key(bundle, data_key)
+        finally:
+            wipe(data_key)
+        try:
+            pem = pem_private_key(der)
+        finally:
+            wipe(der)
+        chain = (cert.get("certificatePem") or bundle["Certificate"]).rstrip("\n") + "\n"
+        chain += (cert.get("chainPem") or bundle.get("CertificateChain") or "").rstrip("\n") + "\n"
+        return chain.encode(), pem
