@@ -29,6 +29,14 @@ class Database:
         with self._lock:
             self._conn.executescript(ddl)
 
+    def ensure_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Add the ``columns`` (name -> SQL type and default) a table made by an older version lacks."""
+        with self._lock:
+            have = {row["name"] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, ddl in columns.items():
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A (re-entrant) write transaction; nested calls join the outer one."""

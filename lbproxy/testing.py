@@ -85,6 +85,9 @@ class ControlThread:
         )
 
     def stop(self) -> None:
+        if not self._thread.is_alive():
+            return  # (stopped already)
+
         async def _stop() -> None:
             if self.server is not None:
                 await self.server.stop()

@@ -579,6 +579,11 @@ def _normalize_key_state(name: str, value: Any) -> dict[str, Any]:
         "fingerprint": d.get("fingerprint") or d.get("certificateFingerprint"),
         "certificate": d.get("certificate") or d.get("certificateName") or d.get("certificateArn"),
         "reason": d.get("reason"),
+        "workers": d.get("workers"),
+        "workersExpected": d.get("workersExpected"),
+        "restarts": d.get("restarts"),
+        "lastExit": d.get("lastExit"),
+        "degraded": d.get("degraded"),
         "reported": True,
     }
 

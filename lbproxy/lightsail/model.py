@@ -119,13 +119,26 @@ CREATE TABLE IF NOT EXISTS ls_key_states (
     serial TEXT,
     fingerprint TEXT,
     workers INTEGER NOT NULL DEFAULT 0,
-    reported_at REAL NOT NULL
+    reported_at REAL NOT NULL,
+    workers_expected INTEGER NOT NULL DEFAULT 0,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    last_exit TEXT,
+    degraded TEXT
 );
 """
 
 #: What a data plane reports about its key (never key material): ``state`` and its time, the certificate's
-#: ARN, serial and SHA-256 fingerprint, how many key-holding workers serve.
+#: ARN, serial and SHA-256 fingerprint; and its worker processes: how many serve and were asked for, how
+#: many exited unasked (``restarts``), the last such exit, and why it is degraded (None: it is not).
+#: ``loaded`` means a live worker process holds the key.
 KEY_STATES = ("loaded", "wiped", "none")
+#: ``ls_key_states`` columns added after its first version (a data dir made before gets them on start).
+_KEY_STATE_COLUMNS_ADDED = {
+    "workers_expected": "INTEGER NOT NULL DEFAULT 0",
+    "restarts": "INTEGER NOT NULL DEFAULT 0",
+    "last_exit": "TEXT",
+    "degraded": "TEXT",
+}
 
 SOURCE_FILE = "file"
 SOURCE_API = "api"
@@ -207,6 +220,7 @@ class LightsailService:
         self._instances_file: Path | None = settings.instances_file
         self._lock = threading.RLock()
         db.ensure_schema(_SCHEMA)
+        db.ensure_columns("ls_key_states", _KEY_STATE_COLUMNS_ADDED)
         if self._instances_file is not None:
             self.apply_instances_file(load_instances_file(self._instances_file))
 
@@ -787,14 +801,18 @@ class LightsailService:
                 "ignoredInstances": ignored, "lastEventId": self._events.last_id()}
 
     def _store_key_state(self, tx: Any, lb: LoadBalancer, ks: dict[str, Any], now: float) -> None:
-        prev = tx.execute("SELECT state, since, fingerprint FROM ls_key_states WHERE lb_name = ?",
+        prev = tx.execute("SELECT state, since, fingerprint, degraded, restarts FROM ls_key_states WHERE lb_name = ?",
                           (lb.name,)).fetchone()
         tx.execute(
-            "INSERT OR REPLACE INTO ls_key_states VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO ls_key_states (lb_name, state, since, certificate_arn, serial, fingerprint,"
+            " workers, reported_at, workers_expected, restarts, last_exit, degraded)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (lb.name, ks["state"], ks["since"], ks["certificateArn"], ks["serial"], ks["fingerprint"],
-             ks["workers"], now),
+             ks["workers"], now, ks["workersExpected"], ks["restarts"], ks["lastExit"], ks["degraded"]),
         )
-        if prev is None or (prev["state"], prev["fingerprint"]) != (ks["state"], ks["fingerprint"]):
+        if prev is None or (prev["state"], prev["fingerprint"], prev["degraded"], prev["restarts"]) != (
+            ks["state"], ks["fingerprint"], ks["degraded"], ks["restarts"]
+        ):
             # Admin-only audience: the dashboard follows it; the data plane needs no echo of itself.
             self._events.publish(EVENT_KEY_STATE, {**self._lb_ref(lb), "keyState": ks}, [])
 
@@ -804,7 +822,8 @@ class LightsailService:
             r["lb_name"]: {
                 "state": r["state"], "since": r["since"], "certificateArn": r["certificate_arn"],
                 "serial": r["serial"], "fingerprint": r["fingerprint"], "workers": r["workers"],
-                "reportedAt": r["reported_at"],
+                "workersExpected": r["workers_expected"], "restarts": r["restarts"], "lastExit": r["last_exit"],
+                "degraded": r["degraded"], "reportedAt": r["reported_at"],
             }
             for r in self._db.query("SELECT * FROM ls_key_states ORDER BY lb_name")
         }
@@ -1065,7 +1084,8 @@ def _parse_key_state(raw: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(raw, Mapping):
         raise InvalidInputException("invalid keyState: expected an object")
-    unknown = sorted(set(raw) - {"state", "since", "certificateArn", "serial", "fingerprint", "workers", "leasedOut"})
+    unknown = sorted(set(raw) - {"state", "since", "certificateArn", "serial", "fingerprint", "workers", "leasedOut",
+                                 "workersExpected", "restarts", "lastExit", "degraded"})
     if unknown:
         raise InvalidInputException(f"unknown keyState field(s): {', '.join(unknown)}")
     state = raw.get("state")
@@ -1075,13 +1095,20 @@ def _parse_key_state(raw: Any) -> dict[str, Any] | None:
     if isinstance(since, bool) or not isinstance(since, int | float):
         raise InvalidInputException(f"invalid keyState.since: {since!r} (expected epoch seconds)")
     out: dict[str, Any] = {"state": state, "since": float(since)}
-    for name in ("certificateArn", "serial", "fingerprint"):
+    for name in ("certificateArn", "serial", "fingerprint", "lastExit", "degraded"):
         value = raw.get(name)
         if value is not None and not isinstance(value, str):
             raise InvalidInputException(f"invalid keyState.{name}: {value!r} (expected a string)")
+        if value is not None and len(value) > MAX_KEY_STATE_TEXT:
+            raise InvalidInputException(f"invalid keyState.{name}: longer than {MAX_KEY_STATE_TEXT} characters")
         out[name] = value
-    workers = raw.get("workers", 0)
-    if isinstance(workers, bool) or not isinstance(workers, int):
-        raise InvalidInputException(f"invalid keyState.workers: {workers!r} (expected an integer)")
-    out["workers"] = workers
+    for name in ("workers", "workersExpected", "restarts"):
+        number = raw.get(name, 0)
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise InvalidInputException(f"invalid keyState.{name}: {number!r} (expected a non-negative integer)")
+        out[name] = number
     return out
+
+
+#: The longest text a data plane may report in a key state field (a reason, an ARN).
+MAX_KEY_STATE_TEXT = 1024

@@ -16,8 +16,10 @@ material):
    - instances/attributes changed -> refetch, ``update()`` (live, no connection dropped).
    A refetch that finds the certificate gone also revokes, so a missed event cannot leave a key loaded.
 3. Report instance health, metric counters (increments since the last report) and the key state
-   (``loaded``/``wiped``/``none``, since when, certificate fingerprint — never key material) every
-   ``report_interval`` seconds (``POST .../report``).
+   (``loaded``/``wiped``/``none``, since when, certificate fingerprint — never key material — and the
+   worker processes: serving / asked for, unasked exits, why the data plane is degraded) every
+   ``report_interval`` seconds and soon after the workers change (``POST .../report``). ``loaded`` means a
+   live worker process holds the key.
 4. If the control plane is unreachable it keeps serving with the key it has and reconnects with backoff;
    with ``key_lease`` > 0 it fails closed (revokes) after that many seconds without contact, and loads
    the key again once contact is back and the grant still holds.
@@ -134,6 +136,10 @@ class DataPlaneAgent:
         self._last_counters: dict[str, float] = {}
         self._subscription: EventSubscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: A refresh that could not reach the control plane, retried in the background (and whether it had
+        #: to rotate the key).
+        self._refresh_retry: asyncio.Task[None] | None = None
+        self._refresh_force = False
         self._lock = asyncio.Lock()
         self.ready = asyncio.Event()
         #: Set when the control plane deleted this load balancer: ``lbproxy lb`` then exits.
@@ -186,6 +192,8 @@ class DataPlaneAgent:
         self.ready.set()
 
     async def stop(self) -> None:
+        if self._refresh_retry is not None:
+            self._tasks.append(self._refresh_retry)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -269,12 +277,39 @@ class DataPlaneAgent:
             self._set_key_state("wiped")
 
     async def refresh(self, force_rotate: bool = False) -> None:
-        """Refetch the configuration and bring the supervisor in line with it."""
+        """Refetch the configuration and bring the supervisor in line with it. If the control plane cannot
+        be reached, the refresh is retried with backoff until it can (a change is never left half-seen)."""
         try:
             cfg = await self.fetch()
         except ControlError as exc:
-            log.warning("refresh failed: %s", exc)
+            self._refresh_force |= force_rotate
+            if self._refresh_retry is None or self._refresh_retry.done():
+                log.warning("refresh failed: %s; retrying until the control plane answers", exc)
+                self._refresh_retry = asyncio.get_running_loop().create_task(self._refresh_later())
             return
+        force_rotate |= self._refresh_force
+        self._refresh_force = False
+        if self._refresh_retry is not None and self._refresh_retry is not asyncio.current_task():
+            self._refresh_retry.cancel()
+            self._refresh_retry = None
+        await self._apply(cfg, force_rotate)
+
+    async def _refresh_later(self, max_backoff: float = 5.0) -> None:
+        backoff = 0.2
+        while True:
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+            try:
+                cfg = await self.fetch()
+            except ControlError:
+                continue
+            force, self._refresh_force = self._refresh_force, False
+            log.info("control plane reachable again: configuration refreshed")
+            self._refresh_retry = None
+            await self._apply(cfg, force)
+            return
+
+    async def _apply(self, cfg: dict[str, Any], force_rotate: bool) -> None:
         async with self._lock:
             spec = spec_from_config(cfg)
             view = CertificateView.from_config(cfg)
@@ -312,13 +347,23 @@ class DataPlaneAgent:
             for h in self.lb.health_snapshot()
         ]
         cert = self.certificate
+        status = self.lb.status()
+        # Never "loaded" for a key no live process holds (a killed worker took it with it).
+        if status["keyHeld"]:
+            self._set_key_state("loaded")
+        elif self.key_state == "loaded":
+            self._set_key_state("wiped")
         key_state = {
             "state": self.key_state,
             "since": self.key_state_since,
             "certificateArn": cert.acm_arn if cert else None,
             "serial": cert.serial if cert else None,
             "fingerprint": cert.fingerprint if cert else None,
-            "workers": len(self.lb.worker_pids()),
+            "workers": status["workers"],
+            "workersExpected": status["workersExpected"],
+            "restarts": status["restarts"],
+            "lastExit": status["lastExit"],
+            "degraded": status["degraded"],
             "leasedOut": self.leased_out,
         }
         return {"instances": instances, "metrics": metrics, "keyState": key_state}
@@ -327,12 +372,24 @@ class DataPlaneAgent:
         self.client.post_json(config_path(self.name) + "/report", self.report_body())
 
     async def _report_loop(self) -> None:
+        changed = self.lb.status_changed
+        failing: str | None = None
         while True:
-            await asyncio.sleep(self.report_interval)
+            # Every ``report_interval``, and soon after the workers change (a crash, a replacement).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), self.report_interval)
+                await asyncio.sleep(0.1)  # (let a burst of changes settle into one report)
+            changed.clear()
             try:
                 await asyncio.to_thread(self._report_once)
             except ControlError as exc:
-                log.warning("report failed: %s", exc)
+                if failing != exc.message:  # once per change, not once per interval
+                    log.warning("report failed: %s", exc)
+                failing = exc.message
+            else:
+                if failing is not None:
+                    log.info("reports reach the control plane again")
+                failing = None
 
     async def _lease_loop(self) -> None:
         assert self._subscription is not None

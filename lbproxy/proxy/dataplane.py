@@ -11,9 +11,9 @@
   and close deadlines (``tls_deadlines``), expires refusal marks and closes stale pooled connections;
 - the lifecycle: ``start`` / ``update(spec)`` / ``set_healthy`` / ``revoke_tls`` / ``stop(mode)``, where
   ``stop`` is the written shutdown order: stop accepting, refuse handshakes (revoke/shutdown), let
-  in-flight exchanges finish (and closed TLS connections finish sending) within the drain time, close
-  idle connections (TLS ones with close_notify; ``TlsConnection.close`` drops the SSL object at once),
-  abort the rest.
+  in-flight exchanges and TLS handshakes finish (and closed TLS connections finish sending) within the
+  drain time, close idle connections (TLS ones with close_notify; ``TlsConnection.close`` drops the SSL
+  object at once), abort the rest.
 - the access log (ALB's format, logger ``lbproxy.access``; None when off: no per-request cost).
 """
 
@@ -184,14 +184,14 @@ class Dataplane:
         s = self.settings
         started = time.monotonic()
         while True:
-            flushing = self._tls_flushing()
-            if not self.connections and not flushing:
+            tls_busy = self._tls_busy()
+            if not self.connections and not tls_busy:
                 break
             rotating = self.stop_mode == STOP_ROTATE
             grace = s.rotation_grace if rotating else s.drain_timeout
             if time.monotonic() - started >= grace:
                 break
-            if not rotating and not flushing and all(c.idle() for c in self.connections):
+            if not rotating and not tls_busy and all(c.idle() for c in self.connections):
                 break
             await asyncio.sleep(0.02)
         self.draining = True  # (a connection accepted before the listener closed is refused now)
@@ -209,9 +209,10 @@ class Dataplane:
         self.terminator = None
         await asyncio.sleep(0)
 
-    def _tls_flushing(self) -> bool:
-        """A closed TLS connection still sends its last response (``stop`` lets it, within the grace)."""
-        return any(tls.flushing() for tls in self.tls_deadlines)
+    def _tls_busy(self) -> bool:
+        """A TLS connection is in its handshake, or closed and still sending its last response (``stop``
+        lets both finish, within the grace)."""
+        return any(tls.busy() for tls in self.tls_deadlines)
 
     # -- the sweeper -------------------------------------------------------------------------------
     def _sweep(self) -> None:

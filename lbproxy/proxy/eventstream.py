@@ -47,6 +47,7 @@ class EventSubscription:
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         backoff = self._min_backoff
+        failures = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
@@ -56,13 +57,19 @@ class EventSubscription:
                     async with session.get(url, headers=headers) as resp:
                         if resp.status != 200:
                             raise ControlError(resp.status, "EventStream", (await resp.text())[:200])
+                        if failures:
+                            log.info("event stream: connected again after %d failed attempts", failures)
+                        failures = 0
                         self.connected = True
                         self.last_contact = time.monotonic()
                         backoff = self._min_backoff
                         async for event in _parse_sse(resp, self):
                             yield event
                 except (aiohttp.ClientError, ControlError, TimeoutError, ConnectionError) as exc:
-                    log.warning("event stream: %s; reconnecting in %.1fs", exc, backoff)
+                    # The first failure at WARNING, the retries that follow at DEBUG (once per state change).
+                    log.log(logging.DEBUG if failures else logging.WARNING,
+                            "event stream: %s; reconnecting in %.1fs", exc, backoff)  # fmt: skip
+                    failures += 1
                 self.connected = False
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self._max_backoff)

@@ -56,7 +56,9 @@ class ControlKeySource:
         if not cert or not ((cfg.get("listeners") or {}).get("https") or {}).get("enabled"):
             raise KeySourceError("no issued certificate is attached to the load balancer any more")
         if self.expect_certificate and cert.get("acmCertificateArn") != self.expect_certificate:
-            raise KeySourceError(
+            # Not a refusal: the supervisor keeps the key it has until the agent's refresh (which follows the
+            # same change) asks for the new certificate, or a revocation takes the key away.
+            raise KeyUnavailable(
                 f"the attached certificate changed ({cert.get('acmCertificateArn')}, expected "
                 f"{self.expect_certificate}); the supervisor will load the new one"
             )

@@ -201,6 +201,8 @@ class LoadBalancer:
         self._backoff = RestartBackoff(settings.restart_backoff, settings.restart_backoff_max,
                                        settings.restart_backoff_reset)  # fmt: skip
         self._converge_wanted = asyncio.Event()
+        #: Set whenever what ``status()`` says may have changed (the agent reports soon after).
+        self.status_changed = asyncio.Event()
         self._healer: asyncio.Task[None] | None = None
         self._next_attempt: float | None = None
         #: The control plane refused the key (not just unreachable): serve without it, do not retry.
@@ -363,6 +365,7 @@ class LoadBalancer:
         """``new`` becomes the current generation; the previous one drains like a rotation."""
         old, self._gen = self._gen, new
         new.starting = False
+        self.status_changed.set()
         self.key_error = None
         if new.key_source is not None and not new.has_key:
             self.key_error = new.key_error or "the key was not loaded"
@@ -391,6 +394,7 @@ class LoadBalancer:
         Logged once per change of reason (``logged``: the caller logs it itself)."""
         before = self._backoff.reason
         self._backoff.failed(time.monotonic(), reason)
+        self.status_changed.set()
         if reason != before and not logged:
             log.warning("%s", reason)
         self._converge_wanted.set()
@@ -416,6 +420,7 @@ class LoadBalancer:
         """A worker's control channel ended: account for the exit, and replace the generation if it was
         the current one and the exit was not asked for."""
         unasked = not w.stopped and not gen.killed
+        self.status_changed.set()
         task = asyncio.get_running_loop().create_task(self._account_exit(gen, w, unasked))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

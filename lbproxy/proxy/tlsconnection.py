@@ -334,9 +334,12 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
             return obj.cipher()
         return obj.getpeercert()
 
-    def flushing(self) -> bool:
-        """Closed, with response bytes still to send (``Dataplane.stop`` waits for them)."""
-        return self.secure and self.closing and self.tr.get_write_buffer_size() > 0
+    def busy(self) -> bool:
+        """In its handshake, or closed with response bytes still to send (``Dataplane.stop`` waits for both:
+        a client mid-handshake when a rotation begins gets its response from the old generation)."""
+        if not self.secure:
+            return not self.closing
+        return self.closing and self.tr.get_write_buffer_size() > 0
 
     def expire(self) -> None:
         """The handshake or the close took too long (``Dataplane``'s sweeper), or the data plane stops:

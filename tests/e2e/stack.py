@@ -222,6 +222,63 @@ def handshake_fails(port: int, ctx: ssl.SSLContext) -> bool:
     return not handshake_ok(port, ctx)
 
 
+@dataclass
+class ControlProcess:
+    """``lbproxy control`` as a real process on a fixed port (so it can be ``kill -9``-ed and restarted
+    over the same data dir); its log goes to ``DATA_DIR/../control-N.log``."""
+
+    data_dir: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ControlProcess:
+        self.starts += 1
+        log = open(self.data_dir.parent / f"control-{self.starts}.log", "wb")  # noqa: SIM115
+        with log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lbproxy", "control", "--data-dir", str(self.data_dir),
+                 "--listen", f"127.0.0.1:{self.port}", "--validation-delay", "0"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+        def healthy() -> bool:
+            try:
+                return get(self.url + "/healthz", timeout=1)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(healthy, timeout=20)
+        return self
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown of any kind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def client(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        key_id, secret = self._admin()
+        return boto3.client(
+            service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key_id,
+            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}),
+        )  # fmt: skip
+
+    def _admin(self) -> tuple[str, str]:
+        import configparser
+
+        creds = configparser.ConfigParser()
+        creds.read(self.data_dir / "credentials")
+        return creds["admin"]["aws_access_key_id"], creds["admin"]["aws_secret_access_key"]
+
+
 def make_stack(tmp: Path) -> Stack:
     from lbproxy.clock import SystemClock
 

@@ -3,6 +3,8 @@
 - ``raw``: send bytes, read what comes back until the peer closes or a timeout.
 - ``request``: one request on a fresh connection, parsed.
 - ``read_response``: read one HTTP/1.1 response (Content-Length, chunked or close) from a stream.
+- ``running`` / ``multiprocess_settings``: a real ``LoadBalancer`` (supervisor and worker processes).
+- ``server_pid_for``: which worker process holds the server side of a client's connection (via /proc).
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import contextlib
 import dataclasses
 import json
 import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+
+from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings
+from lbproxy.proxy.supervisor import LoadBalancer
 
 
 async def raw(
@@ -120,3 +127,52 @@ async def request(
         writer.transport.abort()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+
+
+# -- multi-process -----------------------------------------------------------------------------------
+
+
+def multiprocess_settings(**kw: Any) -> ProxySettings:
+    """Settings for a ``LoadBalancer`` on port 0 with short intervals (tests)."""
+    base = dict(
+        http_listen="127.0.0.1:0",
+        https_listen="127.0.0.1:0",
+        metrics_interval=0.2,
+        health_check_interval=0.5,
+        health_check_timeout=0.5,
+        drain_timeout=2.0,
+        rotation_grace=5.0,
+    )
+    base.update(kw)
+    return ProxySettings(**base)
+
+
+@contextlib.asynccontextmanager
+async def running(spec: LoadBalancerSpec, settings: ProxySettings, key_source: Any) -> AsyncIterator[LoadBalancer]:
+    """A ``LoadBalancer`` (supervisor + worker processes) for the duration of the block."""
+    lb = LoadBalancer(spec, settings, key_source)
+    await lb.start()
+    try:
+        yield lb
+    finally:
+        await lb.stop()
+
+
+def server_pid_for(client_port: int, pids: list[int]) -> int | None:
+    """Which worker holds the server side of the connection from ``client_port`` (via /proc)."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        remote = parts[2]
+        if int(remote.split(":")[1], 16) == client_port and parts[3] == "01":
+            inode = parts[9]
+            break
+    if inode is None:
+        return None
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if fd.readlink().name == f"socket:[{inode}]" or str(fd.readlink()) == f"socket:[{inode}]":
+                        return pid
+    return None

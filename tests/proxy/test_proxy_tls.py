@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from proxy_helpers import read_response, request
+from proxy_helpers import multiprocess_settings, read_response, request, running, server_pid_for
 
-from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings
-from lbproxy.proxy.supervisor import LoadBalancer
+from lbproxy.proxy.spec import LoadBalancerSpec
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,50 +85,6 @@ async def test_keyless_listener_refuses_handshakes(backend_factory, dataplane_fa
 # -- multi-process -----------------------------------------------------------------------------------
 
 
-def _settings(**kw) -> ProxySettings:  # type: ignore[no-untyped-def]
-    base = dict(
-        http_listen="127.0.0.1:0",
-        https_listen="127.0.0.1:0",
-        metrics_interval=0.2,
-        health_check_interval=0.5,
-        health_check_timeout=0.5,
-        drain_timeout=2.0,
-        rotation_grace=5.0,
-    )
-    base.update(kw)
-    return ProxySettings(**base)
-
-
-@contextlib.asynccontextmanager
-async def running(spec: LoadBalancerSpec, settings: ProxySettings, key_source):  # type: ignore[no-untyped-def]
-    lb = LoadBalancer(spec, settings, key_source)
-    await lb.start()
-    try:
-        yield lb
-    finally:
-        await lb.stop()
-
-
-def _server_pid_for(client_port: int, pids: list[int]) -> int | None:
-    """Which worker holds the server side of the connection from ``client_port`` (via /proc)."""
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        parts = line.split()
-        remote = parts[2]
-        if int(remote.split(":")[1], 16) == client_port and parts[3] == "01":
-            inode = parts[9]
-            break
-    if inode is None:
-        return None
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if fd.readlink().name == f"socket:[{inode}]" or str(fd.readlink()) == f"socket:[{inode}]":
-                        return pid
-    return None
-
-
 def _tls_get(port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None, pids: list[int]):  # type: ignore[no-untyped-def]
     with (
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw_sock,
@@ -139,7 +94,7 @@ def _tls_get(port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None, pid
         data = b""
         while b"\r\n\r\n" not in data:
             data += s.recv(65536)
-        owner = _server_pid_for(s.getsockname()[1], pids)
+        owner = server_pid_for(s.getsockname()[1], pids)
         assert data.startswith(b"HTTP/1.1 200")
         time.sleep(0.02)  # let the TLS 1.3 tickets arrive
         with contextlib.suppress(ssl.SSLError, OSError):
@@ -151,7 +106,7 @@ def _tls_get(port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None, pid
 async def test_session_resumption_across_workers(backend_factory, tls_files) -> None:
     a = await backend_factory("a")
     spec = LoadBalancerSpec(name="lb", instances=(a.spec,), https_enabled=True)
-    async with running(spec, _settings(workers=2), tls_files.key_source()) as lb:
+    async with running(spec, multiprocess_settings(workers=2), tls_files.key_source()) as lb:
         pids = lb.worker_pids()
         assert len(pids) == 2
         ctx = tls_files.client_context()
@@ -194,7 +149,7 @@ async def test_handshake_counters_full_and_resumed(backend_factory, dataplane_fa
 async def test_revocation_refuses_tls_keeps_http(backend_factory, tls_files) -> None:
     a = await backend_factory("a")
     spec = LoadBalancerSpec(name="lb", instances=(a.spec,), https_enabled=True)
-    async with running(spec, _settings(workers=1), tls_files.key_source()) as lb:
+    async with running(spec, multiprocess_settings(workers=1), tls_files.key_source()) as lb:
         old_pids = lb.worker_pids()
         ctx = tls_files.client_context()
         assert (await request(lb.https_port, ssl_ctx=ctx)).status == 200
@@ -224,7 +179,7 @@ async def test_rotation_keeps_open_connection(backend_factory, tls_files, tls_fa
     a = await backend_factory("a")
     spec = LoadBalancerSpec(name="lb", instances=(a.spec,), https_enabled=True)
     new = tls_factory()
-    async with running(spec, _settings(workers=1), tls_files.key_source()) as lb:
+    async with running(spec, multiprocess_settings(workers=1), tls_files.key_source()) as lb:
         ctx = tls_files.client_context()
         reader, writer = await asyncio.open_connection("127.0.0.1", lb.https_port, ssl=ctx, server_hostname="localhost")
         writer.write(b"GET /before HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -251,7 +206,7 @@ async def test_rotation_keeps_open_connection(backend_factory, tls_files, tls_fa
 async def test_supervisor_health_and_update(backend_factory, tls_files) -> None:
     a, b = await backend_factory("a"), await backend_factory("b")
     spec = LoadBalancerSpec(name="lb", instances=(a.spec,), health_check_path="/status/200")
-    async with running(spec, _settings(admin_listen="127.0.0.1:0"), None) as lb:
+    async with running(spec, multiprocess_settings(admin_listen="127.0.0.1:0"), None) as lb:
         assert lb.health_snapshot() == [
             {"instanceName": "a", "instanceHealth": "healthy", "instanceHealthReason": None}
         ]

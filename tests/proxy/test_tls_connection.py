@@ -280,7 +280,9 @@ async def test_stop_lets_a_closed_connection_finish_sending(backend_factory, dat
             tls.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         await client.send(b"GET /big?size=%d HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % size)
         # Not reading: the response fills the buffers, the Downstream closes, bytes are left to send.
-        await _until(lambda: any(t.flushing() for t in lb.dp.tls_deadlines) and not lb.dp.connections, timeout=10)
+        await _until(
+            lambda: any(t.busy() and t.secure for t in lb.dp.tls_deadlines) and not lb.dp.connections, timeout=10
+        )
         stopping = asyncio.create_task(lb.dp.stop())
         await asyncio.sleep(0.2)
         assert not stopping.done()

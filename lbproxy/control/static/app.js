@@ -223,6 +223,7 @@
 
   function keyStateBadge(ks) {
     const st = (ks && ks.state) || "NONE";
+    if (st === "LOADED" && ks.degraded) return badge("LOADED · DEGRADED", "warn", { "data-keystate": st, "data-degraded": "true" });
     if (st === "LOADED") return badge("LOADED · in memory", "ok", { "data-keystate": st });
     if (st === "WIPED") return badge("WIPED", "bad", { "data-keystate": st });
     if (st === "NONE") return badge("NO KEY", "muted", { "data-keystate": st });
@@ -463,6 +464,9 @@
       ["Certificate", d && d.certificate ? shortArn(d.certificate) : ""],
       ["Fingerprint", d && d.fingerprint ? h("span", { class: "mono small" }, d.fingerprint) : ""],
       ["Reason", d && d.reason],
+      ["Workers", d && d.workersExpected ? d.workers + " of " + d.workersExpected + " serving" : ""],
+      ["Degraded", d && d.degraded ? h("span", { class: "warn-text", "data-degraded-reason": "" }, d.degraded) : ""],
+      ["Worker restarts", d && d.restarts ? String(d.restarts) + (d.lastExit ? " (last: " + d.lastExit + ")" : "") : ""],
     ]);
   }
 
