@@ -23,6 +23,7 @@ from aiohttp import web
 from botocore.credentials import ReadOnlyCredentials
 
 from lbproxy.backend import make_app
+from lbproxy.control import dashboard
 from lbproxy.control.app import bound_port
 from lbproxy.lightsail.dataplane import install_routes
 from lbproxy.proxy.controllink import ControlClient, Signer
@@ -107,6 +108,13 @@ class Stack:
         self.control.client("lightsail").attach_load_balancer_tls_certificate(
             loadBalancerName=self.lb_name, certificateName=cert.lightsail_name
         )
+
+    def dashboard_state(self) -> dict[str, Any]:
+        """What the dashboard's page reads (``GET /dashboard/api/state`` with its token)."""
+        token = (self.control.settings.data_dir / dashboard.TOKEN_FILE).read_text().strip()
+        req = urllib.request.Request(self.control.url + "/dashboard/api/state", headers={dashboard.TOKEN_HEADER: token})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
 
     def grants(self) -> list[dict[str, Any]]:
         return self.control.client("kms").list_grants(KeyId="alias/aws/acm")["Grants"]  # type: ignore[no-any-return]
@@ -282,7 +290,9 @@ class ControlProcess:
 def make_stack(tmp: Path) -> Stack:
     from lbproxy.clock import SystemClock
 
-    ct = ControlThread(tmp / "data", clock=SystemClock(), validation_delay=0.0, installers=[install_routes])
+    ct = ControlThread(
+        tmp / "data", clock=SystemClock(), validation_delay=0.0, installers=[install_routes, dashboard.install]
+    )
     return Stack(ct.start(), tmp)
 
 
