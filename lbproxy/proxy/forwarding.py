@@ -6,7 +6,7 @@ Pure functions and byte tables, no I/O; everything constant is built once at imp
   client's header lines minus hop-by-hop ones (done by ``framing.parse_request_head``), Host kept,
   ``X-Forwarded-For`` appended with the client address, ``X-Forwarded-Proto`` and ``X-Forwarded-Port``
   set by the listener, body framing re-stated (``Transfer-Encoding: chunked`` or ``Content-Length``),
-  ``Connection: upgrade`` only for protocol switches.
+  ``Connection: upgrade`` only for a switch to WebSocket (the only upgrade ``framing`` forwards).
 - ``RESPONSE_HOP_BY_HOP``: response header names never relayed to the client.
 - ``status_line``: ``HTTP/1.1 <code> <reason>\\r\\n`` from a table built at import (uvicorn's STATUS_LINE).
 - ``error_response`` / ``redirect_response``: the load balancer's own small responses (ALB style HTML).

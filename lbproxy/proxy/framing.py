@@ -25,7 +25,23 @@ Parts:
   -> 400; Content-Length and Transfer-Encoding together -> 400; more than one Content-Length -> 400;
   Transfer-Encoding other than ``chunked`` (or on HTTP/1.0) -> 400/501; HTTP/1.1 without exactly one Host
   -> 400; absolute-form only when it names the same authority as Host (rewritten to origin-form);
-  asterisk-form only for OPTIONS; CONNECT -> 405; ``Expect`` other than ``100-continue`` -> 417.
+  asterisk-form only for OPTIONS; CONNECT -> 405; ``Expect`` other than ``100-continue`` -> 417; a ``#``
+  in the request-target (a fragment is never sent) -> 400.
+- Hop-by-hop (RFC 9110 7.6.1): ``Connection``, ``Keep-Alive``, ``TE``, ``Trailer``, ``Proxy-*``,
+  ``Upgrade`` and ``HTTP2-Settings`` are never forwarded as sent, and neither is a header the client names in
+  ``Connection`` (``Connection: X-Foo`` or ``Cookie``: dropped). Except a header that frames or routes the
+  request or that the load balancer sets itself: ``Content-Length``, ``Transfer-Encoding``, ``Host``,
+  ``X-Forwarded-For``/``-Proto``/``-Port`` (also spelled with ``_``) named in ``Connection`` -> 400.
+  Dropping it would unframe the body (the instance then reads the body as a second request: smuggling past
+  the load balancer and a poisoned response for the next client); keeping it would ignore what the client
+  asked. Desync guardians in the style of HAProxy's and ALB's (``http_desync_guardian``) treat such a
+  request as ambiguous; a 400 is safer than guessing which reading the instance will make.
+- Upgrades: only WebSocket is tunnelled (as ALB). ``Upgrade`` counts only with ``Connection: upgrade`` on
+  HTTP/1.1, and the instance is offered only the ``websocket`` token of the list (``h2c, websocket`` ->
+  ``websocket``); an upgrade to anything else (``h2c``, ``TLS/1.2``, ``foo/1``) is dropped with its
+  ``Connection`` token and ``HTTP2-Settings``, and the request is served as plain HTTP/1.1 (h2c upgrades
+  are a known way to tunnel past a proxy's rules). A 101 for an upgrade that was not forwarded, or to a
+  protocol other than WebSocket, is a 502, never a tunnel (``upstream.py``).
 - ``remember_head``: keeps a parse for the next identical head (``Dataplane.parsed_heads``; bounded).
 - ``ChunkedDecoder``: a strict incremental chunked-body decoder (hex sizes only, bounded size lines and
   trailers) that reports how many bytes it consumed, so pipelined bytes after the body stay untouched.
@@ -63,9 +79,11 @@ TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 FIELD_VALUE = rb"[\t\x20-\x7e\x80-\xff]*"
 # The whole head's grammar in one compiled regex (C speed, linear, no backtracking): single spaces in the
 # request line, HTTP/1.0 or 1.1, token names directly followed by ``:``, no control characters, CRLF only
-# (so no bare LF, bare CR, NUL or obs-fold can pass).
+# (so no bare LF, bare CR, NUL or obs-fold can pass). The request-target is visible ASCII but ``#``: a
+# fragment is never sent (RFC 9112 3.2); refusing it here costs nothing on the hot path.
+_TARGET = rb"[\x21\x22\x24-\x7e]+"
 _HEAD_RE = re.compile(
-    rb"(?:" + TOKEN + rb") [\x21-\x7e]+ HTTP/1\.[01]\r\n(?:" + TOKEN + rb":" + FIELD_VALUE + rb"\r\n)*\r\n"
+    rb"(?:" + TOKEN + rb") " + _TARGET + rb" HTTP/1\.[01]\r\n(?:" + TOKEN + rb":" + FIELD_VALUE + rb"\r\n)*\r\n"
 )
 _HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_~!$&'()*+,;=%]*)(?::[0-9]{1,5})?")
 _CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[\t\x20-\x7e\x80-\xff]*)?")
@@ -79,7 +97,8 @@ _CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[\t\x20-\x7e\x80-\xff]*)?"
 # curl, most API clients) costs one failed ``search``.
 _SPECIAL_RE = re.compile(
     rb"\r\n(co(?:nnection|ntent[-_]length|okie)|t(?:ransfer[-_]encoding|e|railers?)"
-    rb"|x-forwarded-(?:for|proto|port)|expect|upgrade|keep-alive|proxy-(?:connection|authorization)):"
+    rb"|x-forwarded-(?:for|proto|port)|expect|upgrade|keep-alive|proxy-(?:connection|authorization)"
+    rb"|http2-settings):"
 )
 # Validated Host values (a per-process memo: clients send the same few hosts over and over; bounded).
 _HOST_OK: dict[bytes, bool] = {}
@@ -89,13 +108,19 @@ _HOST_OK_MAX = 1024
 _CONNECTION = b"connection"
 _CONTENT_LENGTH = b"content-length"
 _TRANSFER_ENCODING = b"transfer-encoding"
-_HOST = b"host"
 _EXPECT = b"expect"
 _UPGRADE = b"upgrade"
 _COOKIE = b"cookie"
 _XFF = b"x-forwarded-for"
 _SMUGGLING_NAMES = frozenset({b"content_length", b"transfer_encoding"})
 _CONNECTION_STANDARD = frozenset({b"close", b"keep-alive", b"upgrade", b""})
+#: Header names that frame or route the request, or that the load balancer itself sets: a client that lists
+#: one in ``Connection`` gets a 400 instead of having it dropped as hop-by-hop (compared after ``_`` -> ``-``).
+_CONNECTION_REFUSED = frozenset(
+    {b"content-length", b"transfer-encoding", b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-port"}
+)
+#: The only protocol a request may switch to through the load balancer (as ALB: WebSocket).
+_WEBSOCKET = b"websocket"
 
 
 class RequestHead:
@@ -132,7 +157,8 @@ class RequestHead:
         self.chunked = False
         self.keep_alive = True
         self.expect_continue = False
-        #: The ``Upgrade`` header value when the request asks for a protocol switch (WebSocket).
+        #: The ``websocket`` token (as the client spelled it) when the request asks to switch to WebSocket,
+        #: the only upgrade forwarded; None otherwise.
         self.upgrade: bytes | None = None
         self.cookie: bytes | None = None
         #: Incoming X-Forwarded-For values, appended to.
@@ -270,7 +296,7 @@ def parse_request_head(
                 req.expect_continue = True
                 continue  # forwarded
         elif name == _UPGRADE:
-            req.upgrade = value
+            req.upgrade = value if req.upgrade is None else req.upgrade + b", " + value
         elif name in _SMUGGLING_NAMES:
             raise FramingError(400, "header name that normalises to a framing header")
         # Everything that reaches here is not forwarded as the client sent it.
@@ -319,13 +345,19 @@ def parse_request_head(
             req.keep_alive = b"keep-alive" in connection_tokens
         extra = [t for t in connection_tokens if t not in _CONNECTION_STANDARD]
         if extra:  # Connection-listed names are hop-by-hop too (rare: the slow path).
-            drop = frozenset(extra) - {_HOST}
+            drop = frozenset(extra)
+            for t in drop:
+                if t.replace(b"_", b"-") in _CONNECTION_REFUSED:
+                    raise FramingError(400, "Connection lists a framing or routing header: " + t.decode("latin-1"))
             lines = (head[line_end:end] if fields is None else fields).split(b"\r\n")
             fields = b"".join([b"\r\n" + ln for ln in lines[1:] if ln[: ln.find(b":")].lower() not in drop])
     elif http10:
         req.keep_alive = False
-    if req.upgrade is not None and (connection_tokens is None or b"upgrade" not in connection_tokens or http10):
-        req.upgrade = None  # an Upgrade header without ``Connection: upgrade`` is just dropped
+    if req.upgrade is not None:
+        if connection_tokens is None or b"upgrade" not in connection_tokens or http10:
+            req.upgrade = None  # an Upgrade header without ``Connection: upgrade`` is just dropped
+        else:
+            req.upgrade = _websocket_offer(req.upgrade)
     req.plain = req.xff is None and not req.chunked and req.upgrade is None
     # Request target forms; the request line the instance gets.
     origin_form = target[:1] == b"/"
@@ -362,6 +394,16 @@ def remember_head(memo: dict[bytes, RequestHead], head: bytes, req: RequestHead)
     if len(memo) >= REMEMBERED_HEADS:
         memo.clear()
     memo[head] = req
+
+
+def _websocket_offer(upgrade: bytes) -> bytes | None:
+    """The ``websocket`` token of an Upgrade list (as the client spelled it), or None: only WebSocket is
+    tunnelled, any other protocol in the list (``h2c``, ``TLS/1.2``, ...) is not offered to the instance."""
+    for token in upgrade.split(b","):
+        token = token.strip(b" \t")
+        if token.lower() == _WEBSOCKET:
+            return token
+    return None
 
 
 def _check_host(host: bytes) -> None:
@@ -407,7 +449,9 @@ def _diagnose(head: bytes) -> str:
         return "bare LF in request head"
     if b"\r" in rest.replace(b"\r\n", b""):
         return "bare CR in request head"
-    if first.count(b" ") != 2 or not re.fullmatch(TOKEN + rb" [\x21-\x7e]+ HTTP/1\.[01]", first):
+    if first.count(b" ") == 2 and b"#" in first.split(b" ")[1]:
+        return "fragment (#) in request target"
+    if first.count(b" ") != 2 or not re.fullmatch(TOKEN + rb" " + _TARGET + rb" HTTP/1\.[01]", first):
         return "malformed request line"
     for line in rest.split(b"\r\n"):
         if line[:1] in (b" ", b"\t"):

@@ -58,6 +58,7 @@ _HOP_RE = re.compile(rb"\r\n(" + _HOP_NAMES + rb"):")
 _NGINX_KEEP_ALIVE = b"\r\nconnection: keep-alive"
 _TRANSFER_ENCODING = b"transfer-encoding"
 _UPGRADE = b"upgrade"
+_WEBSOCKET = b"websocket"
 #: A response head split over reads larger than this is refused (502): instances are trusted, not unbounded.
 MAX_RESPONSE_HEAD = 65536
 # ``whole_response``'s grammar, one regex over the head (without its blank line): as strict as llhttp
@@ -304,7 +305,10 @@ class Upstream(asyncio.Protocol):
         if self.is_head or status == 204 or status == 304:
             framing = FRAMING_NONE
         elif status == 101:
-            if ds.req is None or ds.req.upgrade is None:
+            # Only a switch to the WebSocket the request offered (``framing`` forwards no other upgrade):
+            # a 101 to anything else (h2c, no Upgrade asked) is a 502, never a tunnel.
+            value = self.upgrade_value
+            if ds.req is None or ds.req.upgrade is None or value is None or value.lower() != _WEBSOCKET:
                 self.reset_parser = True
                 self.rare = True
                 self.ds = None
