@@ -4,6 +4,12 @@ Answers every request with its instance name, the request's method and path, and
 headers it received (JSON, or a line of text for ``curl``), so round robin and header rewriting are
 visible. ``GET /health`` is the health-check route; ``POST /health/fail`` and ``/health/ok`` flip it
 (for drills: watch the load balancer take the instance out and put it back).
+
+The drill switch answers only callers that reach the backend directly: the load balancer stamps
+``X-Forwarded-For`` on every request it forwards, so a ``POST /health/fail`` or ``/health/ok`` carrying
+``X-Forwarded-For`` (or ``Forwarded``) is refused with 403 and changes nothing. Anyone on the internet side of the
+load balancer therefore cannot take instances out; run the drill against the backend's own address
+(``curl -X POST http://127.0.0.1:9001/health/fail``).
 """
 
 from __future__ import annotations
@@ -47,7 +53,16 @@ async def handle_health(request: web.Request) -> web.Response:
     return web.Response(status=503, text="unhealthy\n")
 
 
+#: Headers a proxy adds: a drill request carrying one came through the load balancer, not from the operator.
+PROXIED = ("X-Forwarded-For", "Forwarded")
+
+
 async def handle_health_set(request: web.Request) -> web.Response:
+    if any(h in request.headers for h in PROXIED):
+        return web.json_response(
+            {"instance": request.app[NAME], "message": "the health switch is not reachable through a proxy"},
+            status=403,
+        )
     request.app[HEALTHY][0] = request.match_info["state"] == "ok"
     return web.json_response({"instance": request.app[NAME], "healthy": request.app[HEALTHY][0]})
 

@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         help="managed renewal starts this many days before expiry (default 60, as ACM)",
     )
+    c.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may take to send a request head, also the idle keep-alive limit (default 10)",
+    )
+    c.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds an authenticated request may take to send its body (default 30)",
+    )
 
     lb = sub.add_parser("lb", help="run one load balancer's data plane (TLS termination, round robin)")
     lb.add_argument("--name", required=True, help="the Lightsail load balancer's name")
@@ -157,6 +169,8 @@ def control_settings(args: argparse.Namespace) -> ControlSettings:
         instances_file=args.instances,
         validation_delay=args.validation_delay,
         renewal_window_days=args.renewal_window_days,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
     )
 
 

@@ -58,6 +58,13 @@ class ControlSettings:
     region: str = "us-east-1"
     #: Largest request body accepted on the AWS API (bytes); ACM's ImportCertificate chain needs MiBs.
     max_request_body: int = 4 * 1024 * 1024
+    #: Seconds a connection may take to send a complete request head (request line and headers), counted from
+    #: when it opens or from the end of its previous response; also how long an idle keep-alive connection is
+    #: kept. A client that trickles its head is cut.
+    header_timeout: float = 10.0
+    #: Seconds an authenticated request may take to send its whole body once its head is in; past it the answer
+    #: is 408 ``RequestTimeoutException`` and the connection is closed.
+    body_timeout: float = 30.0
     #: Optional TOML file declaring principals (``[principals.NAME]``).
     principals_file: Path | None = None
     #: Optional TOML file registering instances (``[instances.NAME] address = "HOST:PORT"``).
@@ -70,6 +77,17 @@ class ControlSettings:
     sweep_interval: float = 1.0
     #: Seconds between keep-alive comments on the event stream.
     event_heartbeat: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"invalid port: {self.port!r} (out of range 0-65535)")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"invalid {f.name}: {value!r} (must not be negative)")
+        for name in ("max_request_body", "header_timeout", "body_timeout", "sweep_interval", "event_heartbeat"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"invalid {name}: {getattr(self, name)!r} (must be positive)")
 
 
 def settings_from_mapping(cls: type[T], table: dict[str, Any], where: str = "") -> T:

@@ -4,8 +4,11 @@ Requests arrive validated against botocore's ``acm`` model (blobs as ``bytearray
 checks the caller may call the operation, records what the audit trail should say (ARNs and names,
 never a key, a passphrase or a certificate body), and calls the manager.
 
-Who may call what: users (``admin`` and declared users) every operation; roles (load balancers) only
-the read-only ones, and a load balancer gets its key through ``seal_for`` and its grant, never here.
+Who may call what: users (``admin`` and declared users) every operation. A role (a load balancer's principal)
+may only read (``DescribeCertificate``, ``GetCertificate``, ``ListTagsForCertificate``) a certificate its load
+balancer uses (the association in ``InUseBy`` names the role), as if IAM scoped its policy to that certificate:
+any other ARN, existing or not, and ``ListCertificates`` (account-wide) are ``AccessDeniedException``. A load
+balancer gets its key through ``seal_for`` and its grant, never here.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from lbproxy.control.protocol import Handler, RequestContext
 from lbproxy.principals import ACCOUNT_ID
 
 READ_ONLY = frozenset({"DescribeCertificate", "GetCertificate", "ListCertificates", "ListTagsForCertificate"})
+#: What a role may call, on a certificate its load balancer uses.
+ROLE_SCOPED = frozenset({"DescribeCertificate", "GetCertificate", "ListTagsForCertificate"})
 RESOURCE_TYPE = "AWS::ACM::Certificate"
 
 
@@ -50,10 +55,11 @@ class AcmApi:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _authorize(ctx: RequestContext, operation: str, resource: str = "*") -> None:
+    def _authorize(self, ctx: RequestContext, operation: str, resource: str = "*") -> None:
         p = ctx.principal
-        if p.kind == "user" or (p.kind == "role" and operation in READ_ONLY):
+        if p.kind == "user":
+            return
+        if p.kind == "role" and operation in ROLE_SCOPED and self.manager.used_by_principal(resource, p.arn):
             return
         raise AccessDeniedException(
             f"User: {p.arn} is not authorized to perform: acm:{operation} on resource: {resource}"

@@ -434,6 +434,11 @@ class CertificateManager:
     def in_use_by(self, arn: str) -> list[str]:
         return [r["resource_arn"] for r in self._in_use_rows(arn)]
 
+    def used_by_principal(self, arn: str, principal_arn: str) -> bool:
+        """Whether a resource whose own principal is ``principal_arn`` uses the certificate (a load balancer's
+        role and the certificate attached to it): what a role may read in ACM."""
+        return any(r["principal_arn"] == principal_arn for r in self._in_use_rows(arn))
+
     # == changes ==================================================================================
 
     def delete_certificate(self, arn: str) -> None:

@@ -4,6 +4,18 @@ Routes:
 - ``POST /``            AWS JSON 1.1: ``X-Amz-Target: <Service>.<Operation>``, SigV4-signed.
 - ``GET /healthz``      200 once the control plane is ready (unauthenticated).
 - ``GET /events``       the event stream (server-sent events), SigV4-signed (service ``lbproxy``).
+
+Cheap abuse is refused early (settings in ``ControlSettings``):
+- ``header_timeout``: aiohttp's keep-alive timer runs from the moment a connection opens (and again after each
+  response) and closes a connection whose request head is not complete when it fires; it is set to
+  ``header_timeout``, so a client that trickles its head (or idles) is cut. aiohttp has no separate head timeout.
+- A body is read only after its head passed everything SigV4 can check without it (``sigv4.check_head``: a
+  known access key, the credential scope, the clock, ``host``/``x-amz-date``/``x-amz-target`` signed) and after
+  ``Content-Length`` was checked against ``max_request_body``: an unauthenticated caller never makes the
+  server buffer a body. aiohttp then drains (and drops) the unread body for at most its lingering time (10 s),
+  through a per-connection read buffer of ``READ_BUFSIZE`` (16 KiB here; aiohttp's default is 256 KiB).
+- ``body_timeout``: aiohttp has no body read timeout, so ``read_body`` bounds the read itself; past it the answer
+  is 408 ``RequestTimeoutException`` and the connection is closed at once (``_cut_after_response``).
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
@@ -23,6 +35,7 @@ from lbproxy.control.errors import (
     AwsError,
     InternalFailure,
     RequestEntityTooLargeException,
+    RequestTimeoutException,
     SerializationException,
     UnknownOperationException,
 )
@@ -47,17 +60,55 @@ def aws_error_response(exc: AwsError, request_id: str) -> web.Response:
     )
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+#: aiohttp's per-connection read buffer (its default is 256 KiB): an unread body is buffered up to about twice
+#: this before reading pauses, so it bounds what a refused (unauthenticated) body can hold while it is drained.
+READ_BUFSIZE = 16 * 1024
+#: Set on a request whose body timed out: the connection is closed once the answer is sent.
+_CUT = web.RequestKey("cut", bool)
+
+
+def check_length(request: web.Request, limit: int) -> None:
+    """Refuse by ``Content-Length`` alone, before anything is read."""
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLargeException(
             f"Request body of {request.content_length} bytes exceeds the limit of {limit} bytes"
         )
+
+
+async def read_body(request: web.Request, limit: int, timeout: float | None = None) -> bytes:
+    """The whole body, at most ``limit`` bytes, within ``timeout`` seconds (default ``body_timeout``)."""
+    check_length(request, limit)
+    if timeout is None:
+        timeout = request.app[PLANE].settings.body_timeout
     body = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > limit:
-            raise RequestEntityTooLargeException(f"Request body exceeds the limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(65536):
+                body += chunk
+                if len(body) > limit:
+                    raise RequestEntityTooLargeException(f"Request body exceeds the limit of {limit} bytes")
+    except TimeoutError:
+        request[_CUT] = True
+        raise RequestTimeoutException(
+            f"Your socket connection to the server was not read from or written to within the timeout period "
+            f"({timeout:g} s for the request body)."
+        ) from None
     return bytes(body)
+
+
+@web.middleware
+async def _cut_after_response(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Send the answer to a request whose body timed out, then close the connection at once (aiohttp would
+    otherwise linger, reading the rest of a trickled body)."""
+    resp = await handler(request)
+    if request.get(_CUT) and not resp.prepared:
+        resp.force_close()
+        await resp.prepare(request)
+        await resp.write_eof()
+        request.protocol.force_close()
+    return resp
 
 
 def signed_request(request: web.Request, body: bytes) -> sigv4.SignedRequest:
@@ -70,11 +121,22 @@ def signed_request(request: web.Request, body: bytes) -> sigv4.SignedRequest:
     )
 
 
+async def authenticated_body(
+    request: web.Request, service: str = LBPROXY_SIGNING_NAME, required: tuple[str, ...] = sigv4.SIGNED_ALWAYS
+) -> tuple[Principal, bytes]:
+    """Authenticate a request and return its body (raises ``AwsError``). Everything that needs no body is
+    checked first (``Content-Length``, the ``Authorization`` head); only then is the body read."""
+    plane = request.app[PLANE]
+    check_length(request, plane.settings.max_request_body)
+    plane.check_head(list(request.headers.items()), service, required)
+    body = await read_body(request, plane.settings.max_request_body)
+    return plane.authenticate(signed_request(request, body), service, required), body
+
+
 async def authenticate(request: web.Request, service: str = LBPROXY_SIGNING_NAME) -> Principal:
     """Authenticate one of lbproxy's own endpoints (raises ``AwsError``)."""
-    plane = request.app[PLANE]
-    body = await read_body(request, plane.settings.max_request_body)
-    return plane.authenticate(signed_request(request, body), service)
+    principal, _ = await authenticated_body(request, service)
+    return principal
 
 
 async def invoke(
@@ -125,11 +187,11 @@ async def handle_aws(request: web.Request) -> web.Response:
     prefix, _, operation = target.partition(".")
     service = plane.services.get(prefix)
     try:
-        body = await read_body(request, plane.settings.max_request_body)
+        check_length(request, plane.settings.max_request_body)
         if service is None or not operation:
-            # Authenticate first when we can tell who is asking; unknown targets are still 400s.
+            # No signing name to check against: a 400 before anything is read.
             raise UnknownOperationException("")
-        principal = plane.authenticate(signed_request(request, body), service.model_name)
+        principal, body = await authenticated_body(request, service.model_name, sigv4.SIGNED_AWS_JSON)
         ctx = RequestContext(
             principal=principal,
             request_id=request_id,
@@ -222,7 +284,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(plane: ControlPlane, installers: list[RouteInstaller] | None = None) -> web.Application:
-    app = web.Application(client_max_size=plane.settings.max_request_body + 1024)
+    app = web.Application(client_max_size=plane.settings.max_request_body + 1024, middlewares=[_cut_after_response])
     app[PLANE] = plane
     app.router.add_post("/", handle_aws)
     app.router.add_get("/healthz", handle_healthz)
@@ -263,7 +325,16 @@ class ControlServer:
 
     async def start(self) -> None:
         app = make_app(self.plane, self._installers)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        # aiohttp's keep-alive timer starts when a connection opens and again after each response, and closes a
+        # connection whose next request head has not fully arrived: with header_timeout it is the head timeout.
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=2.0,
+            keepalive_timeout=self.plane.settings.header_timeout,
+            read_bufsize=READ_BUFSIZE,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.plane.settings.port, reuse_address=True)
         await site.start()

@@ -63,3 +63,10 @@ class InternalFailure(AwsError):
 
 class RequestEntityTooLargeException(ValidationException):
     """An oversized request body: AWS's common ``ValidationException`` (HTTP 400), named for what it is."""
+
+
+class RequestTimeoutException(AwsError):
+    """The request body did not arrive within ``body_timeout``: HTTP 408, and the connection is closed."""
+
+    code = "RequestTimeoutException"
+    status = 408

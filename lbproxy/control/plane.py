@@ -86,13 +86,29 @@ class ControlPlane:
     def register(self, service: AwsJsonService) -> None:
         self.services[service.target_prefix] = service
 
-    def authenticate(self, request: sigv4.SignedRequest, service: str) -> Principal:
+    def check_head(
+        self, headers: list[tuple[str, str]], service: str, required: tuple[str, ...] = sigv4.SIGNED_ALWAYS
+    ) -> Principal:
+        """What SigV4 can check before the body arrives (see ``sigv4.check_head``); raises ``AwsError``."""
+        return sigv4.check_head(
+            headers,
+            self.principals.by_access_key,
+            self.wall_clock.now().astimezone(dt.UTC),
+            service=service,
+            region=self.settings.region,
+            required=required,
+        ).principal
+
+    def authenticate(
+        self, request: sigv4.SignedRequest, service: str, required: tuple[str, ...] = sigv4.SIGNED_ALWAYS
+    ) -> Principal:
         return sigv4.verify(
             request,
             self.principals.by_access_key,
             self.wall_clock.now().astimezone(dt.UTC),
             service=service,
             region=self.settings.region,
+            required=required,
         )
 
     def tick(self) -> None:

@@ -3,6 +3,10 @@
 The server recomputes the signature the way the client did: the same canonical request over exactly
 the headers the client listed in ``SignedHeaders``, the client's timestamp and credential scope, and
 the SHA-256 of the body it received. Only the comparison and the clock-skew rule are ours.
+
+``check_head`` is everything that needs no body (a known access key, the credential scope, the clock skew, and
+``host``, ``x-amz-date`` -- and on the AWS JSON API ``x-amz-target`` -- among ``SignedHeaders``); the server runs
+it before reading a body. ``verify`` runs it again with the body and compares the signature.
 """
 
 from __future__ import annotations
@@ -88,15 +92,35 @@ class _Recompute(SigV4Auth):
         return header_map
 
 
-def verify(
-    request: SignedRequest,
+#: What every SigV4 request must sign (botocore and the other SDKs always do).
+SIGNED_ALWAYS: tuple[str, ...] = ("host", "x-amz-date")
+#: What an AWS JSON 1.1 request must sign on top: the operation it names (the body alone does not say which).
+SIGNED_AWS_JSON: tuple[str, ...] = (*SIGNED_ALWAYS, "x-amz-target")
+#: How the error names a header that must be signed (AWS's wording for ``host``).
+_SIGNED_NAMES = {"host": "'Host' or ':authority'", "x-amz-date": "'X-Amz-Date'", "x-amz-target": "'X-Amz-Target'"}
+
+
+@dataclass(frozen=True, slots=True)
+class Credentialed:
+    """What the request head proves before any body byte is read: a known principal, a well-formed
+    ``Authorization`` for this endpoint with the required headers signed, a timestamp within the skew."""
+
+    principal: Principal
+    auth: Authorization
+    amz_date: str
+
+
+def check_head(
+    headers: Iterable[tuple[str, str]],
     lookup: Callable[[str], Principal | None],
     now: dt.datetime,
     service: str | None = None,
     region: str | None = None,
-) -> Principal:
-    """Return the authenticated principal, or raise the AWS error a real endpoint would."""
-    headers: list[tuple[str, str]] = list(request.headers)
+    required: tuple[str, ...] = SIGNED_ALWAYS,
+) -> Credentialed:
+    """Everything SigV4 checks that needs no body; raise the AWS error a real endpoint would.
+
+    Run before the body is read, so an unauthenticated caller never makes the server buffer one."""
     lower: dict[str, str] = {}
     for k, v in headers:
         lower.setdefault(k.lower(), v)
@@ -121,8 +145,10 @@ def verify(
         raise IncompleteSignatureException(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
         ) from None
-    if "host" not in auth.signed_headers or "x-amz-date" not in auth.signed_headers:
-        raise InvalidSignatureException("The request signature must sign the 'host' and 'x-amz-date' headers.")
+    for name in required:
+        if name not in auth.signed_headers:
+            shown = _SIGNED_NAMES.get(name, f"'{name}'")
+            raise InvalidSignatureException(f"{shown} must be a 'SignedHeader' in the AWS Authorization.")
     if auth.date != amz_date[:8]:
         raise InvalidSignatureException(
             f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
@@ -137,9 +163,24 @@ def verify(
             limit = (now + MAX_CLOCK_SKEW).strftime(_TS_FORMAT)
             msg = f"Signature not yet current: {amz_date} is still later than {limit} ({fmt} + 5 min.)"
         raise InvalidSignatureException(msg)
+    return Credentialed(principal, auth, amz_date)
+
+
+def verify(
+    request: SignedRequest,
+    lookup: Callable[[str], Principal | None],
+    now: dt.datetime,
+    service: str | None = None,
+    region: str | None = None,
+    required: tuple[str, ...] = SIGNED_ALWAYS,
+) -> Principal:
+    """Return the authenticated principal, or raise the AWS error a real endpoint would."""
+    headers: list[tuple[str, str]] = list(request.headers)
+    checked = check_head(headers, lookup, now, service, region, required)
+    principal, auth, amz_date = checked.principal, checked.auth, checked.amz_date
 
     body_hash = hashlib.sha256(request.body).hexdigest()
-    claimed = lower.get("x-amz-content-sha256")
+    claimed = next((v for k, v in headers if k.lower() == "x-amz-content-sha256"), None)
     if claimed is not None and claimed != body_hash:
         raise InvalidSignatureException("The provided 'x-amz-content-sha256' header does not match what was computed.")
 

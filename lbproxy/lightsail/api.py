@@ -2,8 +2,12 @@
 
 Requests arrive validated against botocore's ``lightsail`` model (types, required members, enums, ranges);
 the rest (name patterns, attribute values, limits) is checked by the service, with Lightsail's error codes.
-Who may call: users (``admin`` and declared users) every operation; roles (load balancers' own
-principals) only the read-only ones (``Get*``).
+Who may call: users (``admin`` and declared users) every operation. A role (a load balancer's own principal)
+reads its own load balancer, the instances attached to it, its certificates and its metrics, as if IAM gave it a
+policy scoped to those resources: anything else (another load balancer, an instance that is not its own, a name
+that does not exist, the account-wide listings ``GetLoadBalancers`` / ``GetInstances``, every change) is
+``AccessDeniedException``, and the answer does not say whether the other resource exists.
+``GetLoadBalancerTlsPolicies`` (the fixed catalogue of TLS policies, about no resource) stays open to roles.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ from lbproxy.control.errors import AwsError
 from lbproxy.control.protocol import Handler, RequestContext
 from lbproxy.lightsail.errors import AccessDeniedException, InvalidInputException
 from lbproxy.lightsail.model import LightsailService
-from lbproxy.principals import ACCOUNT_ID
+from lbproxy.principals import ACCOUNT_ID, Principal
 
-READ_ONLY = frozenset({
-    "GetLoadBalancer", "GetLoadBalancers", "GetLoadBalancerTlsCertificates", "GetLoadBalancerTlsPolicies",
-    "GetLoadBalancerMetricData", "GetInstance", "GetInstances",
-})
+#: What a role may call on its own load balancer (``loadBalancerName``) or an instance attached to it.
+ROLE_SCOPED = frozenset(
+    {"GetLoadBalancer", "GetLoadBalancerTlsCertificates", "GetLoadBalancerMetricData", "GetInstance"}
+)
+#: What a role may call that concerns no resource of the account.
+ROLE_UNSCOPED = frozenset({"GetLoadBalancerTlsPolicies"})
+#: Every read-only operation (a role gets ``ROLE_SCOPED`` on its own resources and ``ROLE_UNSCOPED``).
+READ_ONLY = ROLE_SCOPED | ROLE_UNSCOPED | {"GetLoadBalancers", "GetInstances"}
 
 
 def _epoch(value: Any) -> float:
@@ -61,15 +69,33 @@ class LightsailApi:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _authorize(ctx: RequestContext, operation: str) -> None:
+    def _authorize(self, ctx: RequestContext, operation: str, lb_name: str | None, instance_name: str | None) -> None:
         p = ctx.principal
-        if p.kind == "user" or (p.kind == "role" and operation in READ_ONLY):
+        if p.kind == "user":
             return
-        raise AccessDeniedException(f"User: {p.arn} is not authorized to perform: lightsail:{operation}")
+        if p.kind == "role":
+            if operation in ROLE_UNSCOPED:
+                return
+            if operation in ROLE_SCOPED and self._role_owns(p, lb_name, instance_name):
+                return
+        resource = lb_name or instance_name
+        on = f" on resource: {resource}" if resource else ""
+        raise AccessDeniedException(f"User: {p.arn} is not authorized to perform: lightsail:{operation}{on}")
+
+    def _role_owns(self, role: Principal, lb_name: str | None, instance_name: str | None) -> bool:
+        """Whether ``lb_name`` is the role's own load balancer, or ``instance_name`` is attached to it."""
+        own = lb_name if lb_name is not None else role.name  # a load balancer's role bears its name
+        try:
+            self.service.authorize_data_plane(role, own)  # its principal, or AccessDenied (also when absent)
+        except AwsError:
+            return False
+        if instance_name is None:
+            return lb_name is not None
+        attached = self.service.get_load_balancer(own)["instanceHealthSummary"]
+        return any(entry["instanceName"] == instance_name for entry in attached)
 
     def _audit(self, ctx: RequestContext, operation: str, **request: Any) -> None:
-        self._authorize(ctx, operation)
+        self._authorize(ctx, operation, request.get("loadBalancerName"), request.get("instanceName"))
         params = {k: v for k, v in request.items() if v is not None}
         ctx.audit["requestParameters"] = params or None
         lb = params.get("loadBalancerName")

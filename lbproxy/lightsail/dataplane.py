@@ -90,7 +90,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lbproxy.control.app import PLANE, aws_error_response, read_body, signed_request
+from lbproxy.control.app import PLANE, authenticated_body, aws_error_response
 from lbproxy.control.errors import AwsError
 from lbproxy.control.plane import LBPROXY_SIGNING_NAME, ControlPlane
 from lbproxy.control.protocol import encode
@@ -103,10 +103,9 @@ EXTENSION_PREFIX = "/lbproxy/v1"
 
 
 async def _authenticated(request: web.Request) -> tuple[ControlPlane, Principal, bytes]:
-    plane = request.app[PLANE]
-    body = await read_body(request, plane.settings.max_request_body)
-    principal = plane.authenticate(signed_request(request, body), LBPROXY_SIGNING_NAME)
-    return plane, principal, body
+    """The caller and the body; the body is read only once the signed head is good (``authenticated_body``)."""
+    principal, body = await authenticated_body(request, LBPROXY_SIGNING_NAME)
+    return request.app[PLANE], principal, body
 
 
 def _service(plane: ControlPlane) -> LightsailService:

@@ -380,6 +380,11 @@ def test_roles_may_only_read(
     assert plane is not None
     role = acm_control.call(lambda: plane.principals.ensure_role("lb-reader"))
     as_role = acm_control.client("acm", role)
+    # A role reads only the certificates its load balancer uses (its association names it).
+    with pytest.raises(ClientError) as e:
+        as_role.describe_certificate(CertificateArn=arn)
+    assert code(e) == "AccessDeniedException" and role.arn in message(e)
+    acm_control.call(lambda: plane.acm.add_in_use(arn, LB_ARN, principal_arn=role.arn))
     assert as_role.describe_certificate(CertificateArn=arn)["Certificate"]["Status"] == "ISSUED"
     with pytest.raises(ClientError) as e:
         as_role.request_certificate(DomainName="x.example.com")
