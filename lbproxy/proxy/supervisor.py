@@ -493,6 +493,7 @@ class LoadBalancer:
         return {
             "workers": serving,
             "workersExpected": expected,
+            "pids": gen.pids if gen is not None else [],
             "keyHeld": self.has_key,
             "restarts": self.restarts,
             "lastExit": self.last_exit,
@@ -587,9 +588,9 @@ class LoadBalancer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await all_ready
         gen.has_key = all(w.tls for w in workers)
-        for err in gen.errors:
-            log.log(logging.WARNING if gen.key_error_kind == KEY_UNAVAILABLE else logging.ERROR,
-                    "generation %d: %s", number, err)  # fmt: skip
+        for err in gen.errors:  # (a key that could not be loaded is logged by ``_judge_key``, once per change)
+            if err != gen.key_error:
+                log.error("generation %d: %s", number, err)
         for w in workers:
             with contextlib.suppress(OSError):
                 w.pidfd = os.pidfd_open(w.pid)

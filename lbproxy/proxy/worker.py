@@ -135,7 +135,7 @@ async def _serve(
     def send(msg: dict[str, Any]) -> None:
         writer.write(json.dumps(msg).encode() + b"\n")
 
-    if error:
+    if error and index == 0:  # (the siblings were forked after the load: the leader speaks for them)
         send(error)
     send({"op": "ready", "pid": os.getpid(), "worker": index, "tls": terminator.has_key})
     del terminator  # the Dataplane holds the only reference (dropped at stop)
