@@ -263,7 +263,8 @@ class Traffic:
         window = [r for r in self.results[mark:] if r[1] in kinds]
         return sum(1 for r in window if r[2]), sum(1 for r in window if not r[2])
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, close: bool) -> None:
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, close: bool) -> bool:
+        """One request and its checked response; whether the connection may carry another."""
         writer.write(
             b"GET /traffic HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n"
             + (b"Connection: close\r\n" if close else b"")
@@ -276,6 +277,7 @@ class Traffic:
         body = await asyncio.wait_for(reader.readexactly(length), 5)
         if json.loads(body).get("path") != "/traffic":
             raise OSError("someone else's response")
+        return b"\r\nconnection: close\r\n" not in head.lower()
 
     async def client(self, kind: str, deadline: float, max_requests: int = 200_000) -> None:
         tls = kind != "http"
@@ -292,9 +294,9 @@ class Traffic:
                         5,
                     )
                 assert reader is not None
-                await self._exchange(reader, writer, close=kind == "https-new")
+                reusable = await self._exchange(reader, writer, close=kind == "https-new")
                 self.results.append((time.monotonic(), kind, True))
-                if kind == "https-new":
+                if kind == "https-new" or not reusable:  # (a retiring generation says Connection: close)
                     writer.transport.abort()
                     writer = None
             except (OSError, EOFError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError, ValueError,

@@ -10,10 +10,11 @@
   ``now`` and enforces the header (408), idle, and upstream response (504) timeouts, the TLS handshake
   and close deadlines (``tls_deadlines``), expires refusal marks and closes stale pooled connections;
 - the lifecycle: ``start`` / ``update(spec)`` / ``set_healthy`` / ``revoke_tls`` / ``stop(mode)``, where
-  ``stop`` is the written shutdown order: stop accepting, refuse handshakes (revoke/shutdown), let
-  in-flight exchanges and TLS handshakes finish (and closed TLS connections finish sending) within the
-  drain time, close idle connections (TLS ones with close_notify; ``TlsConnection.close`` drops the SSL
-  object at once), abort the rest.
+  ``stop`` is the written shutdown order: stop accepting, answer every next response with ``Connection:
+  close`` (a rotation's clients move to the successor one exchange at a time), refuse handshakes
+  (revoke/shutdown), let in-flight exchanges and TLS handshakes finish (and closed TLS connections finish
+  sending) within the drain time (a rotation: ``rotation_grace``), close idle connections (TLS ones with
+  close_notify; ``TlsConnection.close`` drops the SSL object at once), abort the rest.
 - the access log (ALB's format, logger ``lbproxy.access``; None when off: no per-request cost).
 """
 
@@ -180,6 +181,10 @@ class Dataplane:
         ``escalate`` may turn a rotation into a revocation while this waits."""
         self.stop_accepting()
         self.stop_mode = STOP_ROTATE
+        # Every open connection finishes the exchange in progress and, at its next response, says
+        # ``Connection: close`` and closes: its client reconnects to the successor. An idle one is not closed
+        # under a client that may be sending (no close race); it goes with its next request, or at the end.
+        self.draining = True
         self.escalate(mode)
         s = self.settings
         started = time.monotonic()

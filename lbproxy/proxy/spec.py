@@ -139,7 +139,8 @@ class ProxySettings:
     max_connections: int = 10000
     #: Revocation/shutdown: seconds in-flight requests may take before connections are aborted.
     drain_timeout: float = 10.0
-    #: Rotation: seconds the old generation keeps its open connections before it exits.
+    #: Rotation: seconds the old generation keeps its open connections (each closes after its next
+    #: response, ``Connection: close``) before it exits.
     rotation_grace: float = 60.0
     #: Seconds between health checks of one instance (ALB: 30).
     health_check_interval: float = 30.0
