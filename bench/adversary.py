@@ -254,6 +254,7 @@ class Traffic:
 
     stack: Stack
     results: list[tuple[float, str, bool]] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
     stopping: bool = False
 
     def mark(self) -> int:
@@ -300,8 +301,10 @@ class Traffic:
                     writer.transport.abort()
                     writer = None
             except (OSError, EOFError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError, ValueError,
-                    IndexError):  # fmt: skip
+                    IndexError) as exc:  # fmt: skip
                 self.results.append((time.monotonic(), kind, False))
+                self.errors.append(f"{kind}, {'fresh' if writer is None else 'reused'} connection: "
+                                   f"{type(exc).__name__}: {exc}"[:160])  # fmt: skip
                 if writer is not None:
                     writer.transport.abort()
                 writer = None
@@ -343,6 +346,7 @@ async def run_faults(stack: Stack, traffic: Traffic) -> list[FaultResult]:
         await until(healthy, 30)
         await asyncio.sleep(CALM)  # (each fault on its own: the crash-loop backoff has forgotten the last one)
         mark = traffic.mark()
+        errors = len(traffic.errors)
         start = time.monotonic()
         note = await action()
         https_back = await until(lambda: https_ok(stack), timeout) if https_stays else None  # (after the action)
@@ -353,6 +357,8 @@ async def run_faults(stack: Stack, traffic: Traffic) -> list[FaultResult]:
         ok, failed = traffic.since(mark)
         _, http_failed = traffic.since(mark, ("http",))
         out.append(FaultResult(name, took is not None, ok, failed, https_back, took, note, http_failed))
+        for line in sorted(set(traffic.errors[errors:]))[:6]:
+            print(f"    failed: {line}", flush=True)
         print(f"  {name}: HTTPS back {https_back} s, restored {took} s, {failed} of {ok + failed} requests "
               f"failed ({http_failed} plain HTTP); {note}", flush=True)  # fmt: skip
 

@@ -88,7 +88,11 @@ class Dataplane:
         #: Request heads already parsed, by their bytes (``framing.remember_head``).
         self.parsed_heads: dict[bytes, RequestHead] = {}
         self.now = self.loop.time()
+        #: A stop began: every next response says ``Connection: close``; no upstream is pooled.
         self.draining = False
+        #: New connections, and handshakes that complete, are refused: a revocation or shutdown began, or
+        #: the stop ended. (A rotation keeps serving whatever the listener accepted before it closed.)
+        self.refusing = False
         #: None while serving; the stop mode once ``stop`` began (``escalate`` can upgrade a rotation).
         self.stop_mode: str | None = None
         # Settings the hot path reads, as plain attributes.
@@ -170,7 +174,7 @@ class Dataplane:
             return
         self.stop_mode = mode
         self.revoke_tls()
-        self.draining = True
+        self.draining = self.refusing = True
         for conn in list(self.connections):
             if conn.idle():
                 conn.close_idle()
@@ -186,6 +190,7 @@ class Dataplane:
         # under a client that may be sending (no close race); it goes with its next request, or at the end.
         self.draining = True
         self.escalate(mode)
+        await asyncio.sleep(0)  # (connections the listener accepted just before it closed are made now)
         s = self.settings
         started = time.monotonic()
         while True:
@@ -199,7 +204,7 @@ class Dataplane:
             if not rotating and not tls_busy and all(c.idle() for c in self.connections):
                 break
             await asyncio.sleep(0.02)
-        self.draining = True  # (a connection accepted before the listener closed is refused now)
+        self.refusing = True  # (a connection made after this is refused)
         for conn in list(self.connections):
             conn.closing = True
             conn.transport.abort()

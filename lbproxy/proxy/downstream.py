@@ -149,7 +149,7 @@ class Downstream(asyncio.Protocol):
         # as the transport.
         self.transport = transport  # type: ignore[assignment]
         dp = self.dp
-        if len(dp.connections) >= dp.max_connections or dp.draining:
+        if len(dp.connections) >= dp.max_connections or dp.refusing:
             dp.metrics.rejected_connections += 1
             self.transport.abort()
             return

@@ -97,7 +97,7 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.tr: asyncio.Transport = transport  # type: ignore[assignment]
         dp = self.dp
-        if dp.draining or len(dp.connections) + len(dp.tls_deadlines) >= dp.max_connections:
+        if dp.refusing or len(dp.connections) + len(dp.tls_deadlines) >= dp.max_connections:
             dp.metrics.rejected_connections += 1
             self.secure = self.closing = True  # (not a negotiation error)
             self.tr.abort()
