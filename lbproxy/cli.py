@@ -177,8 +177,8 @@ def control_settings(args: argparse.Namespace) -> ControlSettings:
 async def run_control(settings: ControlSettings) -> int:
     from lbproxy.control import dashboard
     from lbproxy.control.app import ControlServer
+    from lbproxy.control.dataplane import install_routes
     from lbproxy.control.plane import ControlPlane
-    from lbproxy.lightsail.dataplane import install_routes
 
     plane = ControlPlane(settings)
     server = ControlServer(plane, installers=[install_routes, dashboard.install])
@@ -204,7 +204,7 @@ async def run_control(settings: ControlSettings) -> int:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from lbproxy.control.audit import AUDIT_FILE, read_records
+    from lbproxy.core.audit import AUDIT_FILE, read_records
 
     path = (args.data_dir or default_data_dir()) / AUDIT_FILE
     try:

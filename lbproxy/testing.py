@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lbproxy.clock import Clock, ManualClock
 from lbproxy.config import ControlSettings
 from lbproxy.control.app import ControlServer, RouteInstaller
 from lbproxy.control.plane import ControlPlane
-from lbproxy.principals import Principal
+from lbproxy.core.clock import Clock, ManualClock
+from lbproxy.core.principals import Principal
 
 
 class ControlThread:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lbproxy.clock import ManualClock
+from lbproxy.core.clock import ManualClock
 from lbproxy.testing import ControlThread
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lbproxy.awsapi.errors import AwsError
+from lbproxy.awsapi.protocol import Handler, RequestContext
 from lbproxy.certs.errors import AccessDeniedException, ValidationException
 from lbproxy.certs.manager import CertificateManager
-from lbproxy.control.errors import AwsError
-from lbproxy.control.protocol import Handler, RequestContext
-from lbproxy.principals import ACCOUNT_ID
+from lbproxy.core.principals import ACCOUNT_ID
 
 READ_ONLY = frozenset({"DescribeCertificate", "GetCertificate", "ListCertificates", "ListTagsForCertificate"})
 #: What a role may call, on a certificate its load balancer uses.

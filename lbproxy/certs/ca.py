@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lbproxy.certs import keys
-from lbproxy.certs.sealed import SealedKey
 from lbproxy.certs.vault import KeyVault
-from lbproxy.clock import Clock
+from lbproxy.contract.sealed import SealedKey
+from lbproxy.core.clock import Clock
 
 log = logging.getLogger("lbproxy.certs")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lbproxy.control.errors import AwsError
-from lbproxy.control.errors import ValidationException as ValidationException
-from lbproxy.principals import ACCOUNT_ID
+from lbproxy.awsapi.errors import AwsError
+from lbproxy.awsapi.errors import ValidationException as ValidationException
+from lbproxy.core.principals import ACCOUNT_ID
 
 
 class AccessDeniedException(AwsError):

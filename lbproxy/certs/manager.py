@@ -39,6 +39,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from lbproxy.awsapi.errors import AwsError
 from lbproxy.certs import certinfo, domains, keys
 from lbproxy.certs.ca import LocalCA
 from lbproxy.certs.errors import (
@@ -53,13 +54,12 @@ from lbproxy.certs.errors import (
     in_use,
     not_found,
 )
-from lbproxy.certs.sealed import SealedKey, bundle_to_json, wipe
 from lbproxy.certs.vault import KeyServiceLike, KeyVault
-from lbproxy.clock import Clock
 from lbproxy.config import ControlSettings
-from lbproxy.control.errors import AwsError
-from lbproxy.principals import ACCOUNT_ID, ACM_SERVICE_PRINCIPAL
-from lbproxy.store import Database
+from lbproxy.contract.sealed import SealedKey, bundle_to_json, wipe
+from lbproxy.core.clock import Clock
+from lbproxy.core.principals import ACCOUNT_ID, ACM_SERVICE_PRINCIPAL
+from lbproxy.core.store import Database
 
 log = logging.getLogger("lbproxy.certs")
 
@@ -582,7 +582,7 @@ class CertificateManager:
         re-wrapped under ``{"aws:acm:arn": cert_arn, "aws:lightsail:arn": lightsail_arn}``.
 
         The load balancer must be in ``InUseBy`` (``add_in_use``/``associate`` first). Open it with
-        ``lbproxy.certs.sealed.open_sealed_key`` after a KMS Decrypt of ``EncryptedDataKey`` under
+        ``lbproxy.contract.sealed.open_sealed_key`` after a KMS Decrypt of ``EncryptedDataKey`` under
         ``EncryptionContext``."""
         with self._lock:
             cert = self._get(cert_arn)

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from lbproxy.certs import keys
-from lbproxy.certs.sealed import SealedKey, open_sealed, seal, wipe
+from lbproxy.contract.sealed import SealedKey, open_sealed, seal, wipe
+from lbproxy.core.principals import ACM_PRINCIPAL, Principal
 from lbproxy.keyservice.service import ACM_KEY_ALIAS
-from lbproxy.principals import ACM_PRINCIPAL, Principal
 
 
 class _DataKey(Protocol):

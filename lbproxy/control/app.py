@@ -21,7 +21,6 @@ Cheap abuse is refused early (settings in ``ControlSettings``):
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import uuid
@@ -30,8 +29,9 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from lbproxy.control import sigv4
-from lbproxy.control.errors import (
+from lbproxy.awsapi import sigv4
+from lbproxy.awsapi.dispatch import invoke
+from lbproxy.awsapi.errors import (
     AwsError,
     InternalFailure,
     RequestEntityTooLargeException,
@@ -39,10 +39,9 @@ from lbproxy.control.errors import (
     SerializationException,
     UnknownOperationException,
 )
+from lbproxy.awsapi.protocol import JSON_CONTENT_TYPE, RequestContext, encode, error_body
 from lbproxy.control.plane import LBPROXY_SIGNING_NAME, ControlPlane
-from lbproxy.control.protocol import JSON_CONTENT_TYPE, AwsJsonService, RequestContext, encode, error_body
-from lbproxy.control.shapes import operation_model, validate_input
-from lbproxy.principals import Principal
+from lbproxy.core.principals import Principal
 
 log = logging.getLogger("lbproxy.control")
 
@@ -139,40 +138,6 @@ async def authenticate(request: web.Request, service: str = LBPROXY_SIGNING_NAME
     return principal
 
 
-async def invoke(
-    plane: ControlPlane,
-    service: AwsJsonService,
-    operation: str,
-    ctx: RequestContext,
-    params: Callable[[], Any],
-) -> Any:
-    """Run one operation the way the AWS API does: look it up, validate ``params()`` against the botocore
-    model, call the handler, and write the audit record (success or error). Raises ``AwsError``.
-
-    ``handle_aws`` (SigV4 callers) and the dashboard (the admin, from the browser) both call this, so an
-    action taken in the dashboard is checked and audited exactly like the same call from the AWS CLI.
-    """
-    try:
-        handler = service.handlers().get(operation)
-        op = operation_model(service.model_name, operation)
-        if handler is None or op is None:
-            raise UnknownOperationException("")
-        validated = validate_input(op, params(), service.validation_error)
-        result: Any = handler(ctx, validated)
-        if inspect.isawaitable(result):
-            result = await result
-    except AwsError as exc:
-        _audit(plane, service.event_source, operation, ctx, exc)
-        raise
-    except Exception:
-        log.exception("internal error in %s.%s", service.target_prefix, operation)
-        failure = InternalFailure("The request processing has failed because of an unknown error.")
-        _audit(plane, service.event_source, operation, ctx, failure)
-        raise failure from None
-    _audit(plane, service.event_source, operation, ctx, None)
-    return result
-
-
 def parse_json_body(body: bytes) -> Any:
     try:
         return json.loads(body) if body.strip() else {}
@@ -199,7 +164,7 @@ async def handle_aws(request: web.Request) -> web.Response:
             source_ip=request.remote or "",
             user_agent=request.headers.get("User-Agent", ""),
         )
-        result = await invoke(plane, service, operation, ctx, lambda: parse_json_body(body))
+        result = await invoke(plane.audit, service, operation, ctx, lambda: parse_json_body(body))
         payload = encode(result or {})
         _wipe_plaintexts(result)
         return web.Response(
@@ -225,23 +190,6 @@ def _wipe_plaintexts(value: Any) -> None:
     elif isinstance(value, list):
         for v in value:
             _wipe_plaintexts(v)
-
-
-def _audit(plane: ControlPlane, source: str, operation: str, ctx: RequestContext, exc: AwsError | None) -> None:
-    rec: dict[str, Any] = {
-        "eventSource": source,
-        "eventName": operation,
-        "awsRegion": ctx.region,
-        "requestID": ctx.request_id,
-        "sourceIPAddress": ctx.source_ip,
-        "userAgent": ctx.user_agent,
-        "userIdentity": {"arn": ctx.principal.arn, "accessKeyId": ctx.principal.access_key_id},
-    }
-    rec.update(ctx.audit)
-    if exc is not None:
-        rec["errorCode"] = exc.code
-        rec["errorMessage"] = exc.message
-    plane.audit.record(rec)
 
 
 async def handle_healthz(request: web.Request) -> web.Response:

@@ -44,11 +44,12 @@ from typing import Any
 
 from aiohttp import web
 
-from lbproxy.control.app import aws_error_response, invoke, parse_json_body, read_body
-from lbproxy.control.errors import AwsError, UnknownOperationException
+from lbproxy.awsapi.dispatch import audit_record, invoke
+from lbproxy.awsapi.errors import AwsError, UnknownOperationException
+from lbproxy.awsapi.protocol import AwsJsonService, RequestContext, encode
+from lbproxy.awsapi.shapes import operation_model, validate_input
+from lbproxy.control.app import aws_error_response, parse_json_body, read_body
 from lbproxy.control.plane import ControlPlane
-from lbproxy.control.protocol import AwsJsonService, RequestContext, encode
-from lbproxy.control.shapes import operation_model, validate_input
 
 log = logging.getLogger("lbproxy.control")
 
@@ -314,21 +315,14 @@ class Dashboard:
                 raise DashboardRefused(f"The dashboard does not call {target}: it returns key material.")
             return params
 
-        return await invoke(self.plane, service, operation, ctx, checked_params)
+        return await invoke(self.plane.audit, service, operation, ctx, checked_params)
 
     def _extension(self, operation: str, params: Any, ctx: RequestContext) -> Any:
         """lbproxy's own operations (no AWS equivalent), audited as ``lbproxy:NAME`` like their HTTP routes."""
         lightsail = self._lightsail()
         detach = getattr(lightsail, "detach_certificate", None)
-        rec: dict[str, Any] = {
-            "eventSource": "lightsail.amazonaws.com",
-            "eventName": f"lbproxy:{operation}",
-            "awsRegion": ctx.region,
-            "requestID": ctx.request_id,
-            "sourceIPAddress": ctx.source_ip,
-            "userAgent": ctx.user_agent,
-            "userIdentity": {"arn": ctx.principal.arn, "accessKeyId": ctx.principal.access_key_id},
-        }
+        source, name = "lightsail.amazonaws.com", f"lbproxy:{operation}"
+        parameters: dict[str, Any] | None = None
         try:
             if operation != "DetachLoadBalancerTlsCertificate" or not callable(detach):
                 raise UnknownOperationException("")
@@ -336,13 +330,12 @@ class Dashboard:
                 isinstance(params.get(k), str) for k in ("loadBalancerName", "certificateName")
             ):
                 raise DashboardInvalidInput("loadBalancerName and certificateName (strings) are required.")
-            rec["requestParameters"] = {"lb": params["loadBalancerName"], "cert": params["certificateName"]}
+            parameters = {"lb": params["loadBalancerName"], "cert": params["certificateName"]}
             result = {"operations": detach(params["loadBalancerName"], params["certificateName"])}
         except AwsError as exc:
-            rec["errorCode"], rec["errorMessage"] = exc.code, exc.message
-            self.plane.audit.record(rec)
+            self.plane.audit.record(audit_record(source, name, ctx, exc, parameters))
             raise
-        self.plane.audit.record(rec)
+        self.plane.audit.record(audit_record(source, name, ctx, None, parameters))
         return result
 
     def _lightsail(self) -> Any:

@@ -15,14 +15,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lbproxy.clock import Clock, SystemClock
+from lbproxy.awsapi import sigv4
+from lbproxy.awsapi.protocol import AwsJsonService
 from lbproxy.config import ControlSettings
-from lbproxy.control import sigv4
-from lbproxy.control.audit import AuditLog
-from lbproxy.control.events import EventLog
-from lbproxy.control.protocol import AwsJsonService
-from lbproxy.principals import Principal, Principals
-from lbproxy.store import Database
+from lbproxy.core.audit import AuditLog
+from lbproxy.core.clock import Clock, SystemClock
+from lbproxy.core.events import EventLog
+from lbproxy.core.principals import Principal, Principals
+from lbproxy.core.store import Database
 
 log = logging.getLogger("lbproxy.control")
 

@@ -440,7 +440,7 @@ class Demo:
 
 def last_decrypt(data_dir: Path, principal_arn: str) -> dict[str, Any] | None:
     """The newest successful KMS Decrypt by ``principal_arn`` in the audit trail (bounded: one pass)."""
-    from lbproxy.control.audit import AUDIT_FILE, read_records
+    from lbproxy.core.audit import AUDIT_FILE, read_records
 
     found = None
     for rec in read_records(data_dir / AUDIT_FILE):

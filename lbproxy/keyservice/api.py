@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lbproxy.control.errors import AwsError, ValidationException
-from lbproxy.control.protocol import Handler, RequestContext
+from lbproxy.awsapi.errors import AwsError, ValidationException
+from lbproxy.awsapi.protocol import Handler, RequestContext
 from lbproxy.keyservice import envelope
 from lbproxy.keyservice.service import SYMMETRIC_DEFAULT, KeyService
 

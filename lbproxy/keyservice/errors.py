@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lbproxy.control.errors import AwsError, ValidationException
+from lbproxy.awsapi.errors import AwsError, ValidationException
 
 __all__ = ["ValidationException"]
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lbproxy.principals import ACCOUNT_ID, account_root_arn
+from lbproxy.core.principals import ACCOUNT_ID, account_root_arn
 
 SUPPORTED_OPERATORS = {"StringEquals", "StringNotEquals", "StringLike", "StringNotLike", "Bool"}
 SUPPORTED_CONDITION_KEYS = (

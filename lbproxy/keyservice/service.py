@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lbproxy.clock import Clock
-from lbproxy.control.events import EventLog
+from lbproxy.core.clock import Clock
+from lbproxy.core.events import EventLog
+from lbproxy.core.principals import ACCOUNT_ID, ACM_SERVICE_PRINCIPAL, Principal, account_root_arn
+from lbproxy.core.store import Database
 from lbproxy.keyservice import envelope
 from lbproxy.keyservice.errors import (
     AccessDeniedException,
@@ -58,8 +60,6 @@ from lbproxy.keyservice.policy import (
     parse_policy,
 )
 from lbproxy.keyservice.rootkey import load_root_key
-from lbproxy.principals import ACCOUNT_ID, ACM_SERVICE_PRINCIPAL, Principal, account_root_arn
-from lbproxy.store import Database
 
 ACM_KEY_ALIAS = "alias/aws/acm"
 ACM_KEY_DESCRIPTION = "Default key that protects my ACM private keys when no other key is defined"

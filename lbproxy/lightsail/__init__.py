@@ -5,7 +5,7 @@ The parts:
 - ``errors``      Lightsail's error codes (``InvalidInputException``, ``NotFoundException``, ...), with the
                   ``code`` / ``docs`` / ``message`` / ``tip`` body Lightsail answers with.
 - ``attributes``  pure: the five load-balancer attributes (defaults, validation, typed values), TLS policies
-                  (the table lives in ``lbproxy.proxy.tlspolicies``), names, ARNs and limits.
+                  (the table lives in ``lbproxy.contract.tlspolicies``), names, ARNs and limits.
 - ``instances``   pure: the ``--instances`` TOML file (``[instances.NAME] address = "HOST:PORT"``).
 - ``metrics``     pure: the metric names, their units, report samples and AWS-style aggregation.
 - ``certificates`` ``CertificateBroker``: the thin adapter over ACM's ``CertificateManager`` (request, status,

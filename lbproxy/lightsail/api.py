@@ -16,11 +16,11 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from lbproxy.control.errors import AwsError
-from lbproxy.control.protocol import Handler, RequestContext
+from lbproxy.awsapi.errors import AwsError
+from lbproxy.awsapi.protocol import Handler, RequestContext
+from lbproxy.core.principals import ACCOUNT_ID, Principal
 from lbproxy.lightsail.errors import AccessDeniedException, InvalidInputException
 from lbproxy.lightsail.model import LightsailService
-from lbproxy.principals import ACCOUNT_ID, Principal
 
 #: What a role may call on its own load balancer (``loadBalancerName``) or an instance attached to it.
 ROLE_SCOPED = frozenset(
@@ -105,8 +105,13 @@ class LightsailApi:
     # -- load balancers --------------------------------------------------------------------------
 
     def create_load_balancer(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "CreateLoadBalancer", loadBalancerName=params["loadBalancerName"],
-                    instancePort=params["instancePort"], certificateName=params.get("certificateName"))
+        self._audit(
+            ctx,
+            "CreateLoadBalancer",
+            loadBalancerName=params["loadBalancerName"],
+            instancePort=params["instancePort"],
+            certificateName=params.get("certificateName"),
+        )
         ops = self.service.create_load_balancer(
             params["loadBalancerName"],
             params["instancePort"],
@@ -133,29 +138,51 @@ class LightsailApi:
         return {"operations": self.service.delete_load_balancer(params["loadBalancerName"])}
 
     def attach_instances(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "AttachInstancesToLoadBalancer", loadBalancerName=params["loadBalancerName"],
-                    instanceNames=params["instanceNames"])
+        self._audit(
+            ctx,
+            "AttachInstancesToLoadBalancer",
+            loadBalancerName=params["loadBalancerName"],
+            instanceNames=params["instanceNames"],
+        )
         return {"operations": self.service.attach_instances(params["loadBalancerName"], params["instanceNames"])}
 
     def detach_instances(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "DetachInstancesFromLoadBalancer", loadBalancerName=params["loadBalancerName"],
-                    instanceNames=params["instanceNames"])
+        self._audit(
+            ctx,
+            "DetachInstancesFromLoadBalancer",
+            loadBalancerName=params["loadBalancerName"],
+            instanceNames=params["instanceNames"],
+        )
         return {"operations": self.service.detach_instances(params["loadBalancerName"], params["instanceNames"])}
 
     def update_attribute(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "UpdateLoadBalancerAttribute", loadBalancerName=params["loadBalancerName"],
-                    attributeName=params["attributeName"], attributeValue=params["attributeValue"])
-        return {"operations": self.service.update_attribute(
-            params["loadBalancerName"], params["attributeName"], params["attributeValue"])}
+        self._audit(
+            ctx,
+            "UpdateLoadBalancerAttribute",
+            loadBalancerName=params["loadBalancerName"],
+            attributeName=params["attributeName"],
+            attributeValue=params["attributeValue"],
+        )
+        return {
+            "operations": self.service.update_attribute(
+                params["loadBalancerName"], params["attributeName"], params["attributeValue"]
+            )
+        }
 
     def get_tls_policies(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         self._audit(ctx, "GetLoadBalancerTlsPolicies")
         return {"tlsPolicies": self.service.tls_policies()}
 
     def get_metric_data(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "GetLoadBalancerMetricData", loadBalancerName=params["loadBalancerName"],
-                    metricName=params["metricName"], period=params["period"], unit=params["unit"],
-                    statistics=params["statistics"])
+        self._audit(
+            ctx,
+            "GetLoadBalancerMetricData",
+            loadBalancerName=params["loadBalancerName"],
+            metricName=params["metricName"],
+            period=params["period"],
+            unit=params["unit"],
+            statistics=params["statistics"],
+        )
         data = self.service.metric_data(
             params["loadBalancerName"],
             params["metricName"],
@@ -170,27 +197,50 @@ class LightsailApi:
     # -- TLS certificates ------------------------------------------------------------------------
 
     def create_certificate(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "CreateLoadBalancerTlsCertificate", loadBalancerName=params["loadBalancerName"],
-                    certificateName=params["certificateName"], certificateDomainName=params["certificateDomainName"],
-                    certificateAlternativeNames=params.get("certificateAlternativeNames"))
-        return {"operations": self.service.create_certificate(
-            params["loadBalancerName"], params["certificateName"], params["certificateDomainName"],
-            params.get("certificateAlternativeNames"), params.get("tags"))}
+        self._audit(
+            ctx,
+            "CreateLoadBalancerTlsCertificate",
+            loadBalancerName=params["loadBalancerName"],
+            certificateName=params["certificateName"],
+            certificateDomainName=params["certificateDomainName"],
+            certificateAlternativeNames=params.get("certificateAlternativeNames"),
+        )
+        return {
+            "operations": self.service.create_certificate(
+                params["loadBalancerName"],
+                params["certificateName"],
+                params["certificateDomainName"],
+                params.get("certificateAlternativeNames"),
+                params.get("tags"),
+            )
+        }
 
     def get_certificates(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         self._audit(ctx, "GetLoadBalancerTlsCertificates", loadBalancerName=params["loadBalancerName"])
         return {"tlsCertificates": self.service.get_certificates(params["loadBalancerName"])}
 
     def attach_certificate(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "AttachLoadBalancerTlsCertificate", loadBalancerName=params["loadBalancerName"],
-                    certificateName=params["certificateName"])
+        self._audit(
+            ctx,
+            "AttachLoadBalancerTlsCertificate",
+            loadBalancerName=params["loadBalancerName"],
+            certificateName=params["certificateName"],
+        )
         return {"operations": self.service.attach_certificate(params["loadBalancerName"], params["certificateName"])}
 
     def delete_certificate(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "DeleteLoadBalancerTlsCertificate", loadBalancerName=params["loadBalancerName"],
-                    certificateName=params["certificateName"], force=params.get("force"))
-        return {"operations": self.service.delete_certificate(
-            params["loadBalancerName"], params["certificateName"], bool(params.get("force")))}
+        self._audit(
+            ctx,
+            "DeleteLoadBalancerTlsCertificate",
+            loadBalancerName=params["loadBalancerName"],
+            certificateName=params["certificateName"],
+            force=params.get("force"),
+        )
+        return {
+            "operations": self.service.delete_certificate(
+                params["loadBalancerName"], params["certificateName"], bool(params.get("force"))
+            )
+        }
 
     # -- instances -------------------------------------------------------------------------------
 

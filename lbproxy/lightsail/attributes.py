@@ -15,7 +15,7 @@ attribute                                     default                 accepted v
                                                                       lists
 ============================================  ======================  ==============================
 
-TLS policies come from ``lbproxy.proxy.tlspolicies`` (one table for control and data plane).
+TLS policies come from ``lbproxy.contract.tlspolicies`` (one table for control and data plane).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import dataclasses
 import re
 from typing import Any
 
+from lbproxy.contract.tlspolicies import DEFAULT_POLICY_NAME, TLS_POLICIES
+from lbproxy.core.principals import ACCOUNT_ID
 from lbproxy.lightsail.errors import InvalidInputException
-from lbproxy.principals import ACCOUNT_ID
-from lbproxy.proxy.tlspolicies import DEFAULT_POLICY_NAME, TLS_POLICIES
 
 HEALTH_CHECK_PATH = "HealthCheckPath"
 STICKINESS_ENABLED = "SessionStickinessEnabled"

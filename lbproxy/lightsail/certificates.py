@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from lbproxy.awsapi.errors import AwsError
 from lbproxy.certs.manager import GRANT_NAME, CertificateManager, association_context
-from lbproxy.control.errors import AwsError
 from lbproxy.keyservice.service import KeyService
 from lbproxy.lightsail.errors import InvalidInputException, NotFoundException, OperationFailureException
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from lbproxy.control.errors import AwsError
+from lbproxy.awsapi.errors import AwsError
 
 DOCS_URL = "https://docs.aws.amazon.com/lightsail/2016-11-28/api-reference/"
 

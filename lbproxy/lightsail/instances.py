@@ -38,7 +38,7 @@ class InstanceAddress:
 
 def parse_address(value: Any, field: str = "address") -> InstanceAddress:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"invalid {field}: {value!r} (expected \"HOST:PORT\" or \"HOST\")")
+        raise ConfigError(f'invalid {field}: {value!r} (expected "HOST:PORT" or "HOST")')
     text = value.strip()
     bracketed = text.startswith("[")
     if (bracketed and "]:" in text) or (not bracketed and text.count(":") == 1):
@@ -50,7 +50,7 @@ def parse_address(value: Any, field: str = "address") -> InstanceAddress:
         return InstanceAddress(host, port)
     host = text[1:-1] if bracketed and text.endswith("]") else text
     if not host or any(c.isspace() for c in host) or "/" in host:
-        raise ConfigError(f"invalid {field}: {value!r} (expected \"HOST:PORT\" or \"HOST\")")
+        raise ConfigError(f'invalid {field}: {value!r} (expected "HOST:PORT" or "HOST")')
     return InstanceAddress(host, None)
 
 

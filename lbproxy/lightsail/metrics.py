@@ -37,13 +37,22 @@ COUNTERS = (
 )
 GAUGES = ("HealthyHostCount", "UnhealthyHostCount")
 RESPONSE_TIME = "InstanceResponseTime"
-RESPONSE_TIME_FIELDS = ("InstanceResponseTime_Sum", "InstanceResponseTime_Count", "InstanceResponseTime_Min",
-                        "InstanceResponseTime_Max")
+RESPONSE_TIME_FIELDS = (
+    "InstanceResponseTime_Sum",
+    "InstanceResponseTime_Count",
+    "InstanceResponseTime_Min",
+    "InstanceResponseTime_Max",
+)
 METRIC_NAMES = (*COUNTERS, *GAUGES, RESPONSE_TIME)
 #: The published unit of each metric (the API reference's "Unit: The published unit is ...").
 UNITS: dict[str, str] = {**dict.fromkeys(COUNTERS, "Count"), **dict.fromkeys(GAUGES, "Count"), RESPONSE_TIME: "Seconds"}
-STATISTICS = {"Sum": "sum", "SampleCount": "sampleCount", "Average": "average", "Minimum": "minimum",
-              "Maximum": "maximum"}
+STATISTICS = {
+    "Sum": "sum",
+    "SampleCount": "sampleCount",
+    "Average": "average",
+    "Minimum": "minimum",
+    "Maximum": "maximum",
+}
 #: CloudWatch answers at most this many datapoints per request.
 MAX_DATAPOINTS = 1440
 #: How long samples are kept (CloudWatch keeps 1-minute data 15 days).
@@ -85,8 +94,16 @@ def samples_from_report(metrics: Mapping[str, Any], when: float) -> list[Sample]
     if count > 0:
         total = values.get("InstanceResponseTime_Sum", 0.0)
         mean = total / count
-        out.append(Sample(RESPONSE_TIME, when, total, count, values.get("InstanceResponseTime_Min", mean),
-                          values.get("InstanceResponseTime_Max", mean)))
+        out.append(
+            Sample(
+                RESPONSE_TIME,
+                when,
+                total,
+                count,
+                values.get("InstanceResponseTime_Min", mean),
+                values.get("InstanceResponseTime_Max", mean),
+            )
+        )
     return out
 
 
@@ -104,7 +121,13 @@ def check_query(metric: str, period: int, start: float, end: float) -> None:
 
 
 def aggregate(
-    samples: Iterable[Sample], *, metric: str, period: int, start: float, end: float, unit: str,
+    samples: Iterable[Sample],
+    *,
+    metric: str,
+    period: int,
+    start: float,
+    end: float,
+    unit: str,
     statistics: Iterable[str],
 ) -> list[dict[str, Any]]:
     """Datapoints (``MetricDatapoint`` shape, ``timestamp`` as epoch seconds) in ascending time order."""
@@ -131,8 +154,13 @@ def aggregate(
     out = []
     for i in sorted(buckets):
         total, count, lo, hi = buckets[i]
-        values = {"Sum": total, "SampleCount": count, "Average": total / count if count else 0.0,
-                  "Minimum": lo, "Maximum": hi}
+        values = {
+            "Sum": total,
+            "SampleCount": count,
+            "Average": total / count if count else 0.0,
+            "Minimum": lo,
+            "Maximum": hi,
+        }
         point: dict[str, Any] = {STATISTICS[s]: values[s] for s in stats}
         point["timestamp"] = start + i * period
         point["unit"] = unit

@@ -31,9 +31,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lbproxy.clock import Clock
 from lbproxy.config import ConfigError
-from lbproxy.control.events import EventLog
+from lbproxy.contract.tlspolicies import TLS_POLICIES
+from lbproxy.core.clock import Clock
+from lbproxy.core.events import EventLog
+from lbproxy.core.principals import ADMIN_NAME, Principal, Principals, role_arn
+from lbproxy.core.store import Database
 from lbproxy.lightsail import attributes as attrs_mod
 from lbproxy.lightsail import metrics as metrics_mod
 from lbproxy.lightsail.attributes import (
@@ -54,9 +57,6 @@ from lbproxy.lightsail.errors import (
     not_found,
 )
 from lbproxy.lightsail.instances import InstanceAddress, check_instance_name, load_instances_file, parse_address
-from lbproxy.principals import ADMIN_NAME, Principal, Principals, role_arn
-from lbproxy.proxy.tlspolicies import TLS_POLICIES
-from lbproxy.store import Database
 
 log = logging.getLogger("lbproxy.control")
 
@@ -435,8 +435,9 @@ class LightsailService:
             self._events.publish(EVENT_CREATED, self._lb_ref(lb), [lb.principal_arn])
             ops = [self._operation(name, LB_TYPE, "CreateLoadBalancer")]
             if certificate_name is not None and certificate_domain_name is not None:
-                ops += self.create_certificate(name, certificate_name, certificate_domain_name,
-                                               certificate_alternative_names, None)
+                ops += self.create_certificate(
+                    name, certificate_name, certificate_domain_name, certificate_alternative_names, None
+                )
         return ops
 
     def delete_load_balancer(self, name: str) -> list[dict[str, Any]]:
@@ -483,10 +484,10 @@ class LightsailService:
                     attached.append(n)
             if attached:
                 self._publish_instances(lb, attached=attached)
-        return [self._operation(n, INSTANCE_TYPE, "AttachInstancesToLoadBalancer", lb_name)
-                for n in dict.fromkeys(instance_names)] + [
-            self._operation(lb_name, LB_TYPE, "AttachInstancesToLoadBalancer", ", ".join(instance_names))
-        ]
+        return [
+            self._operation(n, INSTANCE_TYPE, "AttachInstancesToLoadBalancer", lb_name)
+            for n in dict.fromkeys(instance_names)
+        ] + [self._operation(lb_name, LB_TYPE, "AttachInstancesToLoadBalancer", ", ".join(instance_names))]
 
     def detach_instances(self, lb_name: str, instance_names: Sequence[str]) -> list[dict[str, Any]]:
         if not instance_names:
@@ -498,8 +499,9 @@ class LightsailService:
                 if n not in current:
                     raise InvalidInputException(f"The instance {n} is not attached to the load balancer {lb_name}.")
             names = list(dict.fromkeys(instance_names))
-            tx.executemany("DELETE FROM ls_lb_instances WHERE lb_name = ? AND instance_name = ?",
-                           [(lb_name, n) for n in names])
+            tx.executemany(
+                "DELETE FROM ls_lb_instances WHERE lb_name = ? AND instance_name = ?", [(lb_name, n) for n in names]
+            )
             self._publish_instances(lb, detached=names)
         return [self._operation(n, INSTANCE_TYPE, "DetachInstancesFromLoadBalancer", lb_name) for n in names] + [
             self._operation(lb_name, LB_TYPE, "DetachInstancesFromLoadBalancer", ", ".join(names))
@@ -524,8 +526,12 @@ class LightsailService:
             )
             self._events.publish(
                 EVENT_ATTRIBUTE_CHANGED,
-                {**self._lb_ref(lb), "attributeName": changed, "value": new.typed()[changed],
-                 "attributes": new.typed()},
+                {
+                    **self._lb_ref(lb),
+                    "attributeName": changed,
+                    "value": new.typed()[changed],
+                    "attributes": new.typed(),
+                },
                 [lb.principal_arn],
             )
 
@@ -576,8 +582,9 @@ class LightsailService:
                 "maximum. Delete one first."
             )
 
-    def _insert_certificate(self, lb_name: str, cert_name: str, acm_arn: str, origin: str,
-                            tags: list[dict[str, str]]) -> None:
+    def _insert_certificate(
+        self, lb_name: str, cert_name: str, acm_arn: str, origin: str, tags: list[dict[str, str]]
+    ) -> None:
         with self._db.transaction() as tx:
             tx.execute(
                 "INSERT INTO ls_lb_certificates VALUES (?,?,?,?,?,?,?)",
@@ -662,8 +669,9 @@ class LightsailService:
         assert lb.attached_certificate is not None
         cert = self._require_cert(lb.name, lb.attached_certificate)
         with self._db.transaction() as tx:
-            tx.execute("UPDATE ls_load_balancers SET attached_certificate = NULL, grant_id = NULL WHERE name = ?",
-                       (lb.name,))
+            tx.execute(
+                "UPDATE ls_load_balancers SET attached_certificate = NULL, grant_id = NULL WHERE name = ?", (lb.name,)
+            )
             self.certificates.disassociate(cert.acm_arn, self._lb_arn(lb))
             self._events.publish(
                 EVENT_CERTIFICATE_DETACHED,
@@ -717,14 +725,16 @@ class LightsailService:
                 (lb.name,),
             ):
                 port = row["port"] or lb.instance_port
-                instances.append({
-                    "name": row["instance_name"],
-                    "host": row["host"],
-                    "port": port,
-                    "address": str(InstanceAddress(row["host"], port)),
-                    "state": row["state"],
-                    "reasonCode": row["reason"],
-                })
+                instances.append(
+                    {
+                        "name": row["instance_name"],
+                        "host": row["host"],
+                        "port": port,
+                        "address": str(InstanceAddress(row["host"], port)),
+                        "state": row["state"],
+                        "reasonCode": row["reason"],
+                    }
+                )
             return {
                 "name": lb.name,
                 "arn": self._lb_arn(lb),
@@ -793,25 +803,45 @@ class LightsailService:
             )
             tx.execute("UPDATE ls_load_balancers SET last_report_at = ? WHERE name = ?", (now, lb.name))
             if changed:
-                self._events.publish(EVENT_HEALTH_CHANGED, {**self._lb_ref(lb), "instances": changed},
-                                     [lb.principal_arn])
+                self._events.publish(
+                    EVENT_HEALTH_CHANGED, {**self._lb_ref(lb), "instances": changed}, [lb.principal_arn]
+                )
             if key_state is not None:
                 self._store_key_state(tx, lb, key_state, now)
-        return {"accepted": {"instances": len(health) - len(ignored), "samples": len(samples)},
-                "ignoredInstances": ignored, "lastEventId": self._events.last_id()}
+        return {
+            "accepted": {"instances": len(health) - len(ignored), "samples": len(samples)},
+            "ignoredInstances": ignored,
+            "lastEventId": self._events.last_id(),
+        }
 
     def _store_key_state(self, tx: Any, lb: LoadBalancer, ks: dict[str, Any], now: float) -> None:
-        prev = tx.execute("SELECT state, since, fingerprint, degraded, restarts FROM ls_key_states WHERE lb_name = ?",
-                          (lb.name,)).fetchone()
+        prev = tx.execute(
+            "SELECT state, since, fingerprint, degraded, restarts FROM ls_key_states WHERE lb_name = ?", (lb.name,)
+        ).fetchone()
         tx.execute(
             "INSERT OR REPLACE INTO ls_key_states (lb_name, state, since, certificate_arn, serial, fingerprint,"
             " workers, reported_at, workers_expected, restarts, last_exit, degraded)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (lb.name, ks["state"], ks["since"], ks["certificateArn"], ks["serial"], ks["fingerprint"],
-             ks["workers"], now, ks["workersExpected"], ks["restarts"], ks["lastExit"], ks["degraded"]),
+            (
+                lb.name,
+                ks["state"],
+                ks["since"],
+                ks["certificateArn"],
+                ks["serial"],
+                ks["fingerprint"],
+                ks["workers"],
+                now,
+                ks["workersExpected"],
+                ks["restarts"],
+                ks["lastExit"],
+                ks["degraded"],
+            ),
         )
         if prev is None or (prev["state"], prev["fingerprint"], prev["degraded"], prev["restarts"]) != (
-            ks["state"], ks["fingerprint"], ks["degraded"], ks["restarts"]
+            ks["state"],
+            ks["fingerprint"],
+            ks["degraded"],
+            ks["restarts"],
         ):
             # Admin-only audience: the dashboard follows it; the data plane needs no echo of itself.
             self._events.publish(EVENT_KEY_STATE, {**self._lb_ref(lb), "keyState": ks}, [])
@@ -820,10 +850,17 @@ class LightsailService:
         """Each data plane's last reported key state, by load-balancer name (for the dashboard)."""
         return {
             r["lb_name"]: {
-                "state": r["state"], "since": r["since"], "certificateArn": r["certificate_arn"],
-                "serial": r["serial"], "fingerprint": r["fingerprint"], "workers": r["workers"],
-                "workersExpected": r["workers_expected"], "restarts": r["restarts"], "lastExit": r["last_exit"],
-                "degraded": r["degraded"], "reportedAt": r["reported_at"],
+                "state": r["state"],
+                "since": r["since"],
+                "certificateArn": r["certificate_arn"],
+                "serial": r["serial"],
+                "fingerprint": r["fingerprint"],
+                "workers": r["workers"],
+                "workersExpected": r["workers_expected"],
+                "restarts": r["restarts"],
+                "lastExit": r["last_exit"],
+                "degraded": r["degraded"],
+                "reportedAt": r["reported_at"],
             }
             for r in self._db.query("SELECT * FROM ls_key_states ORDER BY lb_name")
         }
@@ -837,10 +874,12 @@ class LightsailService:
             "SELECT * FROM ls_metric_samples WHERE lb_name = ? AND metric = ? AND time >= ? AND time < ?",
             (lb_name, metric, start, end),
         )
-        samples = [metrics_mod.Sample(r["metric"], r["time"], r["sum"], r["count"], r["minimum"], r["maximum"])
-                   for r in rows]
-        return metrics_mod.aggregate(samples, metric=metric, period=period, start=start, end=end, unit=unit,
-                                     statistics=statistics)
+        samples = [
+            metrics_mod.Sample(r["metric"], r["time"], r["sum"], r["count"], r["minimum"], r["maximum"]) for r in rows
+        ]
+        return metrics_mod.aggregate(
+            samples, metric=metric, period=period, start=start, end=end, unit=unit, statistics=statistics
+        )
 
     # == shapes ===================================================================================
 
@@ -897,8 +936,10 @@ class LightsailService:
         records = []
         for opt in d.get("DomainValidationOptions", []) or []:
             rr = opt.get("ResourceRecord") or {}
-            rec: dict[str, Any] = {"domainName": opt.get("DomainName"),
-                                   "validationStatus": opt.get("ValidationStatus", "PENDING_VALIDATION")}
+            rec: dict[str, Any] = {
+                "domainName": opt.get("DomainName"),
+                "validationStatus": opt.get("ValidationStatus", "PENDING_VALIDATION"),
+            }
             if rr:
                 rec.update({"name": rr.get("Name"), "type": rr.get("Type"), "value": rr.get("Value")})
                 rec["dnsRecordCreationState"] = {"code": "SUCCEEDED"}
@@ -907,15 +948,32 @@ class LightsailService:
             shape["domainValidationRecords"] = records
         if d.get("FailureReason"):
             reason = d["FailureReason"]
-            shape["failureReason"] = reason if reason in (
-                "NO_AVAILABLE_CONTACTS", "ADDITIONAL_VERIFICATION_REQUIRED", "DOMAIN_NOT_ALLOWED",
-                "INVALID_PUBLIC_DOMAIN") else "OTHER"
-        for src, dst in (("IssuedAt", "issuedAt"), ("ImportedAt", "issuedAt"), ("NotAfter", "notAfter"),
-                         ("NotBefore", "notBefore")):
+            shape["failureReason"] = (
+                reason
+                if reason
+                in (
+                    "NO_AVAILABLE_CONTACTS",
+                    "ADDITIONAL_VERIFICATION_REQUIRED",
+                    "DOMAIN_NOT_ALLOWED",
+                    "INVALID_PUBLIC_DOMAIN",
+                )
+                else "OTHER"
+            )
+        for src, dst in (
+            ("IssuedAt", "issuedAt"),
+            ("ImportedAt", "issuedAt"),
+            ("NotAfter", "notAfter"),
+            ("NotBefore", "notBefore"),
+        ):
             if d.get(src) is not None and dst not in shape:
                 shape[dst] = d[src]
-        for src, dst in (("Issuer", "issuer"), ("KeyAlgorithm", "keyAlgorithm"), ("Serial", "serial"),
-                         ("SignatureAlgorithm", "signatureAlgorithm"), ("Subject", "subject")):
+        for src, dst in (
+            ("Issuer", "issuer"),
+            ("KeyAlgorithm", "keyAlgorithm"),
+            ("Serial", "serial"),
+            ("SignatureAlgorithm", "signatureAlgorithm"),
+            ("Subject", "subject"),
+        ):
             if d.get(src):
                 shape[dst] = d[src]
         renewal = d.get("RenewalSummary")
@@ -936,8 +994,10 @@ class LightsailService:
             "resourceName": resource,
             "resourceType": rtype,
             "createdAt": now,
-            "location": {"availabilityZone": "all" if rtype != INSTANCE_TYPE else f"{self.region}a",
-                         "regionName": self.region},
+            "location": {
+                "availabilityZone": "all" if rtype != INSTANCE_TYPE else f"{self.region}a",
+                "regionName": self.region,
+            },
             "isTerminal": True,
             "operationType": op,
             "status": "Succeeded",
@@ -974,13 +1034,22 @@ class LightsailService:
             return False
 
     def _publish_instances(
-        self, lb: LoadBalancer, *, attached: Sequence[str] = (), detached: Sequence[str] = (),
+        self,
+        lb: LoadBalancer,
+        *,
+        attached: Sequence[str] = (),
+        detached: Sequence[str] = (),
         changed: Sequence[str] = (),
     ) -> None:
         self._events.publish(
             EVENT_INSTANCES_CHANGED,
-            {**self._lb_ref(lb), "attached": list(attached), "detached": list(detached), "changed": list(changed),
-             "instances": sorted(self._attached_names(lb.name))},
+            {
+                **self._lb_ref(lb),
+                "attached": list(attached),
+                "detached": list(detached),
+                "changed": list(changed),
+                "instances": sorted(self._attached_names(lb.name)),
+            },
             [lb.principal_arn],
         )
 
@@ -1016,8 +1085,9 @@ class LightsailService:
         return lb
 
     def _certs(self, lb_name: str) -> list[LbCertificate]:
-        rows = self._db.query("SELECT * FROM ls_lb_certificates WHERE lb_name = ? ORDER BY created_at, name",
-                              (lb_name,))
+        rows = self._db.query(
+            "SELECT * FROM ls_lb_certificates WHERE lb_name = ? ORDER BY created_at, name", (lb_name,)
+        )
         return [_cert_from_row(r) for r in rows]
 
     def _cert_or_none(self, lb_name: str, name: str | None) -> LbCertificate | None:
@@ -1032,15 +1102,21 @@ class LightsailService:
 
 
 def _cert_from_row(r: Any) -> LbCertificate:
-    return LbCertificate(r["lb_name"], r["name"], r["id"], r["acm_arn"], r["origin"], r["created_at"],
-                         json.loads(r["tags"]))
+    return LbCertificate(
+        r["lb_name"], r["name"], r["id"], r["acm_arn"], r["origin"], r["created_at"], json.loads(r["tags"])
+    )
 
 
 def _grant_json(ref: GrantRef | None) -> dict[str, Any] | None:
     if ref is None:
         return None
-    return {"grantId": ref.grant_id, "grantToken": ref.token, "keyArn": ref.key_arn, "active": ref.active,
-            "name": "IssuedThroughACM"}
+    return {
+        "grantId": ref.grant_id,
+        "grantToken": ref.token,
+        "keyArn": ref.key_arn,
+        "active": ref.active,
+        "name": "IssuedThroughACM",
+    }
 
 
 def _check_tags(tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
@@ -1084,8 +1160,22 @@ def _parse_key_state(raw: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(raw, Mapping):
         raise InvalidInputException("invalid keyState: expected an object")
-    unknown = sorted(set(raw) - {"state", "since", "certificateArn", "serial", "fingerprint", "workers", "leasedOut",
-                                 "workersExpected", "restarts", "lastExit", "degraded"})
+    unknown = sorted(
+        set(raw)
+        - {
+            "state",
+            "since",
+            "certificateArn",
+            "serial",
+            "fingerprint",
+            "workers",
+            "leasedOut",
+            "workersExpected",
+            "restarts",
+            "lastExit",
+            "degraded",
+        }
+    )
     if unknown:
         raise InvalidInputException(f"unknown keyState field(s): {', '.join(unknown)}")
     state = raw.get("state")

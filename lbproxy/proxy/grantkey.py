@@ -47,7 +47,7 @@ class ControlKeySource:
             raise
 
     def _load(self) -> tuple[bytes, bytearray] | None:
-        from lbproxy.certs.sealed import open_sealed_key, pem_private_key, wipe
+        from lbproxy.contract.sealed import open_sealed_key, pem_private_key, wipe
 
         creds, region = load_credentials()
         client = ControlClient(self.control_url, Signer(creds, region))

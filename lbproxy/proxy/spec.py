@@ -18,7 +18,7 @@ import dataclasses
 from typing import Any
 
 from lbproxy.config import ConfigError, parse_hostport, settings_from_mapping
-from lbproxy.proxy.tlspolicies import DEFAULT_POLICY_NAME, TLS_POLICIES
+from lbproxy.contract.tlspolicies import DEFAULT_POLICY_NAME, TLS_POLICIES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

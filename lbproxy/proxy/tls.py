@@ -21,8 +21,8 @@ from __future__ import annotations
 import ssl
 import warnings
 
+from lbproxy.contract.tlspolicies import EXTENSION_TLS13, PROTOCOL_ORDER, TlsPolicy, openssl_cipher_string
 from lbproxy.proxy.keys import load_cert_chain_from_memory
-from lbproxy.proxy.tlspolicies import EXTENSION_TLS13, PROTOCOL_ORDER, TlsPolicy, openssl_cipher_string
 
 _VERSIONS = {
     "TLSv1": ssl.TLSVersion["TLSv1"],

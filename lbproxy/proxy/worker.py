@@ -39,6 +39,7 @@ import sys
 from typing import Any
 
 from lbproxy.config import settings_from_mapping
+from lbproxy.contract.tlspolicies import get_policy
 from lbproxy.proxy.dataplane import STOP_REVOKE, STOP_SHUTDOWN, Dataplane
 from lbproxy.proxy.keys import (
     KEY_REFUSED,
@@ -51,7 +52,6 @@ from lbproxy.proxy.keys import (
 )
 from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings, spec_from_mapping
 from lbproxy.proxy.tls import TlsTerminator, keyed_context
-from lbproxy.proxy.tlspolicies import get_policy
 
 log = logging.getLogger("lbproxy.proxy")
 

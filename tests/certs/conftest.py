@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from lbproxy.certs.manager import CertificateManager
-from lbproxy.clock import ManualClock
+from lbproxy.core.clock import ManualClock
 from lbproxy.testing import ControlThread
 
 VALIDATION_DELAY = 5.0

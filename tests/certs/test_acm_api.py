@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from lbproxy.certs.manager import CertificateManager
-from lbproxy.clock import ManualClock
+from lbproxy.core.clock import ManualClock
 from lbproxy.testing import ControlThread
 
 VALIDATION_DELAY = 5.0  # as in conftest.py
@@ -423,7 +423,7 @@ def test_failed_managed_renewal_is_reported_and_retried(
     manager: CertificateManager,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lbproxy.control.errors import AwsError
+    from lbproxy.awsapi.errors import AwsError
 
     class DisabledException(AwsError):
         code = "DisabledException"

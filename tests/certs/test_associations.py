@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from lbproxy.certs import keys
 from lbproxy.certs.errors import InvalidStateException, RequestInProgressException
 from lbproxy.certs.manager import CertificateManager
-from lbproxy.certs.sealed import open_sealed_key, pem_private_key, wipe
-from lbproxy.clock import ManualClock
-from lbproxy.principals import Principal
+from lbproxy.contract.sealed import open_sealed_key, pem_private_key, wipe
+from lbproxy.core.clock import ManualClock
+from lbproxy.core.principals import Principal
 from lbproxy.testing import ControlThread
 
 LB_ARN = "arn:aws:lightsail:us-east-1:000000000000:LoadBalancer/0c1d7d0e-8a44-4d8c-9c61-b8d0f7d4b1a2"

@@ -19,10 +19,10 @@ from lbproxy.certs import ca as ca_mod
 from lbproxy.certs import keys
 from lbproxy.certs.ca import CAError, LocalCA, export_root
 from lbproxy.certs.vault import KeyVault
-from lbproxy.clock import ManualClock
-from lbproxy.control.events import EventLog
+from lbproxy.core.clock import ManualClock
+from lbproxy.core.events import EventLog
+from lbproxy.core.store import Database
 from lbproxy.keyservice.service import KeyService
-from lbproxy.store import Database
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lbproxy.certs import keys
 from lbproxy.certs.ca import INTERMEDIATE_KEY, ROOT_KEY, ca_dir
 from lbproxy.certs.manager import CertificateManager
-from lbproxy.certs.sealed import SealedKey, wipe
-from lbproxy.clock import ManualClock
+from lbproxy.contract.sealed import SealedKey, wipe
+from lbproxy.core.clock import ManualClock
 from lbproxy.testing import ControlThread
 
 LB_ARN = "arn:aws:lightsail:us-east-1:000000000000:LoadBalancer/2c1d7d0e-8a44-4d8c-9c61-b8d0f7d4b1a2"

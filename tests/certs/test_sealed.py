@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from lbproxy.certs import keys
-from lbproxy.certs.sealed import (
+from lbproxy.contract.sealed import (
     SealedKey,
     SealedKeyError,
     bundle_to_json,

@@ -24,10 +24,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
-from lbproxy.clock import ManualClock
 from lbproxy.config import ConfigError, ControlSettings
-from lbproxy.lightsail.dataplane import install_routes
-from lbproxy.principals import Principal
+from lbproxy.control.dataplane import install_routes
+from lbproxy.core.clock import ManualClock
+from lbproxy.core.principals import Principal
 from lbproxy.testing import ControlThread
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from botocore.credentials import ReadOnlyCredentials
 
-from lbproxy.principals import Principal
+from lbproxy.core.principals import Principal
 from lbproxy.proxy.controllink import ControlClient, ControlError, Signer
 from lbproxy.proxy.eventstream import EventSubscription
 from lbproxy.testing import ControlThread

@@ -14,7 +14,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from lbproxy.principals import Principal
+from lbproxy.core.principals import Principal
 from lbproxy.testing import ControlThread, read_events
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from lbproxy.clock import ManualClock
 from lbproxy.control import dashboard
 from lbproxy.control.plane import ControlPlane
-from lbproxy.principals import Principal
+from lbproxy.core.clock import ManualClock
+from lbproxy.core.principals import Principal
 from lbproxy.testing import ControlThread, wait_until
 
 

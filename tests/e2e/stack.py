@@ -25,7 +25,7 @@ from botocore.credentials import ReadOnlyCredentials
 from lbproxy.backend import make_app
 from lbproxy.control import dashboard
 from lbproxy.control.app import bound_port
-from lbproxy.lightsail.dataplane import install_routes
+from lbproxy.control.dataplane import install_routes
 from lbproxy.proxy.controllink import ControlClient, Signer
 from lbproxy.testing import ControlThread
 from lbproxy.testing import wait_until as _wait_until
@@ -288,7 +288,7 @@ class ControlProcess:
 
 
 def make_stack(tmp: Path) -> Stack:
-    from lbproxy.clock import SystemClock
+    from lbproxy.core.clock import SystemClock
 
     ct = ControlThread(
         tmp / "data", clock=SystemClock(), validation_delay=0.0, installers=[install_routes, dashboard.install]

@@ -8,8 +8,8 @@ import time
 import pytest
 from stack import Stack, get, handshake_ok, wait_until
 
-from lbproxy.clock import SystemClock
-from lbproxy.lightsail.dataplane import install_routes
+from lbproxy.control.dataplane import install_routes
+from lbproxy.core.clock import SystemClock
 from lbproxy.testing import ControlThread
 
 pytestmark = pytest.mark.timeout(120)

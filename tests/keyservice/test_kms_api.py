@@ -8,7 +8,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from lbproxy.principals import Principal
+from lbproxy.core.principals import Principal
 from lbproxy.testing import ControlThread
 
 
@@ -250,7 +250,7 @@ def test_acm_key_is_usable_only_through_acm_or_grants(control: ControlThread, km
     assert code(e) == "AccessDeniedException"
     assert kms.get_key_rotation_status(KeyId="alias/aws/acm")["KeyRotationEnabled"] is True
     # The ACM service principal (inside the control plane) can.
-    from lbproxy.principals import ACM_PRINCIPAL
+    from lbproxy.core.principals import ACM_PRINCIPAL
 
     dk = control.call(
         lambda: control.plane.kms.generate_data_key(  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from lbproxy.core.principals import ACM_SERVICE_PRINCIPAL
 from lbproxy.keyservice.grants import (
     Grant,
     can_retire,
@@ -22,7 +23,6 @@ from lbproxy.keyservice.policy import (
     evaluate,
     parse_policy,
 )
-from lbproxy.principals import ACM_SERVICE_PRINCIPAL
 
 ADMIN = Caller("arn:aws:iam::000000000000:user/admin", "user")
 ROLE = Caller("arn:aws:iam::000000000000:role/lb", "role")

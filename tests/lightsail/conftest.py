@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from lightsail_helpers import INSTANCES_TOML, VALIDATION_DELAY, LightsailControl, read_events, signed_call
 
-from lbproxy.clock import ManualClock
+from lbproxy.core.clock import ManualClock
 
 
 @pytest.fixture

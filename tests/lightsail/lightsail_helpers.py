@@ -12,11 +12,11 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from lbproxy.clock import ManualClock
 from lbproxy.control.app import ControlServer
+from lbproxy.control.dataplane import install_routes
 from lbproxy.control.plane import ControlPlane
-from lbproxy.lightsail.dataplane import install_routes
-from lbproxy.principals import Principal
+from lbproxy.core.clock import ManualClock
+from lbproxy.core.principals import Principal
 from lbproxy.testing import ControlThread, read_events  # noqa: F401 (re-exported for the tests)
 
 VALIDATION_DELAY = 5.0

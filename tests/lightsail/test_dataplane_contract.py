@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lightsail_helpers import LightsailControl
 
-from lbproxy.certs.sealed import open_sealed_key
 from lbproxy.cli import main
+from lbproxy.contract.sealed import open_sealed_key
 
 CONFIG = "/dataplane/v1/load-balancers/{}"
 
@@ -26,8 +26,9 @@ def setup_lb(ls: LightsailControl, name: str, domain: str, *, attach: bool = Tru
     lightsail = ls.client("lightsail")
     lightsail.create_load_balancer(loadBalancerName=name, instancePort=8080)
     lightsail.attach_instances_to_load_balancer(loadBalancerName=name, instanceNames=["web-1", "web-3"])
-    lightsail.create_load_balancer_tls_certificate(loadBalancerName=name, certificateName=f"{name}-cert",
-                                                   certificateDomainName=domain)
+    lightsail.create_load_balancer_tls_certificate(
+        loadBalancerName=name, certificateName=f"{name}-cert", certificateDomainName=domain
+    )
     ls.issue_pending()
     if attach:
         lightsail.attach_load_balancer_tls_certificate(loadBalancerName=name, certificateName=f"{name}-cert")
@@ -35,8 +36,11 @@ def setup_lb(ls: LightsailControl, name: str, domain: str, *, attach: bool = Tru
 
 def decrypt(kms: Any, cert: dict[str, Any], context: dict[str, str] | None = None) -> bytes:
     blob = base64.b64decode(cert["bundle"]["EncryptedDataKey"])
-    return kms.decrypt(CiphertextBlob=blob, EncryptionContext=context or cert["encryptionContext"],
-                       GrantTokens=[cert["grant"]["grantToken"]])["Plaintext"]  # type: ignore[no-any-return]
+    return kms.decrypt(
+        CiphertextBlob=blob,
+        EncryptionContext=context or cert["encryptionContext"],
+        GrantTokens=[cert["grant"]["grantToken"]],
+    )["Plaintext"]  # type: ignore[no-any-return]
 
 
 def test_configuration_is_for_the_load_balancer_principal_only(ls: LightsailControl, signed: Any) -> None:
@@ -48,12 +52,18 @@ def test_configuration_is_for_the_load_balancer_principal_only(ls: LightsailCont
     assert status == 200
     assert cfg["name"] == "lb-a" and cfg["principalArn"] == me.arn and cfg["state"] == "active"
     assert cfg["listeners"] == {"http": {"port": 80, "enabled": True}, "https": {"port": 443, "enabled": True}}
-    assert cfg["attributes"] == {"HealthCheckPath": "/", "SessionStickinessEnabled": False,
-                                 "SessionStickiness_LB_CookieDurationSeconds": 86400,
-                                 "HttpsRedirectionEnabled": False, "TlsPolicyName": "TLS-2016-08"}
+    assert cfg["attributes"] == {
+        "HealthCheckPath": "/",
+        "SessionStickinessEnabled": False,
+        "SessionStickiness_LB_CookieDurationSeconds": 86400,
+        "HttpsRedirectionEnabled": False,
+        "TlsPolicyName": "TLS-2016-08",
+    }
     # instancePort is honoured where the address gives none (web-3 = "10.0.0.3").
     assert [(i["name"], i["host"], i["port"], i["state"]) for i in cfg["instances"]] == [
-        ("web-1", "127.0.0.1", 8001, "initial"), ("web-3", "10.0.0.3", 8080, "initial")]
+        ("web-1", "127.0.0.1", 8001, "initial"),
+        ("web-3", "10.0.0.3", 8080, "initial"),
+    ]
     cert = cfg["certificate"]
     assert cert["encryptionContext"] == {"aws:acm:arn": cert["acmCertificateArn"], "aws:lightsail:arn": cfg["arn"]}
     assert cert["bundle"]["EncryptionContext"] == cert["encryptionContext"]
@@ -86,8 +96,9 @@ def test_the_principal_decrypts_its_bundle_and_nothing_else(ls: LightsailControl
     der = open_sealed_key(cert_a["bundle"], data_key)
     key = serialization.load_der_private_key(bytes(der), None)
     leaf = x509.load_pem_x509_certificate(cert_a["certificatePem"].encode())
-    assert key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
-        == leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     # Not another certificate's key (lb-b's, under lb-b's context or under lb-a's).
     for ctx in (cert_b["encryptionContext"], cert_a["encryptionContext"]):
@@ -109,8 +120,9 @@ def test_the_principal_decrypts_its_bundle_and_nothing_else(ls: LightsailControl
     assert kms.describe_key(KeyId=cert_a["kmsKeyArn"])["KeyMetadata"]["Arn"] == cert_a["kmsKeyArn"]
 
     # Not after detach (the bundle it already has is useless now).
-    status, _ = signed(ls.url, ls.admin, "POST", "/lbproxy/v1/load-balancers/lb-a/tls-certificates/lb-a-cert/detach",
-                       {})
+    status, _ = signed(
+        ls.url, ls.admin, "POST", "/lbproxy/v1/load-balancers/lb-a/tls-certificates/lb-a-cert/detach", {}
+    )
     assert status == 200
     with pytest.raises(ClientError) as e:
         decrypt(kms, cert_a)
@@ -132,13 +144,16 @@ def test_events_tell_the_data_plane_every_change_in_order(ls: LightsailControl, 
     start = signed(ls.url, me, "GET", CONFIG.format("lb-e"))[1]["lastEventId"]
 
     lightsail.attach_load_balancer_tls_certificate(loadBalancerName="lb-e", certificateName="lb-e-cert")
-    lightsail.update_load_balancer_attribute(loadBalancerName="lb-e", attributeName="SessionStickinessEnabled",
-                                             attributeValue="true")
+    lightsail.update_load_balancer_attribute(
+        loadBalancerName="lb-e", attributeName="SessionStickinessEnabled", attributeValue="true"
+    )
     lightsail.attach_instances_to_load_balancer(loadBalancerName="lb-e", instanceNames=["web-2"])
-    lightsail.update_load_balancer_attribute(loadBalancerName="lb-quiet", attributeName="HealthCheckPath",
-                                             attributeValue="/q")
-    lightsail.create_load_balancer_tls_certificate(loadBalancerName="lb-e", certificateName="second",
-                                                   certificateDomainName="e.example.com")
+    lightsail.update_load_balancer_attribute(
+        loadBalancerName="lb-quiet", attributeName="HealthCheckPath", attributeValue="/q"
+    )
+    lightsail.create_load_balancer_tls_certificate(
+        loadBalancerName="lb-e", certificateName="second", certificateDomainName="e.example.com"
+    )
     ls.issue_pending()
     lightsail.attach_load_balancer_tls_certificate(loadBalancerName="lb-e", certificateName="second")
     acm_second = signed(ls.url, me, "GET", CONFIG.format("lb-e"))[1]["certificate"]["acmCertificateArn"]
@@ -187,16 +202,28 @@ def test_reports_feed_health_and_metrics(ls: LightsailControl, signed: Any, cloc
     path = CONFIG.format("lb-m") + "/report"
     t0 = clock.now().replace(second=0, microsecond=0)
     clock.set(t0 + dt.timedelta(seconds=1))
-    status, out = signed(ls.url, me, "POST", path, {
-        "instances": [
-            {"name": "web-1", "state": "healthy", "reasonCode": None},
-            {"name": "web-3", "state": "unhealthy", "reasonCode": "Instance.Timeout"},
-            {"name": "web-2", "state": "healthy"},
-        ],
-        "metrics": {"RequestCount": 10, "HTTPCode_Instance_2XX_Count": 9, "HTTPCode_LB_5XX_Count": 1,
-                    "InstanceResponseTime_Sum": 0.5, "InstanceResponseTime_Count": 9, "HealthyHostCount": 1,
-                    "UnhealthyHostCount": 1},
-    })
+    status, out = signed(
+        ls.url,
+        me,
+        "POST",
+        path,
+        {
+            "instances": [
+                {"name": "web-1", "state": "healthy", "reasonCode": None},
+                {"name": "web-3", "state": "unhealthy", "reasonCode": "Instance.Timeout"},
+                {"name": "web-2", "state": "healthy"},
+            ],
+            "metrics": {
+                "RequestCount": 10,
+                "HTTPCode_Instance_2XX_Count": 9,
+                "HTTPCode_LB_5XX_Count": 1,
+                "InstanceResponseTime_Sum": 0.5,
+                "InstanceResponseTime_Count": 9,
+                "HealthyHostCount": 1,
+                "UnhealthyHostCount": 1,
+            },
+        },
+    )
     assert status == 200 and out["ignoredInstances"] == ["web-2"] and out["accepted"]["instances"] == 2
     clock.set(t0 + dt.timedelta(seconds=90))
     assert signed(ls.url, me, "POST", path, {"metrics": {"RequestCount": 5, "HealthyHostCount": 2}})[0] == 200
@@ -207,17 +234,27 @@ def test_reports_feed_health_and_metrics(ls: LightsailControl, signed: Any, cloc
         {"instanceName": "web-3", "instanceHealth": "unhealthy", "instanceHealthReason": "Instance.Timeout"},
     ]
     q = {"loadBalancerName": "lb-m", "period": 60, "startTime": t0, "endTime": t0 + dt.timedelta(minutes=5)}
-    data = lightsail.get_load_balancer_metric_data(metricName="RequestCount", unit="Count",
-                                                   statistics=["Sum", "Average"], **q)
+    data = lightsail.get_load_balancer_metric_data(
+        metricName="RequestCount", unit="Count", statistics=["Sum", "Average"], **q
+    )
     assert data["metricName"] == "RequestCount"
     assert [(p["timestamp"], p["sum"], p["average"], p["unit"]) for p in data["metricData"]] == [
-        (t0, 10.0, 1.0, "Count"), (t0 + dt.timedelta(seconds=60), 5.0, 1.0, "Count")]
-    rt = lightsail.get_load_balancer_metric_data(metricName="InstanceResponseTime", unit="Seconds",
-                                                 statistics=["Average", "SampleCount"], **q)["metricData"]
+        (t0, 10.0, 1.0, "Count"),
+        (t0 + dt.timedelta(seconds=60), 5.0, 1.0, "Count"),
+    ]
+    rt = lightsail.get_load_balancer_metric_data(
+        metricName="InstanceResponseTime", unit="Seconds", statistics=["Average", "SampleCount"], **q
+    )["metricData"]
     assert rt[0]["average"] == pytest.approx(0.5 / 9) and rt[0]["sampleCount"] == 9
-    hh = lightsail.get_load_balancer_metric_data(metricName="HealthyHostCount", unit="Count",
-                                                 statistics=["Maximum"], period=300, startTime=t0,
-                                                 endTime=t0 + dt.timedelta(minutes=5), loadBalancerName="lb-m")
+    hh = lightsail.get_load_balancer_metric_data(
+        metricName="HealthyHostCount",
+        unit="Count",
+        statistics=["Maximum"],
+        period=300,
+        startTime=t0,
+        endTime=t0 + dt.timedelta(minutes=5),
+        loadBalancerName="lb-m",
+    )
     assert [p["maximum"] for p in hh["metricData"]] == [2.0]
 
     # Only the load balancer's principal (or the admin) reports; bad reports name the field.
@@ -253,7 +290,11 @@ def test_instances_extension_and_reload(ls: LightsailControl, signed: Any, event
     assert signed(ls.url, ls.admin, "DELETE", "/lbproxy/v1/instances/api-1")[0] == 200
     got = events(ls.url, me, after=start, want=4)
     assert [(e["detail"]["changed"], e["detail"]["detached"]) for e in got] == [
-        (["api-1"], []), ([], ["web-2"]), (["web-1"], []), ([], ["api-1"])]
+        (["api-1"], []),
+        ([], ["web-2"]),
+        (["web-1"], []),
+        ([], ["api-1"]),
+    ]
     cfg = signed(ls.url, me, "GET", CONFIG.format("lb-i"))[1]
     assert [(i["name"], i["port"]) for i in cfg["instances"]] == [("web-1", 8101)]
     assert {i["name"] for i in lightsail.get_instances()["instances"]} == {"web-1"}
@@ -268,9 +309,11 @@ def test_an_imported_certificate_can_be_attached_through_the_extension(ls: Light
     acm, lightsail = ls.client("acm"), ls.client("lightsail")
     ca = trustme.CA()
     leaf = ca.issue_cert("imp.example.com")
-    acm_arn = acm.import_certificate(Certificate=leaf.cert_chain_pems[0].bytes(),
-                                     PrivateKey=leaf.private_key_pem.bytes(),
-                                     CertificateChain=ca.cert_pem.bytes())["CertificateArn"]
+    acm_arn = acm.import_certificate(
+        Certificate=leaf.cert_chain_pems[0].bytes(),
+        PrivateKey=leaf.private_key_pem.bytes(),
+        CertificateChain=ca.cert_pem.bytes(),
+    )["CertificateArn"]
     lightsail.create_load_balancer(loadBalancerName="lb-imp", instancePort=80)
     path = "/lbproxy/v1/load-balancers/lb-imp/tls-certificates"
     me = ls.principal("lb-imp")
@@ -285,8 +328,9 @@ def test_an_imported_certificate_can_be_attached_through_the_extension(ls: Light
     cert = signed(ls.url, me, "GET", CONFIG.format("lb-imp"))[1]["certificate"]
     der = open_sealed_key(cert["bundle"], bytearray(decrypt(ls.client("kms", me), cert)))
     known = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
-    assert bytes(der) == known.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption())
+    assert bytes(der) == known.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
     # Deleting the Lightsail record leaves the imported certificate in ACM.
     lightsail.delete_load_balancer_tls_certificate(loadBalancerName="lb-imp", certificateName="mine", force=True)

@@ -38,8 +38,9 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
     assert lightsail.get_instance(instanceName="web-3")["instance"]["privateIpAddress"] == "10.0.0.3"
 
     # The load balancer, with its own principal and credentials profile.
-    ops = lightsail.create_load_balancer(loadBalancerName="demo-lb", instancePort=8080, healthCheckPath="/health",
-                                         tags=[{"key": "env", "value": "test"}])["operations"]
+    ops = lightsail.create_load_balancer(
+        loadBalancerName="demo-lb", instancePort=8080, healthCheckPath="/health", tags=[{"key": "env", "value": "test"}]
+    )["operations"]
     assert ops[0]["operationType"] == "CreateLoadBalancer" and ops[0]["status"] == "Succeeded"
     assert ops[0]["isTerminal"] is True and ops[0]["location"]["regionName"] == "us-east-1"
     creds = configparser.ConfigParser()
@@ -48,8 +49,11 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
     lb = lightsail.get_load_balancer(loadBalancerName="demo-lb")["loadBalancer"]
     assert lb["arn"].startswith("arn:aws:lightsail:us-east-1:000000000000:LoadBalancer/")
     assert (lb["protocol"], lb["publicPorts"], lb["state"]) == ("HTTP", [80], "active")
-    assert lb["healthCheckPath"] == "/health" and lb["instancePort"] == 8080 and lb["tags"] == [
-        {"key": "env", "value": "test"}]
+    assert (
+        lb["healthCheckPath"] == "/health"
+        and lb["instancePort"] == 8080
+        and lb["tags"] == [{"key": "env", "value": "test"}]
+    )
     assert lb["configurationOptions"]["HealthCheckPath"] == "/health" and lb["tlsPolicyName"] == "TLS-2016-08"
     assert [x["name"] for x in lightsail.get_load_balancers()["loadBalancers"]] == ["demo-lb"]
 
@@ -63,8 +67,11 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
 
     # A certificate: ACM is asked for it; its status mirrors ACM's.
     lightsail.create_load_balancer_tls_certificate(
-        loadBalancerName="demo-lb", certificateName="cert-a", certificateDomainName="www.example.com",
-        certificateAlternativeNames=["example.com"])
+        loadBalancerName="demo-lb",
+        certificateName="cert-a",
+        certificateDomainName="www.example.com",
+        certificateAlternativeNames=["example.com"],
+    )
     (cert,) = lightsail.get_load_balancer_tls_certificates(loadBalancerName="demo-lb")["tlsCertificates"]
     assert cert["status"] == "PENDING_VALIDATION" and cert["isAttached"] is False
     assert cert["arn"].startswith("arn:aws:lightsail:us-east-1:000000000000:LoadBalancerTlsCertificate/")
@@ -74,8 +81,9 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
         lightsail.attach_load_balancer_tls_certificate(loadBalancerName="demo-lb", certificateName="cert-a")
     assert code(e) == "InvalidInputException"
     with pytest.raises(ClientError) as e:
-        lightsail.update_load_balancer_attribute(loadBalancerName="demo-lb", attributeName="HttpsRedirectionEnabled",
-                                                 attributeValue="true")
+        lightsail.update_load_balancer_attribute(
+            loadBalancerName="demo-lb", attributeName="HttpsRedirectionEnabled", attributeValue="true"
+        )
     assert code(e) == "InvalidInputException"
 
     ls.issue_pending()
@@ -107,8 +115,9 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
         ("HttpsRedirectionEnabled", "true", "true"),
         ("TlsPolicyName", "TLS-FS-Res-1-2-2019-08", "TLS-FS-Res-1-2-2019-08"),
     ]:
-        ops = lightsail.update_load_balancer_attribute(loadBalancerName="demo-lb", attributeName=name,
-                                                        attributeValue=value)["operations"]
+        ops = lightsail.update_load_balancer_attribute(
+            loadBalancerName="demo-lb", attributeName=name, attributeValue=value
+        )["operations"]
         assert ops[0]["operationType"] == "UpdateLoadBalancerAttribute"
         lb = lightsail.get_load_balancer(loadBalancerName="demo-lb")["loadBalancer"]
         assert lb["configurationOptions"][name] == expect
@@ -120,11 +129,13 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
     assert next(p for p in policies if p["name"] == "TLS-FS-Res-1-2-2019-08")["protocols"] == ["TLSv1.2"]
 
     # Swap: the second certificate's grant replaces the first's.
-    lightsail.create_load_balancer_tls_certificate(loadBalancerName="demo-lb", certificateName="cert-b",
-                                                   certificateDomainName="www.example.com")
+    lightsail.create_load_balancer_tls_certificate(
+        loadBalancerName="demo-lb", certificateName="cert-b", certificateDomainName="www.example.com"
+    )
     with pytest.raises(ClientError) as e:  # two per load balancer
-        lightsail.create_load_balancer_tls_certificate(loadBalancerName="demo-lb", certificateName="cert-c",
-                                                       certificateDomainName="c.example.com")
+        lightsail.create_load_balancer_tls_certificate(
+            loadBalancerName="demo-lb", certificateName="cert-c", certificateDomainName="c.example.com"
+        )
     assert code(e) == "InvalidInputException"
     ls.issue_pending()
     acm_b = acm_arn_of(ls, "demo-lb", "cert-b")
@@ -167,8 +178,9 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
 
 def test_create_with_certificate_and_the_grant_survives_nothing_else(ls: LightsailControl) -> None:
     lightsail, kms = ls.client("lightsail"), ls.client("kms")
-    ops = lightsail.create_load_balancer(loadBalancerName="lb-one", instancePort=80, certificateName="c1",
-                                         certificateDomainName="one.example.com")["operations"]
+    ops = lightsail.create_load_balancer(
+        loadBalancerName="lb-one", instancePort=80, certificateName="c1", certificateDomainName="one.example.com"
+    )["operations"]
     assert [o["operationType"] for o in ops] == ["CreateLoadBalancer", "CreateLoadBalancerTlsCertificate"]
     ls.issue_pending()
     lightsail.attach_load_balancer_tls_certificate(loadBalancerName="lb-one", certificateName="c1")
@@ -191,15 +203,27 @@ def test_create_with_certificate_and_the_grant_survives_nothing_else(ls: Lightsa
         ("create_load_balancer", {"loadBalancerName": "-bad", "instancePort": 80}, "InvalidInputException"),
         ("create_load_balancer", {"loadBalancerName": "admin", "instancePort": 80}, "InvalidInputException"),
         ("create_load_balancer", {"loadBalancerName": "lb", "instancePort": 0}, "InvalidInputException"),
-        ("create_load_balancer", {"loadBalancerName": "lb", "instancePort": 80, "healthCheckPath": "x"},
-         "InvalidInputException"),
-        ("create_load_balancer", {"loadBalancerName": "lb", "instancePort": 80, "tlsPolicyName": "nope"},
-         "InvalidInputException"),
-        ("create_load_balancer", {"loadBalancerName": "lb", "instancePort": 80, "certificateName": "c"},
-         "InvalidInputException"),
+        (
+            "create_load_balancer",
+            {"loadBalancerName": "lb", "instancePort": 80, "healthCheckPath": "x"},
+            "InvalidInputException",
+        ),
+        (
+            "create_load_balancer",
+            {"loadBalancerName": "lb", "instancePort": 80, "tlsPolicyName": "nope"},
+            "InvalidInputException",
+        ),
+        (
+            "create_load_balancer",
+            {"loadBalancerName": "lb", "instancePort": 80, "certificateName": "c"},
+            "InvalidInputException",
+        ),
         ("get_instance", {"instanceName": "nope"}, "NotFoundException"),
-        ("attach_instances_to_load_balancer", {"loadBalancerName": "nope", "instanceNames": ["web-1"]},
-         "NotFoundException"),
+        (
+            "attach_instances_to_load_balancer",
+            {"loadBalancerName": "nope", "instanceNames": ["web-1"]},
+            "NotFoundException",
+        ),
         ("get_load_balancer_tls_certificates", {"loadBalancerName": "nope"}, "NotFoundException"),
     ],
 )
@@ -217,28 +241,64 @@ def test_errors_on_an_existing_load_balancer(ls: LightsailControl) -> None:
     lightsail.create_load_balancer(loadBalancerName="lb-x", instancePort=80)
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("create_load_balancer", {"loadBalancerName": "lb-x", "instancePort": 80}, "InvalidInputException"),
-        ("attach_instances_to_load_balancer", {"loadBalancerName": "lb-x", "instanceNames": ["ghost"]},
-         "NotFoundException"),
-        ("detach_instances_from_load_balancer", {"loadBalancerName": "lb-x", "instanceNames": ["web-1"]},
-         "InvalidInputException"),
-        ("update_load_balancer_attribute", {"loadBalancerName": "lb-x", "attributeName": "SessionStickinessEnabled",
-                                            "attributeValue": "maybe"}, "InvalidInputException"),
-        ("update_load_balancer_attribute", {"loadBalancerName": "lb-x", "attributeName": "TlsPolicyName",
-                                            "attributeValue": "TLS-1"}, "InvalidInputException"),
-        ("create_load_balancer_tls_certificate", {"loadBalancerName": "lb-x", "certificateName": "c",
-                                                  "certificateDomainName": "*.example.com"}, "InvalidInputException"),
-        ("create_load_balancer_tls_certificate", {"loadBalancerName": "lb-x", "certificateName": "ca",
-                                                  "certificateDomainName": "a.example.com",
-                                                  "certificateAlternativeNames": [f"n{i}.example.com"
-                                                                                  for i in range(10)]},
-         "InvalidInputException"),
-        ("attach_load_balancer_tls_certificate", {"loadBalancerName": "lb-x", "certificateName": "ghost"},
-         "NotFoundException"),
-        ("delete_load_balancer_tls_certificate", {"loadBalancerName": "lb-x", "certificateName": "ghost"},
-         "NotFoundException"),
-        ("get_load_balancer_metric_data", {"loadBalancerName": "lb-x", "metricName": "RequestCount", "period": 61,
-                                           "startTime": 0, "endTime": 600, "unit": "Count", "statistics": ["Sum"]},
-         "InvalidInputException"),
+        (
+            "attach_instances_to_load_balancer",
+            {"loadBalancerName": "lb-x", "instanceNames": ["ghost"]},
+            "NotFoundException",
+        ),
+        (
+            "detach_instances_from_load_balancer",
+            {"loadBalancerName": "lb-x", "instanceNames": ["web-1"]},
+            "InvalidInputException",
+        ),
+        (
+            "update_load_balancer_attribute",
+            {"loadBalancerName": "lb-x", "attributeName": "SessionStickinessEnabled", "attributeValue": "maybe"},
+            "InvalidInputException",
+        ),
+        (
+            "update_load_balancer_attribute",
+            {"loadBalancerName": "lb-x", "attributeName": "TlsPolicyName", "attributeValue": "TLS-1"},
+            "InvalidInputException",
+        ),
+        (
+            "create_load_balancer_tls_certificate",
+            {"loadBalancerName": "lb-x", "certificateName": "c", "certificateDomainName": "*.example.com"},
+            "InvalidInputException",
+        ),
+        (
+            "create_load_balancer_tls_certificate",
+            {
+                "loadBalancerName": "lb-x",
+                "certificateName": "ca",
+                "certificateDomainName": "a.example.com",
+                "certificateAlternativeNames": [f"n{i}.example.com" for i in range(10)],
+            },
+            "InvalidInputException",
+        ),
+        (
+            "attach_load_balancer_tls_certificate",
+            {"loadBalancerName": "lb-x", "certificateName": "ghost"},
+            "NotFoundException",
+        ),
+        (
+            "delete_load_balancer_tls_certificate",
+            {"loadBalancerName": "lb-x", "certificateName": "ghost"},
+            "NotFoundException",
+        ),
+        (
+            "get_load_balancer_metric_data",
+            {
+                "loadBalancerName": "lb-x",
+                "metricName": "RequestCount",
+                "period": 61,
+                "startTime": 0,
+                "endTime": 600,
+                "unit": "Count",
+                "statistics": ["Sum"],
+            },
+            "InvalidInputException",
+        ),
     ]
     for op, kwargs, want in cases:
         with pytest.raises(ClientError) as e:
@@ -256,8 +316,9 @@ def test_a_load_balancer_role_may_read_but_not_change(ls: LightsailControl) -> N
     mine = ls.client("lightsail", ls.principal("lb-r"))
     assert mine.get_load_balancer(loadBalancerName="lb-r")["loadBalancer"]["name"] == "lb-r"
     with pytest.raises(ClientError) as e:
-        mine.update_load_balancer_attribute(loadBalancerName="lb-r", attributeName="HealthCheckPath",
-                                            attributeValue="/x")
+        mine.update_load_balancer_attribute(
+            loadBalancerName="lb-r", attributeName="HealthCheckPath", attributeValue="/x"
+        )
     assert code(e) == "AccessDeniedException"
     with pytest.raises(ClientError) as e:
         mine.delete_load_balancer(loadBalancerName="lb-r")

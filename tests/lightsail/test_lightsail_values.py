@@ -62,10 +62,20 @@ def test_names_and_certificate_limits() -> None:
 
 
 def test_instances_file_parsing_names_the_field() -> None:
-    got = parse_instances({"instances": {"web-1": {"address": "127.0.0.1:8001"}, "web-2": {"address": "db.local"},
-                                         "v6": {"address": "[::1]:9000"}}})
-    assert got == {"web-1": InstanceAddress("127.0.0.1", 8001), "web-2": InstanceAddress("db.local", None),
-                   "v6": InstanceAddress("::1", 9000)}
+    got = parse_instances(
+        {
+            "instances": {
+                "web-1": {"address": "127.0.0.1:8001"},
+                "web-2": {"address": "db.local"},
+                "v6": {"address": "[::1]:9000"},
+            }
+        }
+    )
+    assert got == {
+        "web-1": InstanceAddress("127.0.0.1", 8001),
+        "web-2": InstanceAddress("db.local", None),
+        "v6": InstanceAddress("::1", 9000),
+    }
     assert str(got["v6"]) == "[::1]:9000" and str(got["web-2"]) == "db.local"
     with pytest.raises(ConfigError, match=r"instances\.web-1: unknown key\(s\): port"):
         parse_instances({"instances": {"web-1": {"address": "h:1", "port": 2}}})
@@ -84,26 +94,75 @@ def test_instances_file_parsing_names_the_field() -> None:
 def test_metric_aggregation_as_cloudwatch() -> None:
     t0 = 1_700_000_000.0
     samples = [
-        *M.samples_from_report({"RequestCount": 3, "InstanceResponseTime_Sum": 0.3, "InstanceResponseTime_Count": 3,
-                                "HealthyHostCount": 2}, t0 + 5),
-        *M.samples_from_report({"RequestCount": 2, "InstanceResponseTime_Sum": 1.0, "InstanceResponseTime_Count": 2,
-                                "InstanceResponseTime_Max": 0.9, "HealthyHostCount": 3}, t0 + 30),
+        *M.samples_from_report(
+            {
+                "RequestCount": 3,
+                "InstanceResponseTime_Sum": 0.3,
+                "InstanceResponseTime_Count": 3,
+                "HealthyHostCount": 2,
+            },
+            t0 + 5,
+        ),
+        *M.samples_from_report(
+            {
+                "RequestCount": 2,
+                "InstanceResponseTime_Sum": 1.0,
+                "InstanceResponseTime_Count": 2,
+                "InstanceResponseTime_Max": 0.9,
+                "HealthyHostCount": 3,
+            },
+            t0 + 30,
+        ),
         *M.samples_from_report({"RequestCount": 0, "HealthyHostCount": 1}, t0 + 70),
     ]
-    req = M.aggregate(samples, metric="RequestCount", period=60, start=t0, end=t0 + 120, unit="Count",
-                      statistics=["Sum", "SampleCount", "Average", "Minimum", "Maximum"])
-    assert req == [{"sum": 5.0, "sampleCount": 5.0, "average": 1.0, "minimum": 1.0, "maximum": 1.0,
-                    "timestamp": t0, "unit": "Count"}]
-    healthy = M.aggregate(samples, metric="HealthyHostCount", period=60, start=t0, end=t0 + 120, unit="Count",
-                          statistics=["Minimum", "Maximum", "Average"])
+    req = M.aggregate(
+        samples,
+        metric="RequestCount",
+        period=60,
+        start=t0,
+        end=t0 + 120,
+        unit="Count",
+        statistics=["Sum", "SampleCount", "Average", "Minimum", "Maximum"],
+    )
+    assert req == [
+        {
+            "sum": 5.0,
+            "sampleCount": 5.0,
+            "average": 1.0,
+            "minimum": 1.0,
+            "maximum": 1.0,
+            "timestamp": t0,
+            "unit": "Count",
+        }
+    ]
+    healthy = M.aggregate(
+        samples,
+        metric="HealthyHostCount",
+        period=60,
+        start=t0,
+        end=t0 + 120,
+        unit="Count",
+        statistics=["Minimum", "Maximum", "Average"],
+    )
     assert [(p["minimum"], p["maximum"], p["average"]) for p in healthy] == [(2.0, 3.0, 2.5), (1.0, 1.0, 1.0)]
-    rt = M.aggregate(samples, metric="InstanceResponseTime", period=60, start=t0, end=t0 + 60, unit="Seconds",
-                     statistics=["Average", "Maximum", "Minimum"])
+    rt = M.aggregate(
+        samples,
+        metric="InstanceResponseTime",
+        period=60,
+        start=t0,
+        end=t0 + 60,
+        unit="Seconds",
+        statistics=["Average", "Maximum", "Minimum"],
+    )
     assert rt[0]["average"] == pytest.approx(0.26) and rt[0]["maximum"] == 0.9
     assert rt[0]["minimum"] == pytest.approx(0.1)
     # A unit other than the published one: no data, as CloudWatch.
-    assert M.aggregate(samples, metric="RequestCount", period=60, start=t0, end=t0 + 60, unit="Seconds",
-                       statistics=["Sum"]) == []
+    assert (
+        M.aggregate(
+            samples, metric="RequestCount", period=60, start=t0, end=t0 + 60, unit="Seconds", statistics=["Sum"]
+        )
+        == []
+    )
     with pytest.raises(InvalidInputException):
         M.aggregate(samples, metric="RequestCount", period=90, start=t0, end=t0 + 60, unit="Count", statistics=["Sum"])
     with pytest.raises(InvalidInputException):

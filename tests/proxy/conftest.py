@@ -25,10 +25,10 @@ import pytest
 import trustme
 from aiohttp import WSMsgType, web
 
+from lbproxy.contract.tlspolicies import get_policy
 from lbproxy.proxy.dataplane import Dataplane, bind_listener
 from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
 from lbproxy.proxy.tls import TlsTerminator, keyed_context
-from lbproxy.proxy.tlspolicies import get_policy
 
 SECRET = b"s" * 32
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lbproxy.config import ConfigError
+from lbproxy.contract.tlspolicies import TLS_POLICIES, get_policy, openssl_cipher_string
 from lbproxy.proxy.balancer import Balancer
 from lbproxy.proxy.forwarding import error_response, forwarded_tail, redirect_response, upstream_request_head
 from lbproxy.proxy.framing import parse_request_head
@@ -27,7 +28,6 @@ from lbproxy.proxy.spec import (
     spec_to_mapping,
 )
 from lbproxy.proxy.stickiness import StickinessSigner, find_cookie
-from lbproxy.proxy.tlspolicies import TLS_POLICIES, get_policy, openssl_cipher_string
 
 
 def test_upstream_head_rewrites_forwarding_headers() -> None:

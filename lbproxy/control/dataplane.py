@@ -28,7 +28,7 @@ the admin may call it too; any other principal gets 403, whether or not the load
           "acmCertificateArn": "arn:aws:acm:...:certificate/<uuid>",
           "certificatePem": "...", "chainPem": "...",
           "encryptionContext": {"aws:acm:arn": "<acm arn>", "aws:lightsail:arn": "<load balancer arn>"},
-          "bundle": {... lbproxy.certs.sealed bundle: Certificate, CertificateChain, EncryptedDataKey,
+          "bundle": {... lbproxy.contract.sealed bundle: Certificate, CertificateChain, EncryptedDataKey,
                      EncryptionContext, KeyCiphertext, Nonce, KeyId, Label, CertificateArn, Serial, ...},
           "grant": {"grantId": "...", "grantToken": "...", "keyArn": "arn:aws:kms:...", "active": true,
                     "name": "IssuedThroughACM"},
@@ -42,7 +42,7 @@ null otherwise. ``lastEventId`` is read before the snapshot is taken: subscribe 
 ``Last-Event-ID: lastEventId`` and nothing is missed (at worst an event already reflected is replayed).
 To use the key: KMS ``Decrypt`` of ``bundle.EncryptedDataKey`` with ``EncryptionContext`` =
 ``encryptionContext`` (optionally ``GrantTokens: [grant.grantToken]``), then
-``lbproxy.certs.sealed.open_sealed_key(bundle, plaintext_data_key)``.
+``lbproxy.contract.sealed.open_sealed_key(bundle, plaintext_data_key)``.
 
 ``POST /dataplane/v1/load-balancers/{name}/report`` (push, e.g. every 10-60 s), body::
 
@@ -90,13 +90,14 @@ from typing import Any
 
 from aiohttp import web
 
+from lbproxy.awsapi.dispatch import audit_record
+from lbproxy.awsapi.errors import AwsError
+from lbproxy.awsapi.protocol import RequestContext, encode
 from lbproxy.control.app import PLANE, authenticated_body, aws_error_response
-from lbproxy.control.errors import AwsError
 from lbproxy.control.plane import LBPROXY_SIGNING_NAME, ControlPlane
-from lbproxy.control.protocol import encode
+from lbproxy.core.principals import Principal
 from lbproxy.lightsail.errors import AccessDeniedException, InvalidInputException
 from lbproxy.lightsail.model import LightsailService
-from lbproxy.principals import Principal
 
 DATAPLANE_PREFIX = "/dataplane/v1"
 EXTENSION_PREFIX = "/lbproxy/v1"
@@ -131,21 +132,19 @@ def _require_admin(principal: Principal, action: str) -> None:
         raise AccessDeniedException(f"User: {principal.arn} is not authorized to perform: lbproxy:{action}")
 
 
-def _audit(plane: ControlPlane, request: web.Request, principal: Principal, name: str, params: dict[str, Any],
-           exc: AwsError | None) -> None:
-    rec: dict[str, Any] = {
-        "eventSource": "lightsail.amazonaws.com",
-        "eventName": name,
-        "awsRegion": plane.settings.region,
-        "sourceIPAddress": request.remote or "",
-        "userAgent": request.headers.get("User-Agent", ""),
-        "userIdentity": {"arn": principal.arn, "accessKeyId": principal.access_key_id},
-        "requestParameters": params,
-    }
-    if exc is not None:
-        rec["errorCode"] = exc.code
-        rec["errorMessage"] = exc.message
-    plane.audit.record(rec)
+def _audit(
+    plane: ControlPlane,
+    request: web.Request,
+    principal: Principal,
+    name: str,
+    params: dict[str, Any],
+    request_id: str,
+    exc: AwsError | None,
+) -> None:
+    ctx = RequestContext(
+        principal, request_id, plane.settings.region, request.remote or "", request.headers.get("User-Agent", "")
+    )
+    plane.audit.record(audit_record("lightsail.amazonaws.com", name, ctx, exc, params))
 
 
 RouteFn = Callable[[LightsailService, Principal, web.Request, bytes], Any]
@@ -165,11 +164,11 @@ def _route(name: str, *, audit: bool = True) -> Callable[[RouteFn], AiohttpHandl
                 plane, principal, body = await _authenticated(request)
                 result = fn(_service(plane), principal, request, body)
                 if audit:
-                    _audit(plane, request, principal, name, params, None)
+                    _audit(plane, request, principal, name, params, request_id, None)
                 return _ok(result)
             except AwsError as exc:
                 if principal is not None and audit:
-                    _audit(plane, request, principal, name, params, exc)
+                    _audit(plane, request, principal, name, params, request_id, exc)
                 return aws_error_response(exc, request_id)
 
         return handler

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lbproxy.control.errors import AwsError
-from lbproxy.principals import Principal
+from lbproxy.awsapi.errors import AwsError
+from lbproxy.core.principals import Principal
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 

@@ -21,13 +21,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
-from lbproxy.control.errors import (
+from lbproxy.awsapi.errors import (
     IncompleteSignatureException,
     InvalidSignatureException,
     MissingAuthenticationTokenException,
     UnrecognizedClientException,
 )
-from lbproxy.principals import Principal
+from lbproxy.core.principals import Principal
 
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 _ALGORITHM = "AWS4-HMAC-SHA256"

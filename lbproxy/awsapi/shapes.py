@@ -17,7 +17,7 @@ from typing import Any
 import botocore.session
 from botocore.model import OperationModel, ServiceModel, Shape
 
-from lbproxy.control.errors import AwsError, SerializationException, ValidationException
+from lbproxy.awsapi.errors import AwsError, SerializationException, ValidationException
 
 
 @lru_cache(maxsize=8)

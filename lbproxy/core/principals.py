@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbproxy.store import Database
+from lbproxy.core.store import Database
 
 ACCOUNT_ID = "000000000000"
 ADMIN_NAME = "admin"

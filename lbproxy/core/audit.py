@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lbproxy.clock import Clock
+from lbproxy.core.clock import Clock
 
 AUDIT_FILE = "audit.jsonl"
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lbproxy.clock import Clock
-from lbproxy.principals import Principal
-from lbproxy.store import Database
+from lbproxy.core.clock import Clock
+from lbproxy.core.principals import Principal
+from lbproxy.core.store import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
