@@ -57,6 +57,12 @@ from lbproxy.certs.errors import (
 from lbproxy.certs.vault import KeyServiceLike, KeyVault
 from lbproxy.config import ControlSettings
 from lbproxy.contract.sealed import SealedKey, bundle_to_json, wipe
+from lbproxy.contract.vocabulary import (
+    CERTIFICATE_DELETED,
+    CERTIFICATE_IMPORTED,
+    CERTIFICATE_ISSUED,
+    CERTIFICATE_RENEWED,
+)
 from lbproxy.core.clock import Clock
 from lbproxy.core.principals import ACCOUNT_ID, ACM_SERVICE_PRINCIPAL
 from lbproxy.core.store import Database
@@ -105,10 +111,6 @@ _ARN_RE = re.compile(ARN_PATTERN)
 _CERT_ARN_RE = re.compile(r"arn:aws:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}")
 
 # Event types on the event stream.
-EVENT_ISSUED = "certificate.issued"
-EVENT_RENEWED = "certificate.renewed"
-EVENT_IMPORTED = "certificate.imported"
-EVENT_DELETED = "certificate.deleted"
 
 # Reasons carried by ``certificate.renewed``.
 REASON_MANAGED = "MANAGED_RENEWAL"
@@ -365,7 +367,7 @@ class CertificateManager:
             with self._db.transaction():
                 self._save(rec, insert=certificate_arn is None)
                 if certificate_arn is None:
-                    self._events.publish(EVENT_IMPORTED, {"certificateArn": arn, "serial": ci.serial})
+                    self._events.publish(CERTIFICATE_IMPORTED, {"certificateArn": arn, "serial": ci.serial})
                 elif self._in_use_rows(arn):
                     self._publish_renewed(rec, REASON_REIMPORTED)
         return arn
@@ -449,7 +451,7 @@ class CertificateManager:
             with self._db.transaction() as tx:
                 tx.execute("DELETE FROM acm_certificates WHERE arn = ?", (cert.arn,))
                 tx.execute("DELETE FROM acm_idempotency WHERE certificate_arn = ?", (cert.arn,))
-                self._events.publish(EVENT_DELETED, {"certificateArn": cert.arn})
+                self._events.publish(CERTIFICATE_DELETED, {"certificateArn": cert.arn})
 
     def export_certificate(self, arn: str, passphrase: bytearray) -> dict[str, str]:
         """Certificate, chain and the key as encrypted PKCS#8 PEM; only with ``Options.Export = ENABLED``."""
@@ -737,7 +739,7 @@ class CertificateManager:
             ci = cert.info
             assert ci is not None
             self._events.publish(
-                EVENT_ISSUED,
+                CERTIFICATE_ISSUED,
                 {"certificateArn": cert.arn, "serial": ci.serial, "notAfter": ci.not_after.timestamp()},
             )
 
@@ -767,7 +769,7 @@ class CertificateManager:
         ci = cert.info
         assert ci is not None
         self._events.publish(
-            EVENT_RENEWED,
+            CERTIFICATE_RENEWED,
             {
                 "certificateArn": cert.arn,
                 "serial": ci.serial,

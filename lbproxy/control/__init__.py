@@ -1,11 +1,11 @@
-"""The control plane process (``lbproxy control``).
+"""The control-plane process (``lbproxy control``): the composition root.
 
-- ``app``         the aiohttp application factory and ``ControlServer`` (start/stop, bound port).
-- ``plane``       ``ControlPlane``: the services wired together (database, principals, KMS, ACM, Lightsail).
-- ``protocol``    AWS JSON 1.1 on the wire: ``X-Amz-Target`` dispatch, error bodies, request context.
-- ``shapes``      request validation against botocore's own service models (types, required, lengths).
-- ``sigv4``       Signature Version 4 verification (botocore's signer, never hand-rolled).
-- ``principals``  who can call: ARNs, access keys, the shared-credentials file.
-- ``events``      the ordered, resumable event stream (server-sent events) the data planes follow.
-- ``audit``       the CloudTrail-like audit trail (JSON lines) and ``lbproxy audit``.
+- ``plane``      ``ControlPlane``: the services wired together (database, principals, events, audit, KMS,
+  ACM, Lightsail), with no HTTP in sight.
+- ``app``        the aiohttp application: the AWS JSON 1.1 route (``X-Amz-Target``), ``/healthz``,
+  ``/events``; ``ControlServer`` (start / stop / bound port).
+- ``dataplane``  the data-plane contract's routes (``/dataplane/v1/...``) and lbproxy's admin extensions.
+- ``dashboard``  the browser dashboard: its page, its state API and its buttons (which call the public API).
+
+It imports the services; nothing imports it but the command line and the tests.
 """

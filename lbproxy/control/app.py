@@ -40,7 +40,8 @@ from lbproxy.awsapi.errors import (
     UnknownOperationException,
 )
 from lbproxy.awsapi.protocol import JSON_CONTENT_TYPE, RequestContext, encode, error_body
-from lbproxy.control.plane import LBPROXY_SIGNING_NAME, ControlPlane
+from lbproxy.contract.vocabulary import SIGNING_NAME
+from lbproxy.control.plane import ControlPlane
 from lbproxy.core.principals import Principal
 
 log = logging.getLogger("lbproxy.control")
@@ -121,7 +122,7 @@ def signed_request(request: web.Request, body: bytes) -> sigv4.SignedRequest:
 
 
 async def authenticated_body(
-    request: web.Request, service: str = LBPROXY_SIGNING_NAME, required: tuple[str, ...] = sigv4.SIGNED_ALWAYS
+    request: web.Request, service: str = SIGNING_NAME, required: tuple[str, ...] = sigv4.SIGNED_ALWAYS
 ) -> tuple[Principal, bytes]:
     """Authenticate a request and return its body (raises ``AwsError``). Everything that needs no body is
     checked first (``Content-Length``, the ``Authorization`` head); only then is the body read."""
@@ -132,7 +133,7 @@ async def authenticated_body(
     return plane.authenticate(signed_request(request, body), service, required), body
 
 
-async def authenticate(request: web.Request, service: str = LBPROXY_SIGNING_NAME) -> Principal:
+async def authenticate(request: web.Request, service: str = SIGNING_NAME) -> Principal:
     """Authenticate one of lbproxy's own endpoints (raises ``AwsError``)."""
     principal, _ = await authenticated_body(request, service)
     return principal

@@ -93,8 +93,9 @@ from aiohttp import web
 from lbproxy.awsapi.dispatch import audit_record
 from lbproxy.awsapi.errors import AwsError
 from lbproxy.awsapi.protocol import RequestContext, encode
+from lbproxy.contract.vocabulary import SIGNING_NAME
 from lbproxy.control.app import PLANE, authenticated_body, aws_error_response
-from lbproxy.control.plane import LBPROXY_SIGNING_NAME, ControlPlane
+from lbproxy.control.plane import ControlPlane
 from lbproxy.core.principals import Principal
 from lbproxy.lightsail.errors import AccessDeniedException, InvalidInputException
 from lbproxy.lightsail.model import LightsailService
@@ -105,7 +106,7 @@ EXTENSION_PREFIX = "/lbproxy/v1"
 
 async def _authenticated(request: web.Request) -> tuple[ControlPlane, Principal, bytes]:
     """The caller and the body; the body is read only once the signed head is good (``authenticated_body``)."""
-    principal, body = await authenticated_body(request, LBPROXY_SIGNING_NAME)
+    principal, body = await authenticated_body(request, SIGNING_NAME)
     return request.app[PLANE], principal, body
 
 
@@ -178,7 +179,7 @@ def _route(name: str, *, audit: bool = True) -> Callable[[RouteFn], AiohttpHandl
 
 @_route("lbproxy:GetDataPlaneConfiguration")
 def get_config(service: LightsailService, principal: Principal, request: web.Request, body: bytes) -> Any:
-    return service.data_plane_config(principal, request.match_info["name"])
+    return service.data_plane_config(principal, request.match_info["name"]).to_json()
 
 
 @_route("lbproxy:ReportDataPlaneState", audit=False)

@@ -17,19 +17,24 @@ from typing import Any
 
 from lbproxy.awsapi import sigv4
 from lbproxy.awsapi.protocol import AwsJsonService
+from lbproxy.certs.api import AcmApi
+from lbproxy.certs.manager import CertificateManager
 from lbproxy.config import ControlSettings
 from lbproxy.core.audit import AuditLog
 from lbproxy.core.clock import Clock, SystemClock
 from lbproxy.core.events import EventLog
 from lbproxy.core.principals import Principal, Principals
 from lbproxy.core.store import Database
+from lbproxy.keyservice.api import KmsApi
+from lbproxy.keyservice.service import KeyService
+from lbproxy.lightsail.api import LightsailApi
+from lbproxy.lightsail.certificates import CertificateBroker
+from lbproxy.lightsail.model import LightsailService
 
 log = logging.getLogger("lbproxy.control")
 
 DATABASE_FILE = "state.sqlite3"
 CREDENTIALS_FILE = "credentials"
-#: SigV4 signing name for lbproxy's own (non-AWS) endpoints: the event stream, the data-plane API.
-LBPROXY_SIGNING_NAME = "lbproxy"
 
 
 class ControlPlane:
@@ -55,24 +60,12 @@ class ControlPlane:
         self._build_services()
 
     def _build_services(self) -> None:
-        from lbproxy.keyservice.api import KmsApi
-        from lbproxy.keyservice.service import KeyService
-
         self.kms = KeyService(self.db, self.events, self.clock, self.data_dir, self.settings.region)
         self.register(KmsApi(self.kms))
         self.tickers.append(self.kms)
-
-        from lbproxy.certs.api import AcmApi
-        from lbproxy.certs.manager import CertificateManager
-
         self.acm = CertificateManager(self.db, self.kms, self.events, self.clock, self.data_dir, self.settings)
         self.register(AcmApi(self.acm))
         self.tickers.append(self.acm)
-
-        from lbproxy.lightsail.api import LightsailApi
-        from lbproxy.lightsail.certificates import CertificateBroker
-        from lbproxy.lightsail.model import LightsailService
-
         self.lightsail = LightsailService(
             self.db, self.principals, self.events, self.clock, CertificateBroker(self.acm, self.kms), self.settings
         )

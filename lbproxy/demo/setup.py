@@ -31,12 +31,12 @@ from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lbproxy.contract.vocabulary import ACM_KEY_ALIAS
 from lbproxy.proxy.controllink import ControlClient, ControlError, Signer
 
 ADMIN_PROFILE = "admin"
 DEFAULT_DOMAINS = ("localhost", "demo.localhost")
 GRANT_NAME = "IssuedThroughACM"
-ACM_KEY_ALIAS = "alias/aws/acm"
 #: Lightsail's default instance port; instances registered with ``HOST:PORT`` use their own port.
 INSTANCE_PORT = 80
 POLL = 0.2

@@ -21,6 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lbproxy.contract.vocabulary import (
+    ACM_KEY_ALIAS,
+    GRANT_CREATED,
+    GRANT_RETIRED,
+    GRANT_REVOKED,
+    KEY_DELETED,
+    KEY_DISABLED,
+    KEY_ENABLED,
+    KEY_PENDING_DELETION,
+    KEY_ROTATED,
+)
 from lbproxy.core.clock import Clock
 from lbproxy.core.events import EventLog
 from lbproxy.core.principals import ACCOUNT_ID, ACM_SERVICE_PRINCIPAL, Principal, account_root_arn
@@ -61,7 +72,6 @@ from lbproxy.keyservice.policy import (
 )
 from lbproxy.keyservice.rootkey import load_root_key
 
-ACM_KEY_ALIAS = "alias/aws/acm"
 ACM_KEY_DESCRIPTION = "Default key that protects my ACM private keys when no other key is defined"
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
 DEFAULT_ROTATION_DAYS = 365
@@ -486,10 +496,10 @@ class KeyService:
         self._events.publish(event, {"keyId": key.key_id, "keyArn": key.arn, "keyState": state, **extra}, audience)
 
     def enable_key(self, principal: Principal, key_id: str) -> None:
-        self._set_state(principal, key_id, "EnableKey", "Enabled", "key.enabled")
+        self._set_state(principal, key_id, "EnableKey", "Enabled", KEY_ENABLED)
 
     def disable_key(self, principal: Principal, key_id: str) -> None:
-        self._set_state(principal, key_id, "DisableKey", "Disabled", "key.disabled")
+        self._set_state(principal, key_id, "DisableKey", "Disabled", KEY_DISABLED)
 
     def schedule_key_deletion(self, principal: Principal, key_id: str, pending_days: int = 30) -> dict[str, Any]:
         key = self._resolve(key_id)
@@ -502,7 +512,7 @@ class KeyService:
                 "UPDATE kms_keys SET state = 'PendingDeletion', deletion_date = ?, pending_window = ? WHERE key_id = ?",
                 (when, pending_days, key.key_id),
             )
-            self._publish_key_event("key.pending_deletion", key, "PendingDeletion", deletionDate=when)
+            self._publish_key_event(KEY_PENDING_DELETION, key, "PendingDeletion", deletionDate=when)
         return {
             "KeyId": key.arn,
             "DeletionDate": _ts(when),
@@ -819,7 +829,7 @@ class KeyService:
             grant = self._row_to_grant(
                 tx.execute("SELECT * FROM kms_grants WHERE grant_id = ?", (grant_id,)).fetchone()
             )
-            self._publish_grant_event("grant.created", key, grant, principal)
+            self._publish_grant_event(GRANT_CREATED, key, grant, principal)
         if audit is not None:
             audit.setdefault("responseElements", {})["grantId"] = grant_id
         return grant_id, token
@@ -930,7 +940,7 @@ class KeyService:
         _dry(dry_run)
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM kms_grants WHERE grant_id = ?", (grant.grant_id,))
-            self._publish_grant_event("grant.retired", key, grant, principal)
+            self._publish_grant_event(GRANT_RETIRED, key, grant, principal)
 
     def revoke_grant(
         self,
@@ -954,7 +964,7 @@ class KeyService:
         _dry(dry_run)
         with self._db.transaction() as tx:
             tx.execute("DELETE FROM kms_grants WHERE grant_id = ?", (grant.grant_id,))
-            self._publish_grant_event("grant.revoked", key, grant, principal)
+            self._publish_grant_event(GRANT_REVOKED, key, grant, principal)
 
     # ---------------------------------------------------------------- time-driven work
 
@@ -966,7 +976,7 @@ class KeyService:
         ):
             key = self._row_to_key(row)
             with self._db.transaction() as tx:
-                self._publish_key_event("key.deleted", key, "Deleted")
+                self._publish_key_event(KEY_DELETED, key, "Deleted")
                 tx.execute("DELETE FROM kms_grants WHERE key_id = ?", (key.key_id,))
                 tx.execute("DELETE FROM kms_aliases WHERE key_id = ?", (key.key_id,))
                 tx.execute("DELETE FROM kms_key_material WHERE key_id = ?", (key.key_id,))
@@ -992,7 +1002,7 @@ class KeyService:
                 "UPDATE kms_keys SET current_version = ?, next_rotation = ? WHERE key_id = ?",
                 (version, now + (key.rotation_period or DEFAULT_ROTATION_DAYS) * 86400, key.key_id),
             )
-            self._publish_key_event("key.rotated", key, key.state, version=version)
+            self._publish_key_event(KEY_ROTATED, key, key.state, version=version)
 
 
 def _dry(dry_run: bool) -> None:

@@ -22,28 +22,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lbproxy.contract.vocabulary import COUNTERS, GAUGES, METRIC_NAMES, RESPONSE_TIME, RESPONSE_TIME_FIELDS
 from lbproxy.lightsail.errors import InvalidInputException
 
-COUNTERS = (
-    "RequestCount",
-    "HTTPCode_LB_4XX_Count",
-    "HTTPCode_LB_5XX_Count",
-    "HTTPCode_Instance_2XX_Count",
-    "HTTPCode_Instance_3XX_Count",
-    "HTTPCode_Instance_4XX_Count",
-    "HTTPCode_Instance_5XX_Count",
-    "ClientTLSNegotiationErrorCount",
-    "RejectedConnectionCount",
-)
-GAUGES = ("HealthyHostCount", "UnhealthyHostCount")
-RESPONSE_TIME = "InstanceResponseTime"
-RESPONSE_TIME_FIELDS = (
-    "InstanceResponseTime_Sum",
-    "InstanceResponseTime_Count",
-    "InstanceResponseTime_Min",
-    "InstanceResponseTime_Max",
-)
-METRIC_NAMES = (*COUNTERS, *GAUGES, RESPONSE_TIME)
 #: The published unit of each metric (the API reference's "Unit: The published unit is ...").
 UNITS: dict[str, str] = {**dict.fromkeys(COUNTERS, "Count"), **dict.fromkeys(GAUGES, "Count"), RESPONSE_TIME: "Seconds"}
 STATISTICS = {

@@ -32,7 +32,26 @@ from pathlib import Path
 from typing import Any
 
 from lbproxy.config import ConfigError
+from lbproxy.contract.dataplane import (
+    CertificateEntry,
+    DataPlaneConfig,
+    DataPlaneReport,
+    DocumentError,
+    GrantEntry,
+    InstanceEntry,
+    KeyStateReport,
+)
 from lbproxy.contract.tlspolicies import TLS_POLICIES
+from lbproxy.contract.vocabulary import (
+    LB_ATTRIBUTE_CHANGED,
+    LB_CERTIFICATE_ATTACHED,
+    LB_CERTIFICATE_DETACHED,
+    LB_CREATED,
+    LB_DELETED,
+    LB_HEALTH_CHANGED,
+    LB_INSTANCES_CHANGED,
+    LB_KEY_STATE_CHANGED,
+)
 from lbproxy.core.clock import Clock
 from lbproxy.core.events import EventLog
 from lbproxy.core.principals import ADMIN_NAME, Principal, Principals, role_arn
@@ -48,7 +67,7 @@ from lbproxy.lightsail.attributes import (
     lightsail_arn,
     support_code,
 )
-from lbproxy.lightsail.certificates import CertificateBroker, GrantRef
+from lbproxy.lightsail.certificates import CertificateBroker
 from lbproxy.lightsail.errors import (
     AccessDeniedException,
     InvalidInputException,
@@ -131,7 +150,6 @@ CREATE TABLE IF NOT EXISTS ls_key_states (
 #: ARN, serial and SHA-256 fingerprint; and its worker processes: how many serve and were asked for, how
 #: many exited unasked (``restarts``), the last such exit, and why it is degraded (None: it is not).
 #: ``loaded`` means a live worker process holds the key.
-KEY_STATES = ("loaded", "wiped", "none")
 #: ``ls_key_states`` columns added after its first version (a data dir made before gets them on start).
 _KEY_STATE_COLUMNS_ADDED = {
     "workers_expected": "INTEGER NOT NULL DEFAULT 0",
@@ -147,29 +165,6 @@ SOURCE_API = "api"
 ORIGIN_LIGHTSAIL = "lightsail"
 ORIGIN_ACM = "acm"
 
-EVENT_CREATED = "loadbalancer.created"
-EVENT_INSTANCES_CHANGED = "loadbalancer.instances_changed"
-EVENT_ATTRIBUTE_CHANGED = "loadbalancer.attribute_changed"
-EVENT_CERTIFICATE_ATTACHED = "loadbalancer.certificate_attached"
-EVENT_CERTIFICATE_DETACHED = "loadbalancer.certificate_detached"
-EVENT_HEALTH_CHANGED = "loadbalancer.health_changed"
-EVENT_DELETED = "loadbalancer.deleted"
-EVENT_KEY_STATE = "loadbalancer.key_state_changed"
-
-HEALTH_STATES = ("initial", "healthy", "unhealthy", "unused", "draining", "unavailable")
-HEALTH_REASONS = (
-    "Lb.RegistrationInProgress",
-    "Lb.InitialHealthChecking",
-    "Lb.InternalError",
-    "Instance.ResponseCodeMismatch",
-    "Instance.Timeout",
-    "Instance.FailedHealthChecks",
-    "Instance.NotRegistered",
-    "Instance.NotInUse",
-    "Instance.DeregistrationInProgress",
-    "Instance.InvalidState",
-    "Instance.IpUnusable",
-)
 LB_TYPE = "LoadBalancer"
 CERT_TYPE = "LoadBalancerTlsCertificate"
 INSTANCE_TYPE = "Instance"
@@ -432,7 +427,7 @@ class LightsailService:
                 ),
             )
             lb = self._require_lb(name)
-            self._events.publish(EVENT_CREATED, self._lb_ref(lb), [lb.principal_arn])
+            self._events.publish(LB_CREATED, self._lb_ref(lb), [lb.principal_arn])
             ops = [self._operation(name, LB_TYPE, "CreateLoadBalancer")]
             if certificate_name is not None and certificate_domain_name is not None:
                 ops += self.create_certificate(
@@ -453,7 +448,7 @@ class LightsailService:
                     ops.append(self._operation(cert.name, CERT_TYPE, "DeleteLoadBalancerTlsCertificate", name))
                 tx.execute("DELETE FROM ls_metric_samples WHERE lb_name = ?", (name,))
                 tx.execute("DELETE FROM ls_load_balancers WHERE name = ?", (name,))
-                self._events.publish(EVENT_DELETED, self._lb_ref(lb), [lb.principal_arn])
+                self._events.publish(LB_DELETED, self._lb_ref(lb), [lb.principal_arn])
             principal = self._principals.get(name)
             if principal is not None and principal.kind == "role" and principal.arn == lb.principal_arn:
                 self._principals.delete(name)
@@ -525,7 +520,7 @@ class LightsailService:
                 "UPDATE ls_load_balancers SET attributes = ? WHERE name = ?", (json.dumps(new.to_json()), lb.name)
             )
             self._events.publish(
-                EVENT_ATTRIBUTE_CHANGED,
+                LB_ATTRIBUTE_CHANGED,
                 {
                     **self._lb_ref(lb),
                     "attributeName": changed,
@@ -620,7 +615,7 @@ class LightsailService:
             )
             swapped = previous is not None and previous.name != cert.name
             self._events.publish(
-                EVENT_CERTIFICATE_ATTACHED,
+                LB_CERTIFICATE_ATTACHED,
                 {
                     **self._lb_ref(lb),
                     **self._cert_ref(lb, cert),
@@ -674,7 +669,7 @@ class LightsailService:
             )
             self.certificates.disassociate(cert.acm_arn, self._lb_arn(lb))
             self._events.publish(
-                EVENT_CERTIFICATE_DETACHED,
+                LB_CERTIFICATE_DETACHED,
                 {**self._lb_ref(lb), **self._cert_ref(lb, cert), "grantId": lb.grant_id, "reason": reason},
                 [lb.principal_arn],
             )
@@ -712,77 +707,68 @@ class LightsailService:
             )
         return lb
 
-    def data_plane_config(self, principal: Principal, lb_name: str) -> dict[str, Any]:
-        """``GET /dataplane/v1/load-balancers/{name}`` (see ``dataplane`` for the shape)."""
+    def data_plane_config(self, principal: Principal, lb_name: str) -> DataPlaneConfig:
+        """``GET /dataplane/v1/load-balancers/{name}`` (the document: ``contract.dataplane``)."""
         with self._lock:
             last_event_id = self._events.last_id()  # read first: the snapshot is at least this new
             lb = self.authorize_data_plane(principal, lb_name)
             https = self._https_enabled(lb)
-            instances = []
-            for row in self._db.query(
-                "SELECT li.instance_name, li.state, li.reason, i.host, i.port FROM ls_lb_instances li "
-                "JOIN ls_instances i ON i.name = li.instance_name WHERE li.lb_name = ? ORDER BY li.instance_name",
-                (lb.name,),
-            ):
-                port = row["port"] or lb.instance_port
-                instances.append(
-                    {
-                        "name": row["instance_name"],
-                        "host": row["host"],
-                        "port": port,
-                        "address": str(InstanceAddress(row["host"], port)),
-                        "state": row["state"],
-                        "reasonCode": row["reason"],
-                    }
+            instances = tuple(
+                InstanceEntry(
+                    row["instance_name"], row["host"], row["port"] or lb.instance_port, row["state"], row["reason"]
                 )
-            return {
-                "name": lb.name,
-                "arn": self._lb_arn(lb),
-                "principalArn": lb.principal_arn,
-                "state": "active",
-                "instancePort": lb.instance_port,
-                "listeners": {
-                    "http": {"port": HTTP_PORT, "enabled": True},
-                    "https": {"port": HTTPS_PORT, "enabled": https},
-                },
-                "attributes": lb.attributes.typed(),
-                "instances": instances,
-                "certificate": self._data_plane_certificate(lb) if https else None,
-                "lastEventId": last_event_id,
-            }
+                for row in self._db.query(
+                    "SELECT li.instance_name, li.state, li.reason, i.host, i.port FROM ls_lb_instances li "
+                    "JOIN ls_instances i ON i.name = li.instance_name WHERE li.lb_name = ? ORDER BY li.instance_name",
+                    (lb.name,),
+                )
+            )
+            return DataPlaneConfig(
+                name=lb.name,
+                arn=self._lb_arn(lb),
+                principal_arn=lb.principal_arn,
+                state="active",
+                instance_port=lb.instance_port,
+                http_port=HTTP_PORT,
+                https_port=HTTPS_PORT,
+                https_enabled=https,
+                attributes=lb.attributes.typed(),
+                instances=instances,
+                certificate=self._data_plane_certificate(lb) if https else None,
+                last_event_id=last_event_id,
+            )
 
-    def _data_plane_certificate(self, lb: LoadBalancer) -> dict[str, Any] | None:
+    def _data_plane_certificate(self, lb: LoadBalancer) -> CertificateEntry:
         assert lb.attached_certificate is not None
         cert = self._require_cert(lb.name, lb.attached_certificate)
         lb_arn = self._lb_arn(lb)
         ref = self.certificates.grant(cert.acm_arn, lb_arn, lb.grant_id or "")
         bundle = self.certificates.bundle(cert.acm_arn, lb_arn)
-        return {
-            "name": cert.name,
-            "arn": lightsail_arn(self.region, CERT_TYPE, cert.id),
-            "acmCertificateArn": cert.acm_arn,
-            "certificatePem": bundle.get("Certificate"),
-            "chainPem": bundle.get("CertificateChain"),
-            "encryptionContext": self.certificates.context(cert.acm_arn, lb_arn),
-            "bundle": bundle,
-            "grant": _grant_json(ref),
-            "kmsKeyArn": bundle.get("KeyId") or (ref.key_arn if ref else None),
-        }
+        grant = None
+        if ref is not None:
+            grant = GrantEntry(ref.grant_id, ref.token, ref.key_arn, "IssuedThroughACM", ref.active)
+        return CertificateEntry(
+            name=cert.name,
+            arn=lightsail_arn(self.region, CERT_TYPE, cert.id),
+            acm_certificate_arn=cert.acm_arn,
+            certificate_pem=bundle.get("Certificate") or "",
+            chain_pem=bundle.get("CertificateChain") or "",
+            encryption_context=self.certificates.context(cert.acm_arn, lb_arn),
+            bundle=bundle,
+            grant=grant,
+            kms_key_arn=bundle.get("KeyId") or (ref.key_arn if ref else None),
+        )
 
     def report(self, principal: Principal, lb_name: str, doc: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /dataplane/v1/load-balancers/{name}/report``: health states and metric deltas."""
-        if not isinstance(doc, Mapping):
-            raise InvalidInputException("The report must be a JSON object.")
-        unknown = sorted(set(doc) - {"instances", "metrics", "keyState"})
-        if unknown:
-            raise InvalidInputException(f"unknown report field(s): {', '.join(unknown)}")
+        try:
+            report = DataPlaneReport.from_json(doc)
+        except DocumentError as exc:
+            raise InvalidInputException(str(exc)) from None
         now = self._clock.time()
-        health = _parse_health(doc.get("instances", []))
-        raw_metrics = doc.get("metrics", {})
-        if not isinstance(raw_metrics, Mapping):
-            raise InvalidInputException("invalid metrics: expected an object of metric name -> number")
-        samples = metrics_mod.samples_from_report(raw_metrics, now)
-        key_state = _parse_key_state(doc.get("keyState"))
+        health = {i.name: (i.state, i.reason_code) for i in report.instances}
+        samples = metrics_mod.samples_from_report(report.metrics, now)
+        key_state = report.key_state
         with self._lock, self._db.transaction() as tx:
             lb = self.authorize_data_plane(principal, lb_name)
             attached = self._attached_rows(lb.name)
@@ -803,9 +789,7 @@ class LightsailService:
             )
             tx.execute("UPDATE ls_load_balancers SET last_report_at = ? WHERE name = ?", (now, lb.name))
             if changed:
-                self._events.publish(
-                    EVENT_HEALTH_CHANGED, {**self._lb_ref(lb), "instances": changed}, [lb.principal_arn]
-                )
+                self._events.publish(LB_HEALTH_CHANGED, {**self._lb_ref(lb), "instances": changed}, [lb.principal_arn])
             if key_state is not None:
                 self._store_key_state(tx, lb, key_state, now)
         return {
@@ -814,7 +798,7 @@ class LightsailService:
             "lastEventId": self._events.last_id(),
         }
 
-    def _store_key_state(self, tx: Any, lb: LoadBalancer, ks: dict[str, Any], now: float) -> None:
+    def _store_key_state(self, tx: Any, lb: LoadBalancer, ks: KeyStateReport, now: float) -> None:
         prev = tx.execute(
             "SELECT state, since, fingerprint, degraded, restarts FROM ls_key_states WHERE lb_name = ?", (lb.name,)
         ).fetchone()
@@ -822,29 +806,14 @@ class LightsailService:
             "INSERT OR REPLACE INTO ls_key_states (lb_name, state, since, certificate_arn, serial, fingerprint,"
             " workers, reported_at, workers_expected, restarts, last_exit, degraded)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                lb.name,
-                ks["state"],
-                ks["since"],
-                ks["certificateArn"],
-                ks["serial"],
-                ks["fingerprint"],
-                ks["workers"],
-                now,
-                ks["workersExpected"],
-                ks["restarts"],
-                ks["lastExit"],
-                ks["degraded"],
-            ),
-        )
+            (lb.name, ks.state, ks.since, ks.certificate_arn, ks.serial, ks.fingerprint, ks.workers, now,
+             ks.workers_expected, ks.restarts, ks.last_exit, ks.degraded),
+        )  # fmt: skip
         if prev is None or (prev["state"], prev["fingerprint"], prev["degraded"], prev["restarts"]) != (
-            ks["state"],
-            ks["fingerprint"],
-            ks["degraded"],
-            ks["restarts"],
-        ):
+            ks.state, ks.fingerprint, ks.degraded, ks.restarts
+        ):  # fmt: skip
             # Admin-only audience: the dashboard follows it; the data plane needs no echo of itself.
-            self._events.publish(EVENT_KEY_STATE, {**self._lb_ref(lb), "keyState": ks}, [])
+            self._events.publish(LB_KEY_STATE_CHANGED, {**self._lb_ref(lb), "keyState": ks.to_json()}, [])
 
     def key_states(self) -> dict[str, dict[str, Any]]:
         """Each data plane's last reported key state, by load-balancer name (for the dashboard)."""
@@ -1042,7 +1011,7 @@ class LightsailService:
         changed: Sequence[str] = (),
     ) -> None:
         self._events.publish(
-            EVENT_INSTANCES_CHANGED,
+            LB_INSTANCES_CHANGED,
             {
                 **self._lb_ref(lb),
                 "attached": list(attached),
@@ -1107,18 +1076,6 @@ def _cert_from_row(r: Any) -> LbCertificate:
     )
 
 
-def _grant_json(ref: GrantRef | None) -> dict[str, Any] | None:
-    if ref is None:
-        return None
-    return {
-        "grantId": ref.grant_id,
-        "grantToken": ref.token,
-        "keyArn": ref.key_arn,
-        "active": ref.active,
-        "name": "IssuedThroughACM",
-    }
-
-
 def _check_tags(tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
     out = []
     for t in tags or []:
@@ -1129,76 +1086,3 @@ def _check_tags(tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
     if len(out) > attrs_mod.MAX_TAGS:
         raise InvalidInputException(f"A resource can have at most {attrs_mod.MAX_TAGS} tags.")
     return out
-
-
-def _parse_health(raw: Any) -> dict[str, tuple[str, str | None]]:
-    """The report's ``instances``: ``[{"name", "state", "reasonCode"}]`` (states and reasons as Lightsail)."""
-    if not isinstance(raw, list):
-        raise InvalidInputException("invalid instances: expected a list of {name, state, reasonCode}")
-    out: dict[str, tuple[str, str | None]] = {}
-    for i, item in enumerate(raw):
-        if not isinstance(item, Mapping):
-            raise InvalidInputException(f"invalid instances[{i}]: expected an object")
-        bad = sorted(set(item) - {"name", "state", "reasonCode"})
-        if bad:
-            raise InvalidInputException(f"invalid instances[{i}]: unknown field(s) {', '.join(bad)}")
-        name, state, reason = item.get("name"), item.get("state"), item.get("reasonCode")
-        if not isinstance(name, str) or not name:
-            raise InvalidInputException(f"invalid instances[{i}].name: {name!r}")
-        if state not in HEALTH_STATES:
-            raise InvalidInputException(
-                f"invalid instances[{i}].state: {state!r} (expected one of {', '.join(HEALTH_STATES)})"
-            )
-        if reason is not None and reason not in HEALTH_REASONS:
-            raise InvalidInputException(f"invalid instances[{i}].reasonCode: {reason!r}")
-        out[name] = (str(state), reason if state != "healthy" else None)
-    return out
-
-
-def _parse_key_state(raw: Any) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        raise InvalidInputException("invalid keyState: expected an object")
-    unknown = sorted(
-        set(raw)
-        - {
-            "state",
-            "since",
-            "certificateArn",
-            "serial",
-            "fingerprint",
-            "workers",
-            "leasedOut",
-            "workersExpected",
-            "restarts",
-            "lastExit",
-            "degraded",
-        }
-    )
-    if unknown:
-        raise InvalidInputException(f"unknown keyState field(s): {', '.join(unknown)}")
-    state = raw.get("state")
-    if state not in KEY_STATES:
-        raise InvalidInputException(f"invalid keyState.state: {state!r} (expected one of {', '.join(KEY_STATES)})")
-    since = raw.get("since")
-    if isinstance(since, bool) or not isinstance(since, int | float):
-        raise InvalidInputException(f"invalid keyState.since: {since!r} (expected epoch seconds)")
-    out: dict[str, Any] = {"state": state, "since": float(since)}
-    for name in ("certificateArn", "serial", "fingerprint", "lastExit", "degraded"):
-        value = raw.get(name)
-        if value is not None and not isinstance(value, str):
-            raise InvalidInputException(f"invalid keyState.{name}: {value!r} (expected a string)")
-        if value is not None and len(value) > MAX_KEY_STATE_TEXT:
-            raise InvalidInputException(f"invalid keyState.{name}: longer than {MAX_KEY_STATE_TEXT} characters")
-        out[name] = value
-    for name in ("workers", "workersExpected", "restarts"):
-        number = raw.get(name, 0)
-        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-            raise InvalidInputException(f"invalid keyState.{name}: {number!r} (expected a non-negative integer)")
-        out[name] = number
-    return out
-
-
-#: The longest text a data plane may report in a key state field (a reason, an ARN).
-MAX_KEY_STATE_TEXT = 1024

@@ -36,6 +36,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lbproxy.contract import vocabulary
+from lbproxy.contract.dataplane import (
+    DataPlaneConfig,
+    DataPlaneReport,
+    DocumentError,
+    InstanceHealthReport,
+    KeyStateReport,
+)
+from lbproxy.contract.tlspolicies import DEFAULT_POLICY_NAME
 from lbproxy.proxy.controllink import ControlClient, ControlError, Signer, load_credentials
 from lbproxy.proxy.eventstream import Event, EventSubscription
 from lbproxy.proxy.grantkey import config_path
@@ -45,28 +54,23 @@ from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
 
 log = logging.getLogger("lbproxy.proxy")
 
-REVOKING_KEY_EVENTS = frozenset({"key.disabled", "key.pending_deletion", "key.deleted"})
-REFRESH_EVENTS = frozenset({"loadbalancer.instances_changed", "loadbalancer.attribute_changed"})
+#: Events after which the configuration is fetched again (instances, attributes, a key or grant back).
+REFRESH_EVENTS = frozenset({vocabulary.LB_INSTANCES_CHANGED, vocabulary.LB_ATTRIBUTE_CHANGED,
+                            vocabulary.KEY_ENABLED, vocabulary.GRANT_CREATED})  # fmt: skip
 
 
-def spec_from_config(cfg: dict[str, Any]) -> LoadBalancerSpec:
+def spec_from_config(cfg: DataPlaneConfig) -> LoadBalancerSpec:
     """The control plane's snapshot -> the data plane's frozen spec (pure)."""
-    attrs = cfg.get("attributes") or {}
-    instances = tuple(
-        InstanceSpec(name=i["name"], host=i["host"], port=int(i["port"]))
-        for i in cfg.get("instances") or []
-        if i.get("host") and i.get("port")
-    )
-    https = bool(((cfg.get("listeners") or {}).get("https") or {}).get("enabled")) and bool(cfg.get("certificate"))
+    attrs = cfg.attributes
     return LoadBalancerSpec(
-        name=cfg["name"],
-        instances=instances,
+        name=cfg.name,
+        instances=tuple(InstanceSpec(name=i.name, host=i.host, port=i.port) for i in cfg.instances if i.host),
         health_check_path=attrs.get("HealthCheckPath") or "/",
         session_stickiness_enabled=_truthy(attrs.get("SessionStickinessEnabled", False)),
         stickiness_cookie_duration=int(attrs.get("SessionStickiness_LB_CookieDurationSeconds") or 86400),
-        https_redirection_enabled=_truthy(attrs.get("HttpsRedirectionEnabled", False)) and https,
-        tls_policy_name=attrs.get("TlsPolicyName") or "TLS-2016-08",
-        https_enabled=https,
+        https_redirection_enabled=_truthy(attrs.get("HttpsRedirectionEnabled", False)) and cfg.https_enabled,
+        tls_policy_name=attrs.get("TlsPolicyName") or DEFAULT_POLICY_NAME,
+        https_enabled=cfg.https_enabled,
     )
 
 
@@ -85,17 +89,16 @@ class CertificateView:
     fingerprint: str  # SHA-256 of the certificate's DER, hex
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> CertificateView | None:
-        cert = cfg.get("certificate")
-        if not cert:
+    def from_config(cls, cfg: DataPlaneConfig) -> CertificateView | None:
+        cert = cfg.certificate
+        if cert is None:
             return None
-        bundle = cert.get("bundle") or {}
         return cls(
-            acm_arn=cert.get("acmCertificateArn", ""),
-            grant_id=(cert.get("grant") or {}).get("grantId", ""),
-            key_arn=cert.get("kmsKeyArn") or (cert.get("grant") or {}).get("keyArn", ""),
-            serial=str(bundle.get("Serial", "")),
-            fingerprint=pem_fingerprint(cert.get("certificatePem") or bundle.get("Certificate") or ""),
+            acm_arn=cert.acm_certificate_arn,
+            grant_id=cert.grant.grant_id if cert.grant else "",
+            key_arn=cert.kms_key_arn or (cert.grant.key_arn if cert.grant else ""),
+            serial=cert.serial,
+            fingerprint=pem_fingerprint(cert.certificate_pem),
         )
 
 
@@ -146,10 +149,14 @@ class DataPlaneAgent:
         self.deleted = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    async def fetch(self) -> dict[str, Any]:
-        return await asyncio.to_thread(self.client.get_json, config_path(self.name))
+    async def fetch(self) -> DataPlaneConfig:
+        doc = await asyncio.to_thread(self.client.get_json, config_path(self.name))
+        try:
+            return DataPlaneConfig.from_json(doc)
+        except DocumentError as exc:
+            raise ControlError(500, "InvalidConfiguration", str(exc)) from None
 
-    async def fetch_until_reachable(self, max_backoff: float = 10.0) -> dict[str, Any]:
+    async def fetch_until_reachable(self, max_backoff: float = 10.0) -> DataPlaneConfig:
         backoff = 0.2
         while True:
             try:
@@ -161,9 +168,9 @@ class DataPlaneAgent:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, max_backoff)
 
-    def _key_ref(self, cfg: dict[str, Any]) -> KeySourceRef | None:
+    def _key_ref(self, cfg: DataPlaneConfig) -> KeySourceRef | None:
         view = CertificateView.from_config(cfg)
-        if view is None or not spec_from_config(cfg).https_enabled:
+        if view is None or not cfg.https_enabled:
             return None
         return KeySourceRef(
             "lbproxy.proxy.grantkey:ControlKeySource",
@@ -181,7 +188,7 @@ class DataPlaneAgent:
         self._set_key_state("loaded" if self.lb.has_key else "none")
         if ref is not None and not self.lb.has_key:
             log.error("the certificate's key could not be loaded; HTTPS handshakes are refused")
-        self._subscription = EventSubscription(self.control_url, self.signer, after=int(cfg.get("lastEventId") or 0))
+        self._subscription = EventSubscription(self.control_url, self.signer, after=cfg.last_event_id)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._follow_events(), name="lb-events"),
@@ -240,26 +247,26 @@ class DataPlaneAgent:
         d = event.detail
         if t.startswith("loadbalancer.") and d.get("loadBalancerName") not in (None, self.name):
             return
-        if t in ("grant.revoked", "grant.retired") or t in REVOKING_KEY_EVENTS:
+        if t in vocabulary.GRANT_REVOKING_EVENTS or t in vocabulary.KEY_REVOKING_EVENTS:
             if self._concerns_our_certificate(event):
                 log.warning("%s: revoking the key now", t)
                 await self.revoke()
                 await self.refresh()
             return
-        if t == "loadbalancer.deleted":
+        if t == vocabulary.LB_DELETED:
             log.warning("the load balancer was deleted: wiping the key and stopping")
             await self.revoke()
             self.deleted.set()
             return
-        if t == "loadbalancer.certificate_detached":
+        if t == vocabulary.LB_CERTIFICATE_DETACHED:
             await self.revoke()
             await self.refresh()
             return
-        renewed = t == "certificate.renewed" and self._concerns_our_certificate(event)
-        if t == "loadbalancer.certificate_attached" or renewed:
+        renewed = t == vocabulary.CERTIFICATE_RENEWED and self._concerns_our_certificate(event)
+        if t == vocabulary.LB_CERTIFICATE_ATTACHED or renewed:
             await self.refresh(force_rotate=True)
             return
-        if t in REFRESH_EVENTS or t in ("key.enabled", "grant.created"):
+        if t in REFRESH_EVENTS:
             await self.refresh()
 
     async def revoke(self) -> None:
@@ -309,7 +316,7 @@ class DataPlaneAgent:
             await self._apply(cfg, force)
             return
 
-    async def _apply(self, cfg: dict[str, Any], force_rotate: bool) -> None:
+    async def _apply(self, cfg: DataPlaneConfig, force_rotate: bool) -> None:
         async with self._lock:
             spec = spec_from_config(cfg)
             view = CertificateView.from_config(cfg)
@@ -329,7 +336,7 @@ class DataPlaneAgent:
                 await self.lb.update(spec)
 
     # -- reporting and the lease -------------------------------------------------------------------
-    def report_body(self) -> dict[str, Any]:
+    def report_body(self) -> DataPlaneReport:
         assert self.lb is not None
         snap = self.lb.metrics_snapshot()
         metrics: dict[str, float] = {}
@@ -342,34 +349,34 @@ class DataPlaneAgent:
             else:
                 metrics[name] = max(0.0, value - self._last_counters.get(name, 0.0))
         self._last_counters = {k: v for k, v in snap.items() if k not in GAUGES}
-        instances = [
-            {"name": h["instanceName"], "state": h["instanceHealth"], "reasonCode": h.get("instanceHealthReason")}
+        instances = tuple(
+            InstanceHealthReport(h["instanceName"], h["instanceHealth"], h.get("instanceHealthReason"))
             for h in self.lb.health_snapshot()
-        ]
+        )
         cert = self.certificate
         status = self.lb.status()
         # Never "loaded" for a key no live process holds (a killed worker took it with it).
         if status["keyHeld"]:
-            self._set_key_state("loaded")
-        elif self.key_state == "loaded":
-            self._set_key_state("wiped")
-        key_state = {
-            "state": self.key_state,
-            "since": self.key_state_since,
-            "certificateArn": cert.acm_arn if cert else None,
-            "serial": cert.serial if cert else None,
-            "fingerprint": cert.fingerprint if cert else None,
-            "workers": status["workers"],
-            "workersExpected": status["workersExpected"],
-            "restarts": status["restarts"],
-            "lastExit": status["lastExit"],
-            "degraded": status["degraded"],
-            "leasedOut": self.leased_out,
-        }
-        return {"instances": instances, "metrics": metrics, "keyState": key_state}
+            self._set_key_state(vocabulary.KEY_LOADED)
+        elif self.key_state == vocabulary.KEY_LOADED:
+            self._set_key_state(vocabulary.KEY_WIPED)
+        key_state = KeyStateReport(
+            state=self.key_state,
+            since=self.key_state_since,
+            certificate_arn=cert.acm_arn if cert else None,
+            serial=cert.serial if cert else None,
+            fingerprint=cert.fingerprint if cert else None,
+            workers=status["workers"],
+            workers_expected=status["workersExpected"],
+            restarts=status["restarts"],
+            last_exit=status["lastExit"],
+            degraded=status["degraded"],
+            leased_out=self.leased_out,
+        )
+        return DataPlaneReport(instances, metrics, key_state)
 
     def _report_once(self) -> None:
-        self.client.post_json(config_path(self.name) + "/report", self.report_body())
+        self.client.post_json(config_path(self.name) + "/report", self.report_body().to_json())
 
     async def _report_loop(self) -> None:
         changed = self.lb.status_changed

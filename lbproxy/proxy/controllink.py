@@ -28,9 +28,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.session import Session
 
-log = logging.getLogger("lbproxy.proxy")
+from lbproxy.contract.vocabulary import SIGNING_NAME
 
-SIGNING_NAME = "lbproxy"
+log = logging.getLogger("lbproxy.proxy")
 
 
 class ControlError(Exception):

@@ -19,7 +19,8 @@ from typing import Any
 
 import aiohttp
 
-from lbproxy.proxy.controllink import SIGNING_NAME, ControlError, Signer
+from lbproxy.contract.vocabulary import SIGNING_NAME
+from lbproxy.proxy.controllink import ControlError, Signer
 
 log = logging.getLogger("lbproxy.proxy")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 
+from lbproxy.contract.dataplane import DataPlaneConfig, DocumentError
 from lbproxy.proxy.controllink import ControlClient, ControlError, Signer, load_credentials
 from lbproxy.proxy.keys import KeyUnavailable
 
@@ -51,22 +52,25 @@ class ControlKeySource:
 
         creds, region = load_credentials()
         client = ControlClient(self.control_url, Signer(creds, region))
-        cfg = client.get_json(config_path(self.name))
-        cert = cfg.get("certificate")
-        if not cert or not ((cfg.get("listeners") or {}).get("https") or {}).get("enabled"):
+        try:
+            cfg = DataPlaneConfig.from_json(client.get_json(config_path(self.name)))
+        except DocumentError as exc:
+            raise KeySourceError(f"the control plane's configuration is not usable: {exc}") from None
+        cert = cfg.certificate
+        if cert is None or not cfg.https_enabled:
             raise KeySourceError("no issued certificate is attached to the load balancer any more")
-        if self.expect_certificate and cert.get("acmCertificateArn") != self.expect_certificate:
+        if self.expect_certificate and cert.acm_certificate_arn != self.expect_certificate:
             # Not a refusal: the supervisor keeps the key it has until the agent's refresh (which follows the
             # same change) asks for the new certificate, or a revocation takes the key away.
             raise KeyUnavailable(
-                f"the attached certificate changed ({cert.get('acmCertificateArn')}, expected "
+                f"the attached certificate changed ({cert.acm_certificate_arn}, expected "
                 f"{self.expect_certificate}); the supervisor will load the new one"
             )
-        bundle = cert["bundle"]
-        token = (cert.get("grant") or {}).get("grantToken")
+        bundle = cert.bundle
+        token = cert.grant.grant_token if cert.grant else None
         data_key = client.decrypt_data_key(
             base64.b64decode(bundle["EncryptedDataKey"]),
-            cert.get("encryptionContext") or bundle["EncryptionContext"],
+            cert.encryption_context or bundle["EncryptionContext"],
             [token] if token else None,
         )
         try:
@@ -77,6 +81,6 @@ class ControlKeySource:
             pem = pem_private_key(der)
         finally:
             wipe(der)
-        chain = (cert.get("certificatePem") or bundle["Certificate"]).rstrip("\n") + "\n"
-        chain += (cert.get("chainPem") or bundle.get("CertificateChain") or "").rstrip("\n") + "\n"
+        chain = (cert.certificate_pem or bundle["Certificate"]).rstrip("\n") + "\n"
+        chain += (cert.chain_pem or bundle.get("CertificateChain") or "").rstrip("\n") + "\n"
         return chain.encode(), pem

@@ -27,22 +27,20 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from lbproxy.contract.vocabulary import (
+    FAILED_HEALTH_CHECKS,
+    HEALTHY,
+    INITIAL,
+    INITIAL_HEALTH_CHECKING,
+    IP_UNUSABLE,
+    REGISTRATION_IN_PROGRESS,
+    RESPONSE_CODE_MISMATCH,
+    TIMEOUT,
+    UNHEALTHY,
+)
 from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
 
 log = logging.getLogger("lbproxy.proxy")
-
-INITIAL, HEALTHY, UNHEALTHY, UNUSED, DRAINING = "initial", "healthy", "unhealthy", "unused", "draining"
-
-REGISTRATION_IN_PROGRESS = "Lb.RegistrationInProgress"
-INITIAL_HEALTH_CHECKING = "Lb.InitialHealthChecking"
-RESPONSE_CODE_MISMATCH = "Instance.ResponseCodeMismatch"
-TIMEOUT = "Instance.Timeout"
-FAILED_HEALTH_CHECKS = "Instance.FailedHealthChecks"
-NOT_REGISTERED = "Instance.NotRegistered"
-NOT_IN_USE = "Instance.NotInUse"
-DEREGISTRATION_IN_PROGRESS = "Instance.DeregistrationInProgress"
-INVALID_STATE = "Instance.InvalidState"
-IP_UNUSABLE = "Instance.IpUnusable"
 
 
 @dataclasses.dataclass(slots=True)

@@ -15,27 +15,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-#: Lightsail metric name -> ``Metrics`` attribute.
-COUNTERS: dict[str, str] = {
-    "RequestCount": "request_count",
-    "HTTPCode_LB_4XX_Count": "lb_4xx",
-    "HTTPCode_LB_5XX_Count": "lb_5xx",
-    "HTTPCode_Instance_2XX_Count": "instance_2xx",
-    "HTTPCode_Instance_3XX_Count": "instance_3xx",
-    "HTTPCode_Instance_4XX_Count": "instance_4xx",
-    "HTTPCode_Instance_5XX_Count": "instance_5xx",
-    "ClientTLSNegotiationErrorCount": "tls_negotiation_errors",
-    "RejectedConnectionCount": "rejected_connections",
-    "InstanceResponseTime_Sum": "response_time_sum",
-    "InstanceResponseTime_Count": "response_time_count",
-    # Not Lightsail metrics (the proxy's own, for /metrics and the benchmark): TLS handshakes completed,
-    # split into full ones and session resumptions (``ssl_object.session_reused``, once per connection).
-    "TLSFullHandshakeCount": "tls_full_handshakes",
-    "TLSResumedHandshakeCount": "tls_resumed_handshakes",
-}
-GAUGES = ("HealthyHostCount", "UnhealthyHostCount")
+from lbproxy.contract import vocabulary
+
+#: Metric name (``contract.vocabulary``) -> ``Metrics`` attribute. The last two are not Lightsail metrics
+#: (the proxy's own, for /metrics and the benchmark, ``LOCAL_COUNTERS``): TLS handshakes completed, split
+#: into full ones and session resumptions (``ssl_object.session_reused``, once per connection).
+COUNTERS: dict[str, str] = dict(
+    zip(
+        (*vocabulary.COUNTERS, *vocabulary.RESPONSE_TIME_FIELDS[:2], *vocabulary.LOCAL_COUNTERS),
+        (
+            "request_count", "lb_4xx", "lb_5xx", "instance_2xx", "instance_3xx", "instance_4xx", "instance_5xx",
+            "tls_negotiation_errors", "rejected_connections", "response_time_sum", "response_time_count",
+            "tls_full_handshakes", "tls_resumed_handshakes",
+        ),
+        strict=True,
+    )
+)  # fmt: skip
+GAUGES = vocabulary.GAUGES
 #: The counters the proxy keeps that Lightsail does not know: left out of the control plane's reports.
-LOCAL_COUNTERS = frozenset({"TLSFullHandshakeCount", "TLSResumedHandshakeCount"})
+LOCAL_COUNTERS = frozenset(vocabulary.LOCAL_COUNTERS)
 
 
 class Metrics:

@@ -6,18 +6,18 @@ import pytest
 
 from lbproxy.config import ConfigError
 from lbproxy.contract.tlspolicies import TLS_POLICIES, get_policy, openssl_cipher_string
-from lbproxy.proxy.balancer import Balancer
-from lbproxy.proxy.forwarding import error_response, forwarded_tail, redirect_response, upstream_request_head
-from lbproxy.proxy.framing import parse_request_head
-from lbproxy.proxy.health import (
+from lbproxy.contract.vocabulary import (
     HEALTHY,
     INITIAL,
     INITIAL_HEALTH_CHECKING,
     REGISTRATION_IN_PROGRESS,
     RESPONSE_CODE_MISMATCH,
     UNHEALTHY,
-    HealthTracker,
 )
+from lbproxy.proxy.balancer import Balancer
+from lbproxy.proxy.forwarding import error_response, forwarded_tail, redirect_response, upstream_request_head
+from lbproxy.proxy.framing import parse_request_head
+from lbproxy.proxy.health import HealthTracker
 from lbproxy.proxy.metrics import Metrics, MetricsAggregator, render_prometheus
 from lbproxy.proxy.spec import (
     InstanceSpec,
@@ -225,6 +225,6 @@ def test_tls_handshake_counters_stay_out_of_lightsail_reports() -> None:
     agent = DataPlaneAgent("http://127.0.0.1:1", "lb", ProxySettings(), signer=object())  # type: ignore[arg-type]
     status = {"workers": 1, "workersExpected": 1, "keyHeld": False, "restarts": 0, "lastExit": None, "degraded": None}
     agent.lb = types.SimpleNamespace(metrics_snapshot=agg.snapshot, health_snapshot=list, status=lambda: status)
-    metrics = agent.report_body()["metrics"]
+    metrics = agent.report_body().metrics
     assert metrics["RequestCount"] == 6 and not any(k.startswith("TLS") for k in metrics)
     assert samples_from_report(metrics, 0.0)  # the control plane accepts it (it refuses unknown names)

@@ -1,0 +1,19 @@
+"""The package layering of ``lbproxy`` holds (import-linter's contracts in pyproject.toml): the control process
+over the services over the wire toolkit, core, contract and config; the data plane imports nothing but
+itself, the contract and config; the contract imports nothing else of lbproxy."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_import_contracts_are_kept() -> None:
+    command = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    done = subprocess.run([command, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
