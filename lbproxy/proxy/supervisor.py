@@ -313,6 +313,7 @@ class LoadBalancer:
             try:
                 self._gen = await self._spawn(None)
                 self._gen.starting = False
+                self._gen.send({"op": "serve"})
             except GenerationError as exc:
                 self._failed(str(exc))  # nothing serves plain HTTP: the healer keeps trying
             finally:
@@ -365,6 +366,7 @@ class LoadBalancer:
         """``new`` becomes the current generation; the previous one drains like a rotation."""
         old, self._gen = self._gen, new
         new.starting = False
+        new.send({"op": "serve"})
         self.status_changed.set()
         self.key_error = None
         if new.key_source is not None and not new.has_key:
@@ -476,20 +478,23 @@ class LoadBalancer:
     def status(self) -> dict[str, Any]:
         """The processes behind the data plane, for reports, ``/health`` and ``/metrics`` (no key material).
 
-        ``degraded`` is None while every asked-for worker serves, else the reason in words."""
+        ``degraded`` is None while the current generation is what was asked for (every worker serving, the
+        asked-for key and policy loaded), else the reasons in words."""
         gen = self._gen
         serving = gen.serving if gen is not None else 0
         expected = self.settings.workers
-        reason: str | None = None
+        reasons: list[str] = []
         if serving < expected:
-            reason = f"{serving} of {expected} workers serving"
-            if self._backoff.reason:
-                reason += f"; last failure: {self._backoff.reason}"
+            reasons.append(f"{serving} of {expected} workers serving")
         if self.key_error is not None and self._key_source is not None:
-            reason = (reason + "; " if reason else "") + f"key not held: {self.key_error}"
+            reasons.append(f"key not held: {self.key_error}")
+        elif gen is not None and not self._converged() and self._backoff.reason:
+            reasons.append("a change waits (the current generation serves meanwhile)")
+        if reasons and self._backoff.reason:
+            reasons.append(f"last failure: {self._backoff.reason}")
         if self._next_attempt is not None:
-            wait = max(0.0, self._next_attempt - time.monotonic())
-            reason = (reason or "restarting") + f"; next attempt in {wait:.1f}s"
+            reasons.append(f"next attempt in {max(0.0, self._next_attempt - time.monotonic()):.1f}s")
+        reason = "; ".join(reasons) or None
         return {
             "workers": serving,
             "workersExpected": expected,

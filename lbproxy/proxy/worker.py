@@ -19,9 +19,13 @@ when a fresh process leads each generation:
    drain, abort TLS transports, report final counters, exit. The leader waits for its siblings before it
    exits, so "the leader exited" means "the generation is gone". Process exit is the wipe guarantee.
 
-Messages (JSON lines). Supervisor -> worker: ``update {spec}``, ``health {healthy}``, ``revoke``,
+A generation accepts connections only once the supervisor made it the current one (``serve``): a generation
+that is discarded (its key could not be loaded while the current one holds it; a revocation arrived while
+it started) never held a client's connection.
+
+Messages (JSON lines). Supervisor -> worker: ``serve``, ``update {spec}``, ``health {healthy}``, ``revoke``,
 ``stop {mode}``. Worker -> supervisor: ``ready {pid, worker, tls}``, ``metrics {counters}``,
-``error {message}``, ``stopped``.
+``error {message, key, kind}``, ``exited {pid, returncode}`` (the leader reaped a sibling), ``stopped``.
 """
 
 from __future__ import annotations
@@ -129,7 +133,6 @@ async def _serve(
         name=f"g{generation}w{index}",
     )
     dp.set_healthy(frozenset(cfg.get("healthy", ())))
-    await dp.start(http_sock, https_sock)
     reader, writer = await asyncio.open_unix_connection(sock=ctrl)
 
     def send(msg: dict[str, Any]) -> None:
@@ -168,7 +171,9 @@ async def _serve(
                 break  # supervisor gone: shut down
             msg = json.loads(line)
             op = msg.get("op")
-            if op == "update":
+            if op == "serve":  # the supervisor made this generation the current one: accept connections now
+                await dp.start(http_sock, https_sock)
+            elif op == "update":
                 dp.update(spec_from_mapping(msg["spec"]))
             elif op == "health":
                 dp.set_healthy(frozenset(msg["healthy"]))

@@ -14,10 +14,12 @@ import os
 import signal
 import ssl
 import time
+from pathlib import Path
 
 import pytest
 from proxy_helpers import multiprocess_settings, read_response, request, running, server_pid_for
 
+from lbproxy.proxy.keys import KeySourceRef
 from lbproxy.proxy.spec import LoadBalancerSpec
 from lbproxy.proxy.supervisor import LoadBalancer
 
@@ -223,3 +225,38 @@ async def test_revoke_while_a_replacement_starts(backend_factory, tls_files) -> 
         assert not lb.has_key and not await _https_ok(lb, ctx)
         assert (await request(lb.http_port, "/")).status == 200
         await _until(lambda: _no_children_but(lb), timeout=10)
+
+
+async def test_a_generation_without_its_key_never_takes_a_connection(
+    backend_factory, tls_files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rotation whose key cannot be loaded keeps the current generation and says so; the candidate
+    generations that each attempt starts (and discards) never accept a client's connection: a generation
+    accepts only once the supervisor made it the current one."""
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
+    a = await backend_factory("a")
+    spec = LoadBalancerSpec(name="lb", instances=(a.spec,), https_enabled=True)
+    settings = multiprocess_settings(workers=1, restart_backoff=0.05, restart_backoff_max=0.1, restart_backoff_reset=1)
+    unavailable = KeySourceRef("unavailable_keysource:UnavailableKeySource")
+    async with running(spec, settings, tls_files.key_source()) as lb:
+        serving = lb.worker_pids()
+        await lb.rotate(unavailable)
+        assert lb.has_key and lb.worker_pids() == serving  # the current generation keeps its key
+        assert "a change waits" in (lb.status()["degraded"] or ""), lb.status()
+        # A candidate, started but not made current; the current generation frozen: a connection made now
+        # can only be accepted by the candidate, and must not be.
+        candidate = await lb._spawn(unavailable)
+        os.kill(serving[0], signal.SIGSTOP)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", lb.http_port)
+            writer.write(b"GET /waiting HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.read(1), 1.0)
+        finally:
+            os.kill(serving[0], signal.SIGCONT)
+        r = await read_response(reader, timeout=5)  # the current generation answers it once it runs again
+        assert r.status == 200 and r.json()["path"] == "/waiting"
+        writer.transport.abort()
+        await lb._discard(candidate)
+        assert lb.restarts == 0 and lb.worker_pids() == serving
