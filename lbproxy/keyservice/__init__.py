@@ -1,11 +1,25 @@
 """The key service (KMS): customer and AWS-managed keys, aliases, key policies, grants.
 
-- ``envelope``  AES-256-GCM with the encryption context bound as canonical AAD; ciphertext blobs that
-                name their key. Pure.
-- ``policy``    key policy documents: the supported grammar and its evaluation. Pure.
-- ``grants``    grant constraints and who may use, retire or revoke a grant. Pure.
-- ``rootkey``   the root key that encrypts master key material at rest.
-- ``service``   ``KeyService``: the operations, authorization on every call, state in SQLite, events.
-- ``api``       ``KmsApi``: ``TrentService.*`` on the wire (AWS JSON 1.1 shapes).
-- ``errors``    one class per KMS error code, in AWS's wording.
+Pure (no I/O):
+
+- ``envelope``    AES-256-GCM with the encryption context bound as canonical AAD; ciphertext blobs that
+                  name their key.
+- ``policy``      key policy documents: the supported grammar and its evaluation.
+- ``grants``      grant constraints, who may use, retire or revoke a grant, CreateGrant's parameter rules.
+- ``keys``        the ``Key`` record, ``KeyMetadata``, which key states allow what, rotation dates.
+- ``names``       key ids, key and alias ARNs, alias names, what an identifier points at.
+- ``pages``       ``Limit``/``Marker`` pagination of the List* operations.
+
+State and operations:
+
+- ``rootkey``     the root key that encrypts master key material at rest.
+- ``keystore``    the tables, and what every operation does first: resolve, authorize, unwrap material.
+- ``management``  CreateKey, DescribeKey, ListKeys, Enable/DisableKey, Get/PutKeyPolicy.
+- ``aliases``     CreateAlias, DeleteAlias, ListAliases.
+- ``crypto``      Encrypt, GenerateDataKey, Decrypt, ReEncrypt.
+- ``grantops``    CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant.
+- ``schedule``    key deletion and rotation over time, and ``tick`` (the sweep).
+- ``service``     ``KeyService``: all of the above on one object (what the control plane builds).
+- ``api``         ``KmsApi``: ``TrentService.*`` on the wire (AWS JSON 1.1 shapes).
+- ``errors``      one class per KMS error code, in AWS's wording.
 """

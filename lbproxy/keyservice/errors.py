@@ -82,3 +82,24 @@ class KMSInternalException(AwsError):
 
 class DryRunOperationException(AwsError):
     code = "DryRunOperationException"
+
+
+def access_denied(principal_arn: str, action: str, resource: str, why: str = "resource-based") -> AccessDeniedException:
+    """No policy allows ``action``: ``why`` is ``resource-based`` (key policy, grants) or ``identity-based``."""
+    return AccessDeniedException(
+        f"User: {principal_arn} is not authorized to perform: kms:{action} on resource: {resource} "
+        f"because no {why} policy allows the kms:{action} action"
+    )
+
+
+def explicitly_denied(principal_arn: str, action: str, resource: str) -> AccessDeniedException:
+    return AccessDeniedException(
+        f"User: {principal_arn} is not authorized to perform: kms:{action} on resource: {resource} "
+        f"with an explicit deny in a resource-based policy"
+    )
+
+
+def check_dry_run(dry_run: bool) -> None:
+    """``DryRun``: every check has passed; stop before acting."""
+    if dry_run:
+        raise DryRunOperationException("The request would have succeeded, but the DryRun option is set.")

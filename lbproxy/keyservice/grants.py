@@ -11,9 +11,12 @@ principal, or by its grantee when ``RetireGrant`` is one of its operations; revo
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from lbproxy.keyservice.errors import InvalidGrantIdException, ValidationException
 
 GRANT_OPERATIONS = (
     "Decrypt",
@@ -36,6 +39,8 @@ GRANT_OPERATIONS = (
 )
 #: Operations a grant's encryption-context constraints do not apply to.
 CONTEXT_FREE_OPERATIONS = frozenset({"DescribeKey", "RetireGrant", "CreateGrant", "GetPublicKey"})
+_GRANT_NAME_RE = re.compile(r"^[a-zA-Z0-9:/_-]+$")
+_GRANT_ID_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +112,51 @@ def same_parameters(
 
 def _norm(c: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:
     return {k: dict(v) for k, v in (c or {}).items() if v is not None}
+
+
+def checked_request(
+    operations: list[str], constraints: Mapping[str, Mapping[str, str] | None] | None, name: str | None
+) -> tuple[tuple[str, ...], dict[str, dict[str, str]] | None]:
+    """CreateGrant's parameters checked (AWS's wording): the operations without repeats, the constraints
+    without empty members (at most one of ``EncryptionContextEquals``/``EncryptionContextSubset``)."""
+    if not operations:
+        raise ValidationException(
+            "1 validation error detected: Value '[]' at 'operations' failed to "
+            "satisfy constraint: Member must have length greater than or equal to 1"
+        )
+    checked: dict[str, dict[str, str]] | None = None
+    if constraints:
+        checked = {k: dict(v) for k, v in constraints.items() if v is not None}
+        if len(checked) > 1:
+            raise ValidationException(
+                "Grant constraints may contain EncryptionContextEquals or EncryptionContextSubset, not both."
+            )
+    if name is not None and not _GRANT_NAME_RE.match(name):
+        raise ValidationException(
+            f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "
+            "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+        )
+    return tuple(dict.fromkeys(operations)), checked
+
+
+def check_grant_id(grant_id: str) -> None:
+    if not _GRANT_ID_RE.fullmatch(grant_id):
+        raise InvalidGrantIdException(f"Invalid grant ID {grant_id}")
+
+
+def grant_entry(grant: Grant, key_arn: str) -> dict[str, Any]:
+    """A ``GrantListEntry`` as ListGrants and ListRetirableGrants show it."""
+    entry: dict[str, Any] = {
+        "KeyId": key_arn,
+        "GrantId": grant.grant_id,
+        "Name": grant.name,
+        "CreationDate": grant.creation_date,
+        "GranteePrincipal": grant.grantee,
+        "IssuingAccount": grant.issuing_account,
+        "Operations": list(grant.operations),
+    }
+    if grant.retiring:
+        entry["RetiringPrincipal"] = grant.retiring
+    if grant.constraints:
+        entry["Constraints"] = grant.constraints
+    return entry
