@@ -2,22 +2,27 @@
 
 Parts (one module per concept):
 - ``spec``: what is served (``LoadBalancerSpec``, ``InstanceSpec``) and every limit (``ProxySettings``).
-- ``tlspolicies``: Lightsail's TLS security policies by name (pure; the control plane imports it too).
 - ``framing``: strict request framing (head + chunked bodies), sans-IO.
 - ``forwarding``: header rewriting (X-Forwarded-*, hop-by-hop) and the load balancer's own responses.
 - ``balancer``: round robin over healthy instances, refusal marks.
 - ``stickiness``: the tamper-proof ``AWSALB`` cookie.
-- ``health``: Lightsail health states/reason codes and the health checker.
-- ``metrics``: Lightsail metric names, aggregation, Prometheus text.
+- ``health``: the health checker and its state machine (states and reason codes: ``contract.vocabulary``).
+- ``metrics``: per-worker counters, their aggregation, Prometheus text.
 - ``downstream`` / ``upstream``: the hot path (``asyncio.Protocol`` per connection, httptools for
   responses, keep-alive pool, backpressure, pipelining, tunnels).
-- ``tls`` / ``keys``: SSL contexts per policy, key loading through memfd, the key-less listener context,
-  the ``KeySource`` protocol and hardening of key holders.
+- ``tls`` / ``tlsconnection`` / ``keys``: SSL contexts per policy (``contract.tlspolicies``), each HTTPS
+  connection's TLS on memory BIOs, key loading through memfd, the key-less listener context, the
+  ``KeySource`` protocol and hardening of key holders.
 - ``dataplane``: one process's listeners, shared routing state, timeouts sweeper, drain order.
 - ``worker``: a generation of key-holding worker processes (leader decrypts, builds contexts, forks).
 - ``supervisor``: ``LoadBalancer``, the key-less process owning sockets, health, metrics, generations;
   it replaces a generation whose worker died and retries a key the control plane could not hand out.
+- ``generation``: a generation of worker processes as the supervisor sees it (``WorkerHandle``,
+  ``Generation``).
 - ``restarts``: the crash-loop backoff and exit descriptions the supervisor uses (pure).
+- ``agent``: follows the control plane (configuration, event stream, reports, key lease) and drives the
+  supervisor; ``controllink`` (SigV4-signed HTTP client), ``eventstream`` (``GET /events``) and
+  ``grantkey`` (the key through the grant, in a key-holding worker) are its parts.
 - ``__main__``: ``python -m lbproxy.proxy`` / ``run_load_balancer`` for the CLI.
 
 Nothing is imported here: a worker process (``python -m lbproxy.proxy.worker``) imports only what it
