@@ -227,25 +227,25 @@ class Dataplane:
     # -- the sweeper -------------------------------------------------------------------------------
     def _sweep(self) -> None:
         now = self.now = self.loop.time()
-        s = self.settings
+        settings = self.settings
         try:
-            mono = time.monotonic()
-            for conn in list(self.connections):
-                if conn.closing:
+            monotonic_now = time.monotonic()
+            for connection in list(self.connections):
+                if connection.closing:
                     continue
-                if conn.req is None:
-                    if conn.tunnel:
-                        if now - conn.last_active > s.idle_timeout:
-                            conn.close_idle()
-                    elif conn.head_started and now - conn.head_started > s.header_timeout:
-                        conn.header_timed_out()
-                    elif now - conn.last_active > s.idle_timeout:
-                        conn.close_idle()
-                elif conn.upstream is not None and not conn.resp_started and conn.req_done:
-                    if mono - conn.sent_at > s.upstream_response_timeout:
-                        conn.response_timed_out()
-                elif now - conn.last_active > s.idle_timeout:
-                    conn.close_idle()
+                if connection.request is None:
+                    if connection.tunnel:
+                        if now - connection.last_active > settings.idle_timeout:
+                            connection.close_idle()
+                    elif connection.head_started and now - connection.head_started > settings.header_timeout:
+                        connection.header_timed_out()
+                    elif now - connection.last_active > settings.idle_timeout:
+                        connection.close_idle()
+                elif connection.upstream is not None and not connection.status and connection.request_done:
+                    if monotonic_now - connection.sent_at > settings.upstream_response_timeout:
+                        connection.response_timed_out()
+                elif now - connection.last_active > settings.idle_timeout:
+                    connection.close_idle()
             if self.tls_deadlines:
                 for tls, deadline in list(self.tls_deadlines.items()):
                     if now > deadline:
@@ -256,46 +256,46 @@ class Dataplane:
             self._sweep_handle = self.loop.call_later(self.tick, self._sweep)
 
     # -- access log --------------------------------------------------------------------------------
-    def log_access(self, conn: Downstream) -> None:
+    def log_access(self, connection: Downstream) -> None:
         """One line in ALB's access log format (only called when the access log is on)."""
         logger = self.access_log
         if logger is None:
             return
-        req = conn.req
-        inst = conn.instance
-        target = f"{inst.host}:{inst.port}" if inst is not None else "-"
-        port = self.https_port if conn.tls else self.http_port
-        if req is not None:
-            host = (req.host or b"-").decode("latin-1")
-            scheme = "https" if conn.tls else "http"
-            request = f"{req.method.decode()} {scheme}://{host}:{port}{req.target.decode('latin-1')} HTTP/1.1"
-            ua = "-"
-            for line in req.kept:
+        head = connection.request
+        instance = connection.instance
+        target = f"{instance.host}:{instance.port}" if instance is not None else "-"
+        port = self.https_port if connection.tls else self.http_port
+        if head is not None:
+            host = (head.host or b"-").decode("latin-1")
+            scheme = "https" if connection.tls else "http"
+            request_line = f"{head.method.decode()} {scheme}://{host}:{port}{head.target.decode('latin-1')} HTTP/1.1"
+            user_agent = "-"
+            for line in head.kept:
                 if line[:11].lower() == b"user-agent:":
-                    ua = line[11:].strip().decode("latin-1")
+                    user_agent = line[11:].strip().decode("latin-1")
         else:
-            request, ua = "- - -", "-"
-        took = time.monotonic() - conn.sent_at if conn.sent_at else -1
+            request_line, user_agent = "- - -", "-"
+        took = time.monotonic() - connection.sent_at if connection.sent_at else -1
         cipher, proto = "-", "-"
-        if conn.tls and conn.transport is not None:
-            info = conn.transport.get_extra_info("cipher")
+        if connection.tls and connection.transport is not None:
+            info = connection.transport.get_extra_info("cipher")
             if info:
                 cipher, proto = info[0], info[1]
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         logger.info(
             '%s %s %s %s:0 %s -1 %.3f -1 %d %s %d %d "%s" "%s" %s %s',
-            "https" if conn.tls else "http",
+            "https" if connection.tls else "http",
             stamp,
             self.spec.name,
-            conn.client.decode(),
+            connection.client.decode(),
             target,
             took,
-            conn.status,
-            conn.status if inst is not None and conn.resp_started else "-",
-            req.raw_size if req is not None else 0,
-            conn.sent,
-            request,
-            ua,
+            connection.status,
+            connection.status if instance is not None and connection.status else "-",
+            head.raw_size if head is not None else 0,
+            connection.sent,
+            request_line,
+            user_agent,
             cipher,
             proto,
         )

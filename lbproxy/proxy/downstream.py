@@ -8,6 +8,13 @@ open a new upstream connection), the rewritten head is written once, the body st
 ``response_whole`` (a small response in one read: one call, one write) or
 ``response_head``/``response_body``/``response_complete``, called by the upstream.
 
+State by lifetime, as HAProxy's ``mux_h1.c`` splits a connection (``h1c``) from the stream on it (``h1s``)
+and uvicorn's protocols split per-connection from per-request state: ``Downstream.__init__`` sets the
+connection's fields, then the exchange's. Every exchange ends in ``_end_exchange``, the one place that
+hands the instance connection back (``Pool.release``) and resets the exchange's fields for the next
+request; an exchange that ends the connection instead (``_reject``, ``_abort``, a tunnel, the client
+leaving) resets nothing: the connection is done.
+
 Rules kept here:
 - Pipelined requests are buffered (bounded by ``pipeline_buffer_bytes``, then reading pauses) and
   answered strictly in order: the next head is parsed only when the previous exchange has finished.
@@ -20,8 +27,8 @@ Rules kept here:
   connection that dies before answering an idempotent body-less request is retried once on a new
   connection; an instance dying before the response head -> 502, after it -> the client connection is
   aborted (the truncation must show). The proxy itself lives on.
-- Timeouts are checked by ``Dataplane``'s sweeper against a coarse clock (``dp.now``), so no timer is
-  armed per request.
+- Timeouts are checked by ``Dataplane``'s sweeper against a coarse clock (``Dataplane.now``), so no timer
+  is armed per request.
 """
 
 from __future__ import annotations
@@ -61,131 +68,162 @@ _monotonic = time.monotonic
 
 
 class Downstream(asyncio.Protocol):
+    """One client connection and the exchange in progress on it (at most one: pipelined requests wait)."""
+
     PAUSE_UPSTREAM = 1
     PAUSE_PIPELINE = 2
     PAUSE_CONNECT = 4
     PAUSE_DRAIN = 8
 
-    __slots__ = (
-        "body_left",
-        "body_seen",
-        "buf",
+    #: The connection's fields (``__init__`` documents each).
+    CONNECTION_STATE = (
+        "dataplane",
+        "tls",
+        "forwarded_tail",
+        "forwarded_suffix",
+        "transport",
         "client",
-        "closing",
-        "decoder",
-        "dp",
-        "fwd",
-        "head_started",
-        "instance",
-        "last_active",
+        "buffer",
         "paused",
-        "pending",
-        "rare",
-        "req",
-        "req_done",
-        "resp_chunked",
-        "resp_close",
-        "resp_done",
-        "resp_started",
-        "retried",
+        "write_paused",
+        "closing",
+        "tunnel",
+        "head_started",
+        "last_active",
+    )
+    #: The exchange's fields: at their initial values between exchanges (``_end_exchange``).
+    EXCHANGE_STATE = (
+        "request",
+        "instance",
+        "upstream",
+        "status",
         "sent",
         "sent_at",
+        "request_done",
+        "body_left",
+        "response_close",
+        "pending_head",
+        "rare",
+        "decoder",
+        "body_seen",
         "set_cookie",
-        "status",
-        "tail",
-        "tls",
-        "transport",
-        "tunnel",
-        "upstream",
-        "write_paused",
+        "response_chunked",
+        "retried",
     )
+    __slots__ = CONNECTION_STATE + EXCHANGE_STATE
 
-    def __init__(self, dp: Dataplane, tls: bool, tail: bytes) -> None:
-        self.dp = dp
+    def __init__(self, dataplane: Dataplane, tls: bool, forwarded_tail: bytes) -> None:
+        # -- the connection ------------------------------------------------------------------------
+        self.dataplane = dataplane
         self.tls = tls
         #: The listener's constant X-Forwarded-Proto/Port lines.
-        self.tail = tail
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.client = b"-"
+        self.forwarded_tail = forwarded_tail
         #: The constant end of every upstream request head on this connection (X-Forwarded-For/Proto/Port
         #: and the blank line), built once per connection (``connection_made``): the common head is
-        #: ``req.prefix + fwd``.
-        self.fwd = b""
-        self.buf = bytearray()
+        #: ``request.prefix + forwarded_suffix``.
+        self.forwarded_suffix = b""
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.client = b"-"
+        #: Bytes received and not used yet: a partial head, pipelined requests, body bytes that wait for
+        #: an instance connection.
+        self.buffer = bytearray()
+        #: Why the client's reading is paused (``PAUSE_*`` bits); 0 while it reads.
         self.paused = 0
+        #: The client cannot take more response now (``pause_writing``).
         self.write_paused = False
+        #: The connection is ending: nothing more is read, answered or reset.
         self.closing = False
+        #: A 101 made this connection a byte tunnel to its instance.
         self.tunnel = False
+        #: When the incomplete head in ``buffer`` began to arrive (0.0: none): the header timeout.
         self.head_started = 0.0
-        self.last_active = dp.now
-        self.upstream: Upstream | None = None
-        self._reset_exchange()
-
-    def _reset_exchange(self) -> None:
-        self.req: RequestHead | None = None
+        #: The coarse clock at the last read or response: the idle timeout.
+        self.last_active = dataplane.now
+        # -- the exchange (the request in progress and its response) -------------------------------
+        # Reset by ``_end_exchange`` at the end of every exchange:
+        #: The request's head; None between exchanges.
+        self.request: RequestHead | None = None
         self.instance: Instance | None = None
-        self.req_done = True
-        self.resp_started = False
-        self.resp_done = False
-        self.resp_chunked = False
-        self.resp_close = False
-        self.body_left = 0
-        self.body_seen = 0
-        self.decoder: ChunkedDecoder | None = None
-        self.set_cookie: bytes | None = None
-        #: A response head held back to leave in one write with the first body bytes (see ``upstream``).
-        self.pending: bytes | None = None
+        #: The instance connection serving this exchange (it goes back to the pool when the exchange ends).
+        self.upstream: Upstream | None = None
+        #: The status of the response forwarded (its head left, or is held in ``pending_head``); 0 until then.
         self.status = 0
+        #: Response bytes written to the client (the access log).
         self.sent = 0
+        #: When the request head went to the instance (``time.monotonic``; the response timeout and time).
         self.sent_at = 0.0
-        self.retried = False
-        #: This exchange used a rare path (chunked request body, stickiness cookie, retry, chunked
-        #: response): ``_finish`` then resets every per-exchange field, not only the common ones.
+        # Back at these values by the end of every exchange that keeps the connection, by themselves:
+        #: The request body has been forwarded whole (an exchange that ends before closes the connection).
+        self.request_done = True
+        #: Content-Length body bytes still to forward.
+        self.body_left = 0
+        #: This response ends the connection (``Connection: close`` sent).
+        self.response_close = False
+        #: A response head held back to leave in one write with the first body bytes (``upstream``).
+        self.pending_head: bytes | None = None
+        # Set only on a rare path, which sets ``rare``:
+        self._reset_rare()
+
+    def _reset_rare(self) -> None:
+        """The exchange's fields only a rare path sets, at their initial values (``__init__``, and
+        ``_end_exchange`` after an exchange that set ``rare``)."""
+        #: This exchange took a rare path (an HTTP/1.0 client, a chunked request body, a stickiness
+        #: cookie, a retry, a chunked response): its fields below are reset when it ends, and the response
+        #: cannot take the whole-response shortcut.
         self.rare = False
+        self.decoder: ChunkedDecoder | None = None
+        #: Chunked request body bytes decoded so far (``max_body``).
+        self.body_seen = 0
+        #: The ``Set-Cookie`` line that pins the client to its instance (stickiness).
+        self.set_cookie: bytes | None = None
+        #: The response is re-chunked for the client (chunked or close-delimited from the instance).
+        self.response_chunked = False
+        #: The request was already retried on a new instance connection.
+        self.retried = False
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # On the HTTPS listener: called by ``TlsConnection`` once the handshake completed, with itself
         # as the transport.
         self.transport = transport  # type: ignore[assignment]
-        dp = self.dp
-        if len(dp.connections) >= dp.max_connections or dp.refusing:
-            dp.metrics.rejected_connections += 1
+        dataplane = self.dataplane
+        if len(dataplane.connections) >= dataplane.max_connections or dataplane.refusing:
+            dataplane.metrics.rejected_connections += 1
             self.transport.abort()
             return
-        dp.connections.add(self)
+        dataplane.connections.add(self)
         peer = transport.get_extra_info("peername")
         if peer:
             self.client = peer[0].encode()
-        self.fwd = b"\r\nX-Forwarded-For: %b\r\n%b\r\n" % (self.client, self.tail)
+        self.forwarded_suffix = b"\r\nX-Forwarded-For: %b\r\n%b\r\n" % (self.client, self.forwarded_tail)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.dp.connections.discard(self)
-        up = self.upstream
-        if up is not None:
+        self.dataplane.connections.discard(self)
+        upstream = self.upstream
+        if upstream is not None:
             self.upstream = None
-            up.close()
+            upstream.close()
 
     def eof_received(self) -> bool | None:
         if self.closing:  # (the usual case: the client's close_notify after the last response)
             return None
-        if self.req is not None and not self.tunnel:
-            self.resp_close = True  # answer what is in flight, then close
+        if self.request is not None and not self.tunnel:
+            self.response_close = True  # answer what is in flight, then close
             return True
         return None
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        up = self.upstream
-        if up is not None and not up.closed:
-            up.transport.pause_reading()
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        up = self.upstream
-        if up is not None and not up.closed:
-            up.transport.resume_reading()
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.resume_reading()
 
     def pause(self, bit: int) -> None:
         if not self.paused and not self.closing:
@@ -199,308 +237,302 @@ class Downstream(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        dp = self.dp
-        self.last_active = dp.now
-        if self.req is None:
-            if not self.buf:
+        dataplane = self.dataplane
+        self.last_active = dataplane.now
+        if self.request is None:
+            if not self.buffer:
                 # Fast paths: a head parsed before (``framing.remember_head``), or one whole head (and
                 # nothing else) in this read, parsed straight from ``data``.
                 # (the length check first: a long read, a head with its body, is not worth hashing)
-                req = dp.parsed_heads.get(data) if len(data) <= REMEMBERED_HEAD_BYTES else None
-                if req is not None:
-                    self._exchange(req)
+                request = dataplane.parsed_heads.get(data) if len(data) <= REMEMBERED_HEAD_BYTES else None
+                if request is not None:
+                    self._exchange(request)
                     return
                 end = data.find(b"\r\n\r\n")
                 if end > 0 and end == len(data) - 4 and data[:2] != b"\r\n":
                     self._parse_head(data)
                     return
-            self.buf += data
+            self.buffer += data
             self._next_request()
             return
         if self.tunnel:
-            up = self.upstream
-            if up is not None:
-                up.transport.write(data)
+            upstream = self.upstream
+            if upstream is not None:
+                upstream.transport.write(data)
             return
-        if not self.req_done and self.upstream is not None and not self.buf:
+        if not self.request_done and self.upstream is not None and not self.buffer:
             rest = self._body(data)
             if rest:
-                self.buf += rest
+                self.buffer += rest
                 self._check_pipeline()
             return
-        self.buf += data
+        self.buffer += data
         self._check_pipeline()
 
     # -- requests ----------------------------------------------------------------------------------
     def _check_pipeline(self) -> None:
-        if len(self.buf) > self.dp.pipeline_limit and (self.req_done or self.upstream is None):
+        if len(self.buffer) > self.dataplane.pipeline_limit and (self.request_done or self.upstream is None):
             self.pause(self.PAUSE_PIPELINE)
 
     def _next_request(self) -> None:
-        """Parse the next complete head in ``buf`` (only when no exchange is in flight)."""
-        if self.req is not None or self.closing:
+        """Parse the next complete head in ``buffer`` (only when no exchange is in flight)."""
+        if self.request is not None or self.closing:
             return
-        buf = self.buf
-        while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
-            del buf[:2]
-        end = buf.find(b"\r\n\r\n")
-        dp = self.dp
+        buffer = self.buffer
+        while buffer[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+            del buffer[:2]
+        end = buffer.find(b"\r\n\r\n")
+        dataplane = self.dataplane
         if end < 0:
-            if buf:
+            if buffer:
                 if not self.head_started:
-                    self.head_started = dp.now
+                    self.head_started = dataplane.now
                 try:
-                    check_partial_head(buf, dp.max_request_line, dp.max_header_bytes)
+                    check_partial_head(buffer, dataplane.max_request_line, dataplane.max_header_bytes)
                 except FramingError as exc:
                     self._reject(exc.status)
                     return
             self.resume(self.PAUSE_PIPELINE)
             return
         end += 4
-        head = bytes(buf[:end])
-        del buf[:end]
+        head = bytes(buffer[:end])
+        del buffer[:end]
         self._head(head)
 
     def _head(self, head: bytes) -> None:
-        """A complete head from the buffer: found in ``dp.parsed_heads`` or parsed, then ``_exchange``."""
+        """A complete head from the buffer: found in ``parsed_heads`` or parsed, then ``_exchange``."""
         self.head_started = 0.0
-        req = self.dp.parsed_heads.get(head)
-        if req is None:
+        request = self.dataplane.parsed_heads.get(head)
+        if request is None:
             self._parse_head(head)
         else:
-            self._exchange(req)
+            self._exchange(request)
 
     def _parse_head(self, head: bytes) -> None:
         """A head not seen before: parsed, policed, remembered, then ``_exchange``."""
-        dp = self.dp
+        dataplane = self.dataplane
         try:
             # Positional arguments: a call with keywords costs more in CPython.
-            req = parse_request_head(head, dp.max_request_line, dp.max_header_bytes, dp.max_header_count)
+            request = parse_request_head(
+                head, dataplane.max_request_line, dataplane.max_header_bytes, dataplane.max_header_count
+            )
         except FramingError as exc:
             self._reject(exc.status)
             return
-        remember_head(dp.parsed_heads, head, req)
-        self._exchange(req)
+        remember_head(dataplane.parsed_heads, head, request)
+        self._exchange(request)
 
-    def _exchange(self, req: RequestHead) -> None:
+    def _exchange(self, request: RequestHead) -> None:
         """Start the exchange for a parsed head: body framing, routing, an instance connection."""
-        dp = self.dp
-        dp.metrics.request_count += 1
-        self.req = req
-        if req.http10:
+        dataplane = self.dataplane
+        dataplane.metrics.request_count += 1
+        self.request = request
+        if request.http10:
             self.rare = True
-        if req.content_length:  # -1: chunked, > 0: a Content-Length body
-            if req.chunked:
+        if request.content_length:  # -1: chunked, > 0: a Content-Length body
+            if request.chunked:
                 self.decoder = ChunkedDecoder()
                 self.rare = True
-                self.req_done = False
+                self.request_done = False
             else:
-                if dp.max_body and req.content_length > dp.max_body:
+                if dataplane.max_body and request.content_length > dataplane.max_body:
                     self._local(413, close=True)
                     return
-                self.body_left = req.content_length
-                self.req_done = False
-        if dp.special_routing:  # redirect or stickiness on (one flag read on the common path)
-            self._head_special(req)
+                self.body_left = request.content_length
+                self.request_done = False
+        if dataplane.special_routing:  # redirect or stickiness on (one flag read on the common path)
+            self._head_special(request)
             return
-        bal = dp.balancer
-        if not bal.routable:
+        balancer = dataplane.balancer
+        if not balancer.routable:
             self._local(503, close=self._must_close())
             return
-        inst = self.instance = next(bal.rotation)
-        # Pool.acquire, inlined: the last idle connection to this instance (LIFO: the warmest).
-        idle = dp.pool.idle.get(inst)
-        while idle:
-            up = idle.pop()
-            if not up.closed:
-                self._attach(up)
-                return
-        self._connect(inst)
+        instance = self.instance = next(balancer.rotation)
+        upstream = dataplane.pool.acquire(instance)
+        if upstream is not None:
+            self._attach(upstream)
+        else:
+            self._connect(instance)
 
-    def _head_special(self, req: RequestHead) -> None:
-        """Routing with an HTTPS redirect or session stickiness (the slow path of ``_head``)."""
-        dp = self.dp
-        if dp.redirect and not self.tls:
-            self._respond_local(redirect_response(req.host, req.target, dp.https_port, close=self._must_close()), 301)
+    def _head_special(self, request: RequestHead) -> None:
+        """Routing with an HTTPS redirect or session stickiness (the slow path of ``_exchange``)."""
+        dataplane = self.dataplane
+        if dataplane.redirect and not self.tls:
+            response = redirect_response(request.host, request.target, dataplane.https_port, close=self._must_close())
+            self._respond_local(response, 301)
             return
         pinned = None
-        if dp.sticky:
-            value = find_cookie(req.cookie)
+        if dataplane.sticky:
+            value = find_cookie(request.cookie)
             if value is not None:
-                pinned = dp.signer.verify(value, time.time())
-        inst = dp.balancer.pick(dp.now, pinned)
-        if inst is None:
+                pinned = dataplane.signer.verify(value, time.time())
+        instance = dataplane.balancer.pick(dataplane.now, pinned)
+        if instance is None:
             self._local(503, close=self._must_close())
             return
-        if dp.sticky and inst.name != pinned:
-            self.set_cookie = dp.signer.set_cookie_header(inst.name, time.time(), dp.sticky_duration)
+        if dataplane.sticky and instance.name != pinned:
+            self.set_cookie = dataplane.signer.set_cookie_header(instance.name, time.time(), dataplane.sticky_duration)
             self.rare = True
-        self.instance = inst
-        self._route(inst)
+        self.instance = instance
+        self._route(instance)
 
     def _must_close(self) -> bool:
-        req = self.req
-        return req is None or not req.keep_alive or not self.req_done or self.resp_close
+        request = self.request
+        return request is None or not request.keep_alive or not self.request_done or self.response_close
 
-    def _route(self, inst: Instance) -> None:
-        up = self.dp.pool.acquire(inst)
-        if up is not None:
-            self._attach(up)
+    def _route(self, instance: Instance) -> None:
+        upstream = self.dataplane.pool.acquire(instance)
+        if upstream is not None:
+            self._attach(upstream)
             return
-        self._connect(inst)
+        self._connect(instance)
 
-    def _connect(self, inst: Instance) -> None:
+    def _connect(self, instance: Instance) -> None:
         self.pause(self.PAUSE_CONNECT)
-        self.dp.loop.create_task(self._open(inst))
+        self.dataplane.loop.create_task(self._open(instance))
 
-    async def _open(self, inst: Instance) -> None:
-        dp = self.dp
+    async def _open(self, instance: Instance) -> None:
         try:
-            up = await dp.pool.connect(inst)
+            upstream = await self.dataplane.pool.connect(instance)
         except (OSError, TimeoutError) as exc:
             if self.closing:
                 return
-            self._connect_failed(inst, exc)
+            self._connect_failed(instance, exc)
             return
-        if self.closing or self.req is None:
-            up.close()
+        if self.closing or self.request is None:
+            upstream.close()
             return
         self.resume(self.PAUSE_CONNECT)
-        self._attach(up)
+        self._attach(upstream)
 
-    def _connect_failed(self, inst: Instance, exc: BaseException) -> None:
-        dp = self.dp
+    def _connect_failed(self, instance: Instance, exc: BaseException) -> None:
+        dataplane = self.dataplane
         timed_out = isinstance(exc, TimeoutError)
-        dp.balancer.mark_refused(inst, dp.now + dp.refused_backoff)
-        nxt = dp.balancer.pick(dp.now, None, exclude=inst)
-        if nxt is not None and nxt is not inst:
+        dataplane.balancer.mark_refused(instance, dataplane.now + dataplane.refused_backoff)
+        next_instance = dataplane.balancer.pick(dataplane.now, None, exclude=instance)
+        if next_instance is not None and next_instance is not instance:
             # Nothing reached the instance: any request may go to the next one.
-            self.instance = nxt
+            self.instance = next_instance
             if self.set_cookie is not None:
-                self.set_cookie = dp.signer.set_cookie_header(nxt.name, time.time(), dp.sticky_duration)
-            self._route(nxt)
+                self.set_cookie = dataplane.signer.set_cookie_header(
+                    next_instance.name, time.time(), dataplane.sticky_duration
+                )
+            self._route(next_instance)
             return
         self.resume(self.PAUSE_CONNECT)
         self._local(504 if timed_out else 502, close=self._must_close())
 
-    def _attach(self, up: Upstream) -> None:
-        req: RequestHead = self.req  # type: ignore[assignment]  # (no assert: it runs per request)
-        self.upstream = up
-        up.ds = self  # the instance connection now serves this exchange
-        if req.method == _HEAD:
-            up.is_head = True
-            up.rare = True
-        up.uses += 1
-        if req.host is None:  # HTTP/1.0 without Host: the instance gets an HTTP/1.1 request, which needs one
-            req.host = b"%s:%d" % (up.instance.host.encode(), up.instance.port)
-            req.add_field(b"Host: " + req.host)
+    def _attach(self, upstream: Upstream) -> None:
+        """Send the request to ``upstream``, which serves this exchange from now on."""
+        request: RequestHead = self.request  # type: ignore[assignment]  # (no assert: it runs per request)
+        self.upstream = upstream
+        upstream.attach(self, request.method == _HEAD)
+        if request.host is None:  # HTTP/1.0 without Host: the instance gets an HTTP/1.1 request, which needs one
+            request.host = b"%s:%d" % (upstream.instance.host.encode(), upstream.instance.port)
+            request.add_field(b"Host: " + request.host)
         # The common case (``plain``) is the raw head's slice plus the connection's constant suffix.
-        head = req.prefix + self.fwd if req.plain else upstream_request_head(req, self.client, self.tail)
+        if request.plain:
+            head = request.prefix + self.forwarded_suffix
+        else:
+            head = upstream_request_head(request, self.client, self.forwarded_tail)
         self.sent_at = _monotonic()
         if self.write_paused:
-            up.transport.pause_reading()
-        if not self.req_done and self.buf:
-            data = bytes(self.buf)
-            self.buf.clear()
-            up.transport.write(head)
+            upstream.pause_reading()
+        if not self.request_done and self.buffer:
+            data = bytes(self.buffer)
+            self.buffer.clear()
+            upstream.transport.write(head)
             rest = self._body(data)
             if rest:
-                self.buf += rest
+                self.buffer += rest
         else:
-            up.transport.write(head)
+            upstream.transport.write(head)
 
     def _body(self, data: bytes) -> bytes:
         """Forward request body bytes; returns what follows the body (the next pipelined request)."""
-        up = self.upstream
-        assert up is not None
-        dec = self.decoder
-        if dec is None:
-            n = self.body_left
-            if len(data) < n:
-                self.body_left = n - len(data)
-                up.transport.write(data)
+        upstream = self.upstream
+        assert upstream is not None
+        decoder = self.decoder
+        if decoder is None:
+            left = self.body_left
+            if len(data) < left:
+                self.body_left = left - len(data)
+                upstream.transport.write(data)
                 return b""
-            up.transport.write(data[:n] if len(data) > n else data)
+            upstream.transport.write(data[:left] if len(data) > left else data)
             self.body_left = 0
-            rest = data[n:]
-            self._request_complete()
-            return rest
+            self.request_done = True
+            return data[left:]
         try:
-            pieces, used = dec.feed(data)
+            pieces, used = decoder.feed(data)
         except FramingError as exc:
             self._body_error(exc.status)
             return b""
         if pieces:
-            size = sum(map(len, pieces))
-            self.body_seen += size
-            if self.dp.max_body and self.body_seen > self.dp.max_body:
+            self.body_seen += sum(map(len, pieces))
+            if self.dataplane.max_body and self.body_seen > self.dataplane.max_body:
                 self._body_error(413)
                 return b""
-            out = []
-            for p in pieces:
-                out.append(b"%x\r\n" % len(p))
-                out.append(p)
-                out.append(b"\r\n")
-            if dec.done:
-                out.append(_LAST_CHUNK)
-            up.transport.write(b"".join(out))
-        elif dec.done:
-            up.transport.write(_LAST_CHUNK)
-        if dec.done:
-            rest = data[used:]
-            self._request_complete()
-            return rest
+            chunks = []
+            for piece in pieces:
+                chunks.append(b"%x\r\n" % len(piece))
+                chunks.append(piece)
+                chunks.append(b"\r\n")
+            if decoder.done:
+                chunks.append(_LAST_CHUNK)
+            upstream.transport.write(b"".join(chunks))
+        elif decoder.done:
+            upstream.transport.write(_LAST_CHUNK)
+        if decoder.done:
+            self.request_done = True
+            return data[used:]
         return b""
 
     def _body_error(self, status: int) -> None:
-        up = self.upstream
+        upstream = self.upstream
         self.upstream = None
-        if up is not None:
-            up.close()
-        if self.resp_started:
+        if upstream is not None:
+            upstream.close()
+        if self.status:  # the response began: the client must see the truncation
             self._abort()
         else:
             self._local(status, close=True)
 
-    def _request_complete(self) -> None:
-        self.req_done = True
-
     # -- responses (called by Upstream) ------------------------------------------------------------
 
     def response_informational(self, status: int, head: bytes) -> None:
-        req = self.req
-        if req is not None and not req.http10:
+        request = self.request
+        if request is not None and not request.http10:
             self.transport.write(head + _END)
 
     def response_head(self, status: int, head: bytes, framing: int, upgrade: bytes | None) -> None:
         """``head``: the instance's status line and kept header lines, without the final CRLFs."""
-        req: RequestHead = self.req  # type: ignore[assignment]  # (no assert: it runs per request)
-        dp = self.dp
-        self.resp_started = True
+        request: RequestHead = self.request  # type: ignore[assignment]  # (no assert: it runs per request)
+        dataplane = self.dataplane
         self.status = status
-        dp.metrics.instance_response(status, _monotonic() - self.sent_at)
-        close = not req.keep_alive or not self.req_done or self.resp_close or dp.draining
-        if framing == FRAMING_LENGTH and not req.http10 and self.set_cookie is None:
+        dataplane.metrics.instance_response(status, _monotonic() - self.sent_at)
+        close = not request.keep_alive or not self.request_done or self.response_close or dataplane.draining
+        if framing == FRAMING_LENGTH and not request.http10 and self.set_cookie is None:
             # The common case: the head goes out as the instance sent it (hop-by-hop lines cut), plus
             # ``Connection: close`` when this exchange ends the connection. Held back: the body bytes of
             # the same read join it in one write (one TLS record, one send).
             if close:
                 head += _CLOSE_END
-                self.resp_close = True
+                self.response_close = True
             else:
                 head += _END
             self.sent += len(head)
-            self.pending = head
+            self.pending_head = head
             return
         if status == 101:
             head += _UPGRADE_LINE
             if upgrade is not None:
                 head += b"\r\nUpgrade: " + upgrade
         elif framing >= FRAMING_CHUNKED:  # chunked or close-delimited from the instance
-            if req.http10:
+            if request.http10:
                 close = True  # HTTP/1.0 client: the body ends with the connection
             else:
-                self.resp_chunked = True
+                self.response_chunked = True
                 self.rare = True
                 head += _CHUNKED_LINE
         if self.set_cookie is not None:
@@ -508,126 +540,122 @@ class Downstream(asyncio.Protocol):
         if status != 101:
             if close:
                 head += _CLOSE_LINE
-            elif req.http10:
+            elif request.http10:
                 head += _KEEP_ALIVE_LINE
-        self.resp_close = close
+        self.response_close = close
         head += _END
         self.sent += len(head)
         if framing == FRAMING_NONE or status == 101:
             self.transport.write(head)
         else:
-            self.pending = head
+            self.pending_head = head
 
     def response_whole(self, data: bytes, whole: tuple[int, int, int]) -> bool:
         """A whole response in one read (``upstream.whole_response``), forwarded in one write and the
-        exchange finished. False when this exchange needs the general path (``rare``: an HTTP/1.0 client,
+        exchange ended. False when this exchange needs the general path (``rare``: an HTTP/1.0 client,
         a stickiness cookie to add, a chunked request body, a retry)."""
         if self.rare:
             return False
         status, cut, end = whole
-        req: RequestHead = self.req  # type: ignore[assignment]
-        dp = self.dp
-        self.resp_started = True
+        request: RequestHead = self.request  # type: ignore[assignment]
+        dataplane = self.dataplane
         self.status = status
-        dp.metrics.instance_response(status, _monotonic() - self.sent_at)
-        if not req.keep_alive or not self.req_done or self.resp_close or dp.draining:  # (as in response_head)
+        dataplane.metrics.instance_response(status, _monotonic() - self.sent_at)
+        # (as in response_head)
+        if not request.keep_alive or not self.request_done or self.response_close or dataplane.draining:
             data = data[:cut] + _CLOSE_LINE + data[end:]
-            self.resp_close = True
+            self.response_close = True
         elif cut != end:
             data = data[:cut] + data[end:]
         self.sent += len(data)
         self.transport.write(data)
-        if self.req_done:
-            self._finish(True)
+        if self.request_done:
+            self._end_exchange(True)
         else:  # the instance answered before the request body ended: that body cannot be framed
-            self.resp_close = True
-            self._finish(False)
+            self.response_close = True
+            self._end_exchange(False)
         return True
 
     def flush(self) -> None:
         """Write a held-back response head (the read that carried it had no body bytes)."""
-        head = self.pending
+        head = self.pending_head
         if head is not None:
-            self.pending = None
+            self.pending_head = None
             self.transport.write(head)
 
     def response_body(self, data: bytes) -> None:
         self.sent += len(data)
-        if self.resp_chunked:
+        if self.response_chunked:
             data = b"%x\r\n%b\r\n" % (len(data), data)
-        head = self.pending
+        head = self.pending_head
         if head is not None:
-            self.pending = None
+            self.pending_head = None
             data = head + data
         self.transport.write(data)
 
     def response_complete(self, keep_alive: bool) -> None:
-        if self.resp_done:
-            return
-        head = self.pending
-        if self.resp_chunked:
+        head = self.pending_head
+        if self.response_chunked:
             if head is not None:
-                self.pending = None
+                self.pending_head = None
                 self.transport.write(head + _LAST_CHUNK)
             else:
                 self.transport.write(_LAST_CHUNK)
         elif head is not None:  # a Content-Length: 0 response: the head alone
-            self.pending = None
+            self.pending_head = None
             self.transport.write(head)
-        self.resp_done = True
-        if self.req_done:
-            self._finish(keep_alive)
+        if self.request_done:
+            self._end_exchange(keep_alive)
         else:
             # The instance answered before the body ended: the rest of the body cannot be framed.
-            self.resp_close = True
-            self._finish(False)
+            self.response_close = True
+            self._end_exchange(False)
 
-    def upstream_failed(self, up: Upstream, status: int) -> None:
+    def upstream_failed(self, upstream: Upstream, status: int) -> None:
         """The instance connection broke (or sent garbage, or timed out) during this exchange."""
-        if self.upstream is up:
+        if self.upstream is upstream:
             self.upstream = None
         if self.closing:
             return
-        req = self.req
-        if req is None:
+        request = self.request
+        if request is None:
             return
-        if self.resp_started:
-            self._abort()  # the client must see the truncation
+        if self.status:
+            self._abort()  # the response began: the client must see the truncation
             return
         if (
             status == 502
             and not self.retried
-            and up.uses > 1
-            and not up.got_data
-            and req.idempotent
-            and not req.has_body
+            and upstream.stale
+            and request.idempotent
+            and not request.has_body
             and self.instance is not None
         ):
             # A keep-alive connection the instance closed while idle: retry once on a new connection.
             self.retried = True
             self.rare = True
             self.pause(self.PAUSE_CONNECT)
-            self.dp.loop.create_task(self._open(self.instance))
+            self.dataplane.loop.create_task(self._open(self.instance))
             return
         self._local(status, close=self._must_close())
 
     def response_timed_out(self) -> None:
-        up = self.upstream
-        if up is None:
+        upstream = self.upstream
+        if upstream is None:
             return
         self.upstream = None
-        up.close()
-        self.upstream_failed(up, 504)
+        upstream.close()
+        self.upstream_failed(upstream, 504)
 
     # -- tunnel (after 101) ------------------------------------------------------------------------
     def start_tunnel(self, rest: bytes) -> None:
         self.tunnel = True
         if rest:
             self.transport.write(rest)
-        up = self.upstream
-        if self.buf and up is not None:
-            up.transport.write(bytes(self.buf))
-            self.buf.clear()
+        upstream = self.upstream
+        if self.buffer and upstream is not None:
+            upstream.transport.write(bytes(self.buffer))
+            self.buffer.clear()
         self.resume(self.PAUSE_PIPELINE)
 
     def tunnel_to_client(self, data: bytes) -> None:
@@ -641,86 +669,78 @@ class Downstream(asyncio.Protocol):
 
     # -- local responses and the end of an exchange ------------------------------------------------
     def _reject(self, status: int) -> None:
-        """A request refused before routing: the connection closes (its framing cannot be trusted)."""
-        self.dp.metrics.count_lb_status(status)
+        """A request refused before it became an exchange: the connection closes (its framing cannot be
+        trusted)."""
+        self.dataplane.metrics.count_lb_status(status)
         self.status = status
-        self.dp.log_access(self)
+        self.dataplane.log_access(self)
         self.closing = True
         self.transport.write(error_response(status, close=True))
         self.transport.close()
 
     def _local(self, status: int, *, close: bool) -> None:
-        req = self.req
-        self.dp.metrics.count_lb_status(status)
-        self._respond_local(
-            error_response(status, close=close, head_only=req is not None and req.method == b"HEAD"), status
-        )
+        request = self.request
+        self.dataplane.metrics.count_lb_status(status)
+        head_only = request is not None and request.method == _HEAD
+        self._respond_local(error_response(status, close=close, head_only=head_only), status)
 
     def _respond_local(self, data: bytes, status: int) -> None:
         self.status = status
-        self.resp_started = True
-        self.resp_close = self._must_close()
+        self.response_close = self._must_close()
         self.sent += len(data)
         self.transport.write(data)
-        self.resp_done = True
-        self._finish(False)
+        self._end_exchange(False)
 
     def _abort(self) -> None:
         self.closing = True
-        up = self.upstream
+        upstream = self.upstream
         self.upstream = None
-        if up is not None:
-            up.close()
+        if upstream is not None:
+            upstream.close()
         self.transport.abort()
 
-    def _finish(self, reusable: bool) -> None:
-        dp = self.dp
-        up = self.upstream
-        if up is not None:
+    def _end_exchange(self, reusable: bool) -> None:
+        """The end of every exchange: the instance connection goes back to the pool (``reusable``: its
+        response is complete and it may serve another) or closes, the access log line, then the client
+        connection closes, or the exchange's fields go back to their initial values (``__init__``) for the
+        next request."""
+        dataplane = self.dataplane
+        upstream = self.upstream
+        if upstream is not None:
             self.upstream = None
-            up.ds = None  # detached from this exchange; ``reset_rare`` when httptools or a rare path was used
-            if up.rare:
-                up.reset_rare()
-            if reusable and not dp.draining and not up.closed and not up.tunnel:
+            if reusable and not dataplane.draining:
                 if self.write_paused:  # reading was paused for this slow client: not for the next one
-                    up.transport.resume_reading()
-                # Pool.release, inlined for the common case (a list for this instance exists, not full).
-                pool = dp.pool
-                idle = pool.idle.get(up.instance)
-                if idle is not None and len(idle) < pool.max_idle:
-                    up.idle_since = dp.now
-                    idle.append(up)
-                else:
-                    pool.release(up, dp.now)
+                    upstream.resume_reading()
+                dataplane.pool.release(upstream, dataplane.now)
             else:
-                up.close()
-        if dp.access_log is not None:
-            dp.log_access(self)
-        self.last_active = dp.now
-        if self.resp_close or not self.req_done or (dp.draining and not self.buf):
+                upstream.close()
+        if dataplane.access_log is not None:
+            dataplane.log_access(self)
+        self.last_active = dataplane.now
+        if self.response_close or not self.request_done or (dataplane.draining and not self.buffer):
             # The connection ends here: nothing to reset (the sweeper and callbacks skip a closing one).
             self.closing = True
             self.transport.close()
             return
-        # _reset_exchange, with the rarely used fields reset only when they were used.
+        # The fields every exchange sets; the rest are back at their initial values already, and those
+        # only a rare path sets are reset only after one ran (three stores per field saved on the
+        # common path).
+        self.request = None
+        self.instance = None
+        self.status = 0
+        self.sent = 0
+        self.sent_at = 0.0
         if self.rare:
-            self._reset_exchange()
-        else:
-            self.req = None
-            self.instance = None
-            self.resp_started = False
-            self.resp_done = False
-            self.sent = 0
-            self.sent_at = 0.0
-        if self.buf:
+            self._reset_rare()
+        if self.buffer:
             # The next pipelined request: parsed on the next loop turn, after this response's bytes left.
-            dp.loop.call_soon(self._next_request)
-        elif self.paused & self.PAUSE_PIPELINE:
+            dataplane.loop.call_soon(self._next_request)
+        elif self.paused:  # (``resume`` checks the bit: one test less per request)
             self.resume(self.PAUSE_PIPELINE)
 
     # -- sweeper hooks -----------------------------------------------------------------------------
     def idle(self) -> bool:
-        return self.req is None and not self.tunnel
+        return self.request is None and not self.tunnel
 
     def header_timed_out(self) -> None:
         self._reject(408)

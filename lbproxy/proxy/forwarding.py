@@ -60,7 +60,7 @@ def upstream_request_head(req: RequestHead, client_ip: bytes, forwarded_tail: by
     ``forwarded_tail`` is the listener's constant ``X-Forwarded-Proto: ...\\r\\nX-Forwarded-Port: ...\\r\\n``
     (built once per listener by ``forwarded_tail``). ``req.prefix`` already holds the request line and the
     kept header lines (usually one slice of the client's raw head), so this is a few concatenations; the
-    downstream connection caches the whole suffix for the common case (``Downstream.fwd``).
+    downstream connection caches the whole suffix for the common case (``Downstream.forwarded_suffix``).
     """
     xff = client_ip if req.xff is None else req.xff + b", " + client_ip
     head = req.prefix + b"\r\nX-Forwarded-For: " + xff + b"\r\n" + forwarded_tail

@@ -165,7 +165,7 @@ class RequestHead:
         self.xff: bytes | None = None
         self.raw_size = raw_size
         #: No X-Forwarded-For from the client, not chunked, no upgrade: the upstream head is
-        #: ``prefix`` + the connection's constant suffix (``Downstream.fwd``).
+        #: ``prefix`` + the connection's constant suffix (``Downstream.forwarded_suffix``).
         self.plain = True
 
     @property

@@ -59,28 +59,28 @@ _TLS_INFO = frozenset({"ssl_object", "sslcontext", "cipher", "peercert"})
 
 class TlsConnection(asyncio.Protocol, asyncio.Transport):
     __slots__ = (
-        "app",
         "closing",
         "context",
-        "dp",
+        "dataplane",
+        "downstream",
         "eof_told",
-        "inc",
-        "obj",
-        "out",
+        "forwarded_tail",
+        "incoming",
+        "outgoing",
         "peer_eof",
         "reading_paused",
         "secure",
-        "tail",
-        "tr",
+        "ssl_object",
+        "tcp_transport",
         "write_paused",
     )
 
-    def __init__(self, dp: Dataplane, context: ssl.SSLContext, tail: bytes) -> None:
-        self.dp = dp
+    def __init__(self, dataplane: Dataplane, context: ssl.SSLContext, forwarded_tail: bytes) -> None:
+        self.dataplane = dataplane
         #: The listener's key-less base context (``TlsTerminator.base``).
         self.context = context
-        self.tail = tail
-        self.app: Downstream | None = None
+        self.forwarded_tail = forwarded_tail
+        self.downstream: Downstream | None = None
         #: The handshake completed.
         self.secure = False
         #: ``close``/``abort`` was called (or the handshake failed): nothing more is read or written.
@@ -95,46 +95,46 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
 
     # -- asyncio.Protocol (the TCP side) -----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.tr: asyncio.Transport = transport  # type: ignore[assignment]
-        dp = self.dp
-        if dp.refusing or len(dp.connections) + len(dp.tls_deadlines) >= dp.max_connections:
-            dp.metrics.rejected_connections += 1
+        self.tcp_transport: asyncio.Transport = transport  # type: ignore[assignment]
+        dataplane = self.dataplane
+        if dataplane.refusing or len(dataplane.connections) + len(dataplane.tls_deadlines) >= dataplane.max_connections:
+            dataplane.metrics.rejected_connections += 1
             self.secure = self.closing = True  # (not a negotiation error)
-            self.tr.abort()
+            self.tcp_transport.abort()
             return
-        inc = self.inc = ssl.MemoryBIO()
-        out = self.out = ssl.MemoryBIO()
+        incoming = self.incoming = ssl.MemoryBIO()
+        outgoing = self.outgoing = ssl.MemoryBIO()
         # The C object itself, with no ``ssl.SSLObject`` around it (and no owner: no weak reference); the
         # SNI callback receives it (``TlsTerminator._select``).
-        self.obj = self.context._wrap_bio(inc, out, server_side=True, owner=None, session=None)  # type: ignore[attr-defined]
-        dp.tls_deadlines[self] = dp.now + dp.handshake_timeout
+        self.ssl_object = self.context._wrap_bio(incoming, outgoing, server_side=True, owner=None, session=None)  # type: ignore[attr-defined]
+        dataplane.tls_deadlines[self] = dataplane.now + dataplane.handshake_timeout
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return  # (the client's last bytes after our close: discarded unread)
-        inc = self.inc
-        inc.write(data)
+        incoming = self.incoming
+        incoming.write(data)
         if not self.secure:
             self._handshake()
             return
         # The common case: one whole record in this read. (A KeyUpdate answer OpenSSL queues along with
         # data leaves with the next write, as RFC 8446 4.6.3 allows.)
         try:
-            plain = self.obj.read(RECORD_BYTES)
+            plain = self.ssl_object.read(RECORD_BYTES)
         except _WantRead:  # part of a record (the rest comes with the next read), or no data in it
-            out = self.out
-            if out.pending:
-                self.tr.write(out.read())
+            outgoing = self.outgoing
+            if outgoing.pending:
+                self.tcp_transport.write(outgoing.read())
             return
         except _ZeroReturn:
             plain = b""
         except (_SSLError, ValueError):  # a forged or broken record: nothing more from this client
             self.abort()
             return
-        if inc.pending:
+        if incoming.pending:
             self._read_records([plain] if plain else [], not plain)
         elif plain:
-            self.app.data_received(plain)  # type: ignore[union-attr]  # (set while secure and not closing)
+            self.downstream.data_received(plain)  # type: ignore[union-attr]  # (set while secure and not closing)
         else:
             self._eof()
 
@@ -148,72 +148,74 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        dp = self.dp
-        dp.tls_deadlines.pop(self, None)
+        dataplane = self.dataplane
+        dataplane.tls_deadlines.pop(self, None)
         self.closing = True
-        app = self.app
-        if app is not None:
-            self.app = None
-            app.connection_lost(exc)
+        downstream = self.downstream
+        if downstream is not None:
+            self.downstream = None
+            downstream.connection_lost(exc)
         elif not self.secure:
-            dp.metrics.tls_negotiation_errors += 1
+            dataplane.metrics.tls_negotiation_errors += 1
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        if self.app is not None:
-            self.app.pause_writing()
+        if self.downstream is not None:
+            self.downstream.pause_writing()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.app is not None:
-            self.app.resume_writing()
+        if self.downstream is not None:
+            self.downstream.resume_writing()
 
     # -- TLS ---------------------------------------------------------------------------------------
     def _handshake(self) -> None:
-        obj = self.obj
-        out = self.out
+        ssl_object = self.ssl_object
+        outgoing = self.outgoing
         try:
-            obj.do_handshake()
+            ssl_object.do_handshake()
         except _WantRead:
-            if out.pending:
-                self.tr.write(out.read())  # this step's flight
+            if outgoing.pending:
+                self.tcp_transport.write(outgoing.read())  # this step's flight
             return
         except (_SSLError, ValueError):
             self._fail()
             return
         self.secure = True
-        dp = self.dp
-        del dp.tls_deadlines[self]
-        m = dp.metrics
-        if obj.session_reused:
-            m.tls_resumed_handshakes += 1
+        dataplane = self.dataplane
+        del dataplane.tls_deadlines[self]
+        metrics = dataplane.metrics
+        if ssl_object.session_reused:
+            metrics.tls_resumed_handshakes += 1
         else:
-            m.tls_full_handshakes += 1
-        app = self.app = Downstream(dp, True, self.tail)
-        app.connection_made(self)
+            metrics.tls_full_handshakes += 1
+        downstream = self.downstream = Downstream(dataplane, True, self.forwarded_tail)
+        downstream.connection_made(self)
         if self.write_paused and not self.closing:  # (a long certificate chain filled the buffer)
-            app.pause_writing()
-        if self.inc.pending and not self.closing:
+            downstream.pause_writing()
+        if self.incoming.pending and not self.closing:
             self.data_received(b"")  # the request that came with the client's Finished: the common path
-        if out.pending and not self.closing:
-            self.tr.write(out.read())  # the last flight (the session tickets), unless a response took it
+        if outgoing.pending and not self.closing:
+            self.tcp_transport.write(
+                outgoing.read()
+            )  # the last flight (the session tickets), unless a response took it
 
     def _fail(self) -> None:
         """A failed handshake: OpenSSL's alert goes out, then the TCP connection closes."""
         self.closing = True
-        self.obj = None
-        out = self.out
-        if out.pending:
-            self.tr.write(out.read())
-        self.tr.close()
+        self.ssl_object = None
+        outgoing = self.outgoing
+        if outgoing.pending:
+            self.tcp_transport.write(outgoing.read())
+        self.tcp_transport.close()
 
     def _read_records(self, chunks: list[bytes], eof: bool) -> None:
         """Decrypt every complete record left in the incoming BIO and hand the plaintext (``chunks`` and
         what follows) to the Downstream in one call; ``eof``: the client's close_notify came."""
-        read = self.obj.read
-        inc = self.inc
+        read = self.ssl_object.read
+        incoming = self.incoming
         try:
-            while inc.pending and not eof:
+            while incoming.pending and not eof:
                 data = read(RECORD_BYTES)
                 if data:
                     chunks.append(data)
@@ -226,9 +228,9 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         except (_SSLError, ValueError):
             self.abort()
             return
-        app = self.app
-        if chunks and app is not None and not self.closing:
-            app.data_received(b"".join(chunks))
+        downstream = self.downstream
+        if chunks and downstream is not None and not self.closing:
+            downstream.data_received(b"".join(chunks))
         if eof:
             self._eof()
 
@@ -240,26 +242,26 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
             self.close()
         elif not self.reading_paused:  # nothing may follow a close_notify: read again only to close
             self.reading_paused = True
-            self.tr.pause_reading()
+            self.tcp_transport.pause_reading()
 
     def _tell_eof(self) -> bool:
         """The client's close_notify or FIN, told once to the Downstream: whether it keeps the connection."""
         if self.eof_told:
             return True
         self.eof_told = True
-        app = self.app
-        return app is not None and bool(app.eof_received())
+        downstream = self.downstream
+        return downstream is not None and bool(downstream.eof_received())
 
     # -- asyncio.Transport (the Downstream's side) -------------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.closing or not data:
             return
         try:
-            self.obj.write(data)
+            self.ssl_object.write(data)
         except (_SSLError, ValueError):  # (an SSL object in an error state: this connection is done)
             self.abort()
             return
-        self.tr.write(self.out.read())
+        self.tcp_transport.write(self.outgoing.read())
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
@@ -268,32 +270,32 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         if self.closing:
             return
         self.closing = True
-        tr = self.tr
+        tcp_transport = self.tcp_transport
         try:  # noqa: SIM105  (contextlib.suppress would cost an object and two calls per connection)
-            self.obj.shutdown()  # queues close_notify (and, on a memory BIO, raises: the client's is not in)
+            self.ssl_object.shutdown()  # queues close_notify (and, on a memory BIO, raises: the client's is not in)
         except (_SSLError, ValueError):
             pass
-        self.obj = None  # (the keyed context it references is not needed any more)
-        out = self.out
-        if out.pending:
-            tr.write(out.read())
+        self.ssl_object = None  # (the keyed context it references is not needed any more)
+        outgoing = self.outgoing
+        if outgoing.pending:
+            tcp_transport.write(outgoing.read())
         if self.peer_eof:
-            tr.close()
+            tcp_transport.close()
         else:
-            tr.write_eof()
+            tcp_transport.write_eof()
             if self.reading_paused:
-                tr.resume_reading()  # (to see the client's FIN)
-        dp = self.dp
-        dp.tls_deadlines[self] = dp.now + dp.tls_shutdown_timeout
-        app = self.app
-        if app is not None:
-            self.app = None
-            app.connection_lost(None)
+                tcp_transport.resume_reading()  # (to see the client's FIN)
+        dataplane = self.dataplane
+        dataplane.tls_deadlines[self] = dataplane.now + dataplane.tls_shutdown_timeout
+        downstream = self.downstream
+        if downstream is not None:
+            self.downstream = None
+            downstream.connection_lost(None)
 
     def abort(self) -> None:
         self.closing = True
-        self.obj = None
-        self.tr.abort()
+        self.ssl_object = None
+        self.tcp_transport.abort()
 
     def is_closing(self) -> bool:
         return self.closing
@@ -301,12 +303,12 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
     def pause_reading(self) -> None:
         if not self.reading_paused:
             self.reading_paused = True
-            self.tr.pause_reading()
+            self.tcp_transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.reading_paused and not self.eof_told:
             self.reading_paused = False
-            self.tr.resume_reading()
+            self.tcp_transport.resume_reading()
 
     def is_reading(self) -> bool:
         return not self.reading_paused
@@ -315,31 +317,31 @@ class TlsConnection(asyncio.Protocol, asyncio.Transport):
         return False
 
     def get_write_buffer_size(self) -> int:
-        return self.tr.get_write_buffer_size()
+        return self.tcp_transport.get_write_buffer_size()
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self.tr.set_write_buffer_limits(high, low)
+        self.tcp_transport.set_write_buffer_limits(high, low)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name not in _TLS_INFO:  # (peername, socket, ...: the TCP transport's)
-            return self.tr.get_extra_info(name, default)
-        obj = self.obj
-        if obj is None:  # (closed)
+            return self.tcp_transport.get_extra_info(name, default)
+        ssl_object = self.ssl_object
+        if ssl_object is None:  # (closed)
             return default
         if name == "ssl_object":
-            return obj
+            return ssl_object
         if name == "sslcontext":
-            return obj.context
+            return ssl_object.context
         if name == "cipher":
-            return obj.cipher()
-        return obj.getpeercert()
+            return ssl_object.cipher()
+        return ssl_object.getpeercert()
 
     def busy(self) -> bool:
         """In its handshake, or closed with response bytes still to send (``Dataplane.stop`` waits for both:
         a client mid-handshake when a rotation begins gets its response from the old generation)."""
         if not self.secure:
             return not self.closing
-        return self.closing and self.tr.get_write_buffer_size() > 0
+        return self.closing and self.tcp_transport.get_write_buffer_size() > 0
 
     def expire(self) -> None:
         """The handshake or the close took too long (``Dataplane``'s sweeper), or the data plane stops:

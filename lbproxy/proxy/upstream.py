@@ -17,20 +17,22 @@ Speed (the response side is most of the per-request work):
   ``rare`` and goes through httptools for the rest of the exchange, as below.
 - No ``on_header`` callback: httptools installs only the callbacks the protocol object defines, so a
   response head costs one Python call (``on_headers_complete``) instead of one per header line. The head
-  is taken from the raw bytes instead (``hdata``/``hpos``: the bytes being parsed and where the current
-  head starts; a head split over several reads is kept in ``hbuf``). llhttp (httptools >= 0.6) is strict
-  about responses (CRLF only, no obs-fold, no bare CR), so the head it accepted is exactly the bytes up to
-  the first blank line.
+  is taken from the raw bytes instead (``head_data``/``head_start``: the bytes being parsed and where the
+  current head starts; a head split over several reads is kept in ``head_buffer``). llhttp (httptools >=
+  0.6) is strict about responses (CRLF only, no obs-fold, no bare CR), so the head it accepted is exactly
+  the bytes up to the first blank line.
 - The head is rewritten with slices: one ``search`` loop over the lower-cased head finds the hop-by-hop
   lines (``Connection: keep-alive`` from nginx, usually the only one) and the framing headers; the status
   line and every other line are forwarded unchanged (HAProxy does the same).
-- The downstream holds the rewritten head back (``Downstream.pending``) until the first body piece of the
-  same read arrives, so head and body leave in one ``transport.write``: one TLS record and one send
+- The downstream holds the rewritten head back (``Downstream.pending_head``) until the first body piece of
+  the same read arrives, so head and body leave in one ``transport.write``: one TLS record and one send
   instead of two. Whatever is still held when ``data_received`` returns is flushed then.
 
-State grouped by lifetime: per connection (``pool``, ``instance``, ``transport``, ``closed``, ``parser``),
-per exchange (``ds``, ``framing``, ``is_head``, ``status``, ``informational``, ``got_data``, ``awaiting``,
-``hbuf``, ``hdata``; all at their initial values unless ``rare`` is set).
+An ``Upstream``'s state, by lifetime (as ``Downstream``'s): the connection's (``pool``, ``instance``,
+``transport``, ``parser``, ``closed``, ``tunnel``, ``idle_since``) and the exchange's
+(``downstream`` and the response being read). The exchange's fields keep their initial values unless
+``rare`` is set, so ``Pool.release`` resets them only after a rare exchange. ``attach`` (by the
+``Downstream``) and ``Pool.release`` are the only ways in and out of an exchange.
 """
 
 from __future__ import annotations
@@ -101,44 +103,50 @@ def whole_response(data: bytes) -> tuple[int, int, int] | None:
 
 
 class Upstream(asyncio.Protocol):
-    __slots__ = (
-        "awaiting",
-        "closed",
-        "ds",
-        "framing",
-        "got_data",
-        "hbuf",
-        "hdata",
-        "hpos",
-        "idle_since",
-        "informational",
-        "instance",
-        "is_head",
-        "parser",
-        "pool",
+    #: The connection's fields (``__init__`` documents each).
+    CONNECTION_STATE = ("pool", "instance", "transport", "parser", "closed", "tunnel", "idle_since")
+    #: The exchange's fields: at their initial values while the connection is idle (``Pool.release``).
+    EXCHANGE_STATE = (
+        "downstream",
+        "head_start",
         "rare",
-        "reset_parser",
+        "framing",
+        "is_head",
         "status",
-        "transport",
-        "tunnel",
+        "informational",
+        "got_data",
+        "reset_parser",
         "upgrade_value",
-        "uses",
+        "awaiting",
+        "head_buffer",
+        "head_data",
     )
+    __slots__ = CONNECTION_STATE + EXCHANGE_STATE
 
     def __init__(self, pool: Pool, instance: Instance) -> None:
+        # -- per connection
         self.pool = pool
         self.instance = instance
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
+        #: A 101 switched this connection to a byte tunnel: it is never pooled again.
         self.tunnel = False
-        self.uses = 0
+        #: When it last went idle in the pool (loop time); 0.0 for a new connection, never pooled.
         self.idle_since = 0.0
-        self.ds: Downstream | None = None
-        self.hpos = 0
+        # -- per exchange
+        #: The exchange this connection serves (``attach``), None while it is idle in the pool.
+        self.downstream: Downstream | None = None
         self._reset()
 
     def _reset(self) -> None:
+        """The exchange's fields only a rare exchange changes, at their initial values."""
+        #: This exchange left the fast path (a response for httptools to parse, a HEAD request, a fresh
+        #: parser, a split head, an upgrade, a 1xx): ``Pool.release`` calls ``_reset_rare`` when it ends.
+        #: While it is clear, every field below has its initial value.
+        self.rare = False
+        #: Where the current response head starts in ``head_data``.
+        self.head_start = 0
         self.framing = FRAMING_CLOSE
         self.is_head = False
         self.status = 0
@@ -146,28 +154,44 @@ class Upstream(asyncio.Protocol):
         self.got_data = False
         self.reset_parser = False
         self.upgrade_value: bytes | None = None
-        #: A response head is expected next (and ``hbuf`` holds its first part if it came in pieces).
+        #: A response head is expected next (and ``head_buffer`` holds its first part if it came in pieces).
         self.awaiting = True
-        self.hbuf = b""
-        self.hdata = b""
-        #: This exchange left the fast path (a response for httptools to parse, a HEAD request, a fresh
-        #: parser, a split head, an upgrade, a 1xx): ``reset_rare`` is due when it ends. While it is clear,
-        #: every field above has its initial value.
-        self.rare = False
+        self.head_buffer = b""
+        self.head_data = b""
 
-    # -- ownership ---------------------------------------------------------------------------------
-    # ``Downstream._attach`` hands a connection to an exchange (``ds``, ``is_head``, ``uses``) and
-    # ``Downstream._finish`` takes it back: both inline, once per request.
-    def reset_rare(self) -> None:
-        """Back to a clean state after an exchange that left the fast path (``rare``), called by
-        ``Downstream._finish`` when it detaches the connection from its exchange."""
+    def _reset_rare(self) -> None:
+        """Back to a clean state after an exchange that left the fast path (``rare``)."""
         if self.reset_parser:
             self.parser = httptools.HttpResponseParser(self)
         self._reset()
 
+    # -- ownership ---------------------------------------------------------------------------------
+    def attach(self, downstream: Downstream, head_request: bool) -> None:
+        """Serve ``downstream``'s exchange (a connection taken from the pool or just opened). A response to
+        HEAD has no body whatever its head says: httptools frames it (``rare``)."""
+        self.downstream = downstream
+        if head_request:
+            self.is_head = True
+            self.rare = True
+
+    @property
+    def stale(self) -> bool:
+        """A connection taken from the pool that has not answered at all: the instance may have closed it
+        while it was idle (the request may be retried once on a new connection)."""
+        return self.idle_since != 0.0 and not self.got_data
+
+    def pause_reading(self) -> None:
+        """The client cannot take more of the response (``Downstream.pause_writing``)."""
+        if not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.closed:
+            self.transport.resume_reading()
+
     def close(self) -> None:
         """Abort (never linger): the connection is not reusable."""
-        self.ds = None
+        self.downstream = None
         if not self.closed:
             self.closed = True
             self.transport.abort()
@@ -177,8 +201,8 @@ class Upstream(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        ds = self.ds
-        if ds is None:  # an idle connection must not speak: drop it
+        downstream = self.downstream
+        if downstream is None:  # an idle connection must not speak: drop it
             self.pool.forget(self)
             self.close()
             return
@@ -186,44 +210,44 @@ class Upstream(asyncio.Protocol):
             # The common case, a small response in one read: no parser, one write (httptools is left at
             # a message boundary, ready for the next response).
             whole = whole_response(data)
-            if whole is not None and ds.response_whole(data, whole):
+            if whole is not None and downstream.response_whole(data, whole):
                 return
             self.rare = True  # httptools parses this response
-        ds.last_active = ds.dp.now
+        downstream.last_active = downstream.dataplane.now
         if self.tunnel:
-            ds.tunnel_to_client(data)
+            downstream.tunnel_to_client(data)
             return
         self.got_data = True
         if self.awaiting:  # these bytes start (or continue) a response head: keep them for the raw head
-            self.hdata = self.hbuf + data if self.hbuf else data
-            self.hpos = 0
+            self.head_data = self.head_buffer + data if self.head_buffer else data
+            self.head_start = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            if ds.pending is not None:
-                ds.flush()
+            if downstream.pending_head is not None:
+                downstream.flush()
             self._switch(data[exc.args[0] :])
             return
         except httptools.HttpParserError:
             self._fail()
             return
         if self.awaiting:  # the head is not complete yet (or the exchange just ended): keep what came of it
-            hbuf = self.hbuf = self.hdata[self.hpos :]
-            if hbuf:
+            head_buffer = self.head_buffer = self.head_data[self.head_start :]
+            if head_buffer:
                 self.rare = True
-                if len(hbuf) > MAX_RESPONSE_HEAD:
+                if len(head_buffer) > MAX_RESPONSE_HEAD:
                     self._fail()
                     return
-        if ds.pending is not None:  # the head came without body bytes in this read
-            ds.flush()
+        if downstream.pending_head is not None:  # the head came without body bytes in this read
+            downstream.flush()
 
     def _fail(self) -> None:
         self.reset_parser = True
         self.rare = True
-        ds = self.ds
-        if ds is not None:
-            self.ds = None
-            ds.upstream_failed(self, 502)
+        downstream = self.downstream
+        if downstream is not None:
+            self.downstream = None
+            downstream.upstream_failed(self, 502)
         self.close()
 
     def eof_received(self) -> bool | None:
@@ -231,31 +255,31 @@ class Upstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        ds = self.ds
-        self.ds = None
-        if ds is None:
+        downstream = self.downstream
+        self.downstream = None
+        if downstream is None:
             self.pool.forget(self)
             return
         if self.tunnel:
-            ds.tunnel_closed()
+            downstream.tunnel_closed()
         elif self.status and not self.informational and self.framing == FRAMING_CLOSE:
-            ds.response_complete(False)  # a close-delimited body ends with the connection
+            downstream.response_complete(False)  # a close-delimited body ends with the connection
         else:
-            ds.upstream_failed(self, 502)
+            downstream.upstream_failed(self, 502)
 
     def pause_writing(self) -> None:
-        ds = self.ds
-        if ds is not None:
-            ds.pause(ds.PAUSE_UPSTREAM)
+        downstream = self.downstream
+        if downstream is not None:
+            downstream.pause(downstream.PAUSE_UPSTREAM)
 
     def resume_writing(self) -> None:
-        ds = self.ds
-        if ds is not None:
-            ds.resume(ds.PAUSE_UPSTREAM)
+        downstream = self.downstream
+        if downstream is not None:
+            downstream.resume(downstream.PAUSE_UPSTREAM)
 
     # -- httptools callbacks -----------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        if self.ds is None:
+        if self.downstream is None:
             # Bytes after the response this connection owed, in the same read (an idle connection that
             # speaks later is caught by ``data_received``): whatever they are, the next exchange must not
             # read them as its response. The connection leaves the pool and closes.
@@ -263,17 +287,17 @@ class Upstream(asyncio.Protocol):
             self.close()
 
     def on_headers_complete(self) -> None:
-        ds = self.ds
-        if ds is None:
+        downstream = self.downstream
+        if downstream is None:
             return
-        buf = self.hdata
-        start = self.hpos
+        buf = self.head_data
+        start = self.head_start
         end = buf.find(b"\r\n\r\n", start)
         if end < 0:  # cannot happen with llhttp's strict response parsing; refuse rather than guess
-            self.hpos = len(buf)
+            self.head_start = len(buf)
             self._fail()
             return
-        self.hpos = end + 4
+        self.head_start = end + 4
         head = buf[start:end]  # status line + header lines, no final CRLF
         status = self.parser.get_status_code()
         self.status = status
@@ -294,12 +318,12 @@ class Upstream(asyncio.Protocol):
             # The common case: a body follows, framed as the head says.
             self.awaiting = False
             self.framing = framing
-            ds.response_head(200, head, framing, None)
+            downstream.response_head(200, head, framing, None)
             return
         if status < 200 and status != 101:
             self.informational = True  # the final response's head follows (awaiting stays set)
             self.rare = True
-            ds.response_informational(status, head)
+            downstream.response_informational(status, head)
             return
         self.awaiting = False
         if self.is_head or status == 204 or status == 304:
@@ -308,16 +332,21 @@ class Upstream(asyncio.Protocol):
             # Only a switch to the WebSocket the request offered (``framing`` forwards no other upgrade):
             # a 101 to anything else (h2c, no Upgrade asked) is a 502, never a tunnel.
             value = self.upgrade_value
-            if ds.req is None or ds.req.upgrade is None or value is None or value.lower() != _WEBSOCKET:
+            if (
+                downstream.request is None
+                or downstream.request.upgrade is None
+                or value is None
+                or value.lower() != _WEBSOCKET
+            ):
                 self.reset_parser = True
                 self.rare = True
-                self.ds = None
-                ds.upstream_failed(self, 502)
+                self.downstream = None
+                downstream.upstream_failed(self, 502)
                 self.close()
                 return
             framing = FRAMING_CLOSE  # what follows is the tunnel, whatever the head said
         self.framing = framing
-        ds.response_head(status, head, framing, self.upgrade_value)
+        downstream.response_head(status, head, framing, self.upgrade_value)
         if framing == FRAMING_NONE and status != 101:
             # HEAD/204/304: no body follows, whatever Content-Length says; start a fresh parser next time.
             self.reset_parser = True
@@ -349,37 +378,37 @@ class Upstream(asyncio.Protocol):
         return b"".join(pieces), framing
 
     def on_body(self, body: bytes) -> None:
-        ds = self.ds
-        if ds is not None and not self.informational:
-            ds.response_body(body)
+        downstream = self.downstream
+        if downstream is not None and not self.informational:
+            downstream.response_body(body)
 
     def on_message_complete(self) -> None:
         if self.informational:
             self.informational = False
             self.status = 0
             return
-        ds = self.ds
+        downstream = self.downstream
         framing = self.framing
-        if ds is None or framing == FRAMING_NONE or self.status == 101:
+        if downstream is None or framing == FRAMING_NONE or self.status == 101:
             return
-        ds.response_complete(framing != FRAMING_CLOSE and self.parser.should_keep_alive())
+        downstream.response_complete(framing != FRAMING_CLOSE and self.parser.should_keep_alive())
 
     def _complete(self, keep_alive: bool) -> None:
-        ds = self.ds
-        if ds is not None:
-            ds.response_complete(keep_alive)
+        downstream = self.downstream
+        if downstream is not None:
+            downstream.response_complete(keep_alive)
 
     def _switch(self, rest: bytes) -> None:
-        ds = self.ds
-        if ds is None:
+        downstream = self.downstream
+        if downstream is None:
             self.close()
             return
         self.tunnel = True
-        ds.start_tunnel(rest)
+        downstream.start_tunnel(rest)
 
 
 class Pool:
-    """Idle keep-alive connections per instance."""
+    """Idle keep-alive connections per instance; ``acquire`` and ``release`` are the per-request fast path."""
 
     __slots__ = ("connect_timeout", "idle", "idle_timeout", "loop", "max_idle")
 
@@ -390,59 +419,67 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
-        #: Instance -> idle connections (LIFO). Public: ``Downstream`` pops from it inline on the hot path.
+        #: Instance -> idle connections (LIFO: the last one released is the warmest).
         self.idle: dict[Instance, list[Upstream]] = {}
 
-    def acquire(self, inst: Instance) -> Upstream | None:
-        idle = self.idle.get(inst)
+    def acquire(self, instance: Instance) -> Upstream | None:
+        """The last idle connection to ``instance`` (closed ones are dropped), or None: ``connect``."""
+        idle = self.idle.get(instance)
         while idle:
-            up = idle.pop()
-            if not up.closed:
-                return up
+            upstream = idle.pop()
+            if not upstream.closed:
+                return upstream
         return None
 
-    async def connect(self, inst: Instance) -> Upstream:
+    async def connect(self, instance: Instance) -> Upstream:
         async with asyncio.timeout(self.connect_timeout):
-            _, up = await self.loop.create_connection(lambda: Upstream(self, inst), inst.host, inst.port)
-        return up
+            _, upstream = await self.loop.create_connection(
+                lambda: Upstream(self, instance), instance.host, instance.port
+            )
+        return upstream
 
-    def release(self, up: Upstream, now: float) -> None:
-        if up.closed or up.tunnel:
-            up.close()
+    def release(self, upstream: Upstream, now: float) -> None:
+        """Take back a connection whose exchange ended with the response complete: detached from it and
+        kept idle, or closed (a tunnel, closed already, or the instance's list is full)."""
+        upstream.downstream = None
+        if upstream.rare:
+            upstream._reset_rare()
+        if upstream.closed or upstream.tunnel:
+            upstream.close()
             return
-        idle = self.idle.get(up.instance)
+        idle = self.idle.get(upstream.instance)
         if idle is None:
-            idle = self.idle[up.instance] = []
-        if len(idle) >= self.max_idle:
-            up.close()
-            return
-        up.idle_since = now
-        idle.append(up)
+            idle = self.idle[upstream.instance] = []
+        if len(idle) < self.max_idle:
+            upstream.idle_since = now
+            idle.append(upstream)
+        else:
+            upstream.close()
 
-    def forget(self, up: Upstream) -> None:
-        idle = self.idle.get(up.instance)
-        if idle and up in idle:
-            idle.remove(up)
+    def forget(self, upstream: Upstream) -> None:
+        idle = self.idle.get(upstream.instance)
+        if idle and upstream in idle:
+            idle.remove(upstream)
 
     def sweep(self, now: float, live: Any = None) -> None:
         """Close connections idle too long, and every idle one to an instance no longer attached."""
-        for inst, idle in list(self.idle.items()):
-            gone = live is not None and inst not in live
+        for instance, idle in list(self.idle.items()):
+            gone = live is not None and instance not in live
             keep = []
-            for up in idle:
-                if gone or up.closed or now - up.idle_since > self.idle_timeout:
-                    up.close()
+            for upstream in idle:
+                if gone or upstream.closed or now - upstream.idle_since > self.idle_timeout:
+                    upstream.close()
                 else:
-                    keep.append(up)
+                    keep.append(upstream)
             if keep:
-                self.idle[inst] = keep
+                self.idle[instance] = keep
             else:
-                del self.idle[inst]
+                del self.idle[instance]
 
     def close_all(self) -> None:
         for idle in self.idle.values():
-            for up in idle:
-                up.close()
+            for upstream in idle:
+                upstream.close()
         self.idle.clear()
 
     def idle_count(self) -> int:

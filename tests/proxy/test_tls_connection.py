@@ -245,7 +245,7 @@ async def test_nothing_is_read_after_a_kept_close_notify(backend_factory, datapl
                 for _ in range(64):  # 1 MiB, or as much as the socket buffers take
                     await client.loop.sock_sendall(client.sock, junk)
         (tls,) = _tls_connections(lb)
-        assert tls.inc.pending < 1024
+        assert tls.incoming.pending < 1024
     finally:
         client.close()
     await _until(lambda: not lb.dp.connections and not lb.dp.tls_deadlines)
