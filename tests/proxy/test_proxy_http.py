@@ -7,6 +7,7 @@ import base64
 import contextlib
 import os
 import socket
+from typing import Any
 
 import pytest
 from aiohttp import ClientSession, WSMsgType
@@ -106,42 +107,70 @@ async def test_responses_whole_or_in_pieces_reach_the_client_alike(dataplane_fac
         server.close()
 
 
-async def test_slow_client_leaves_no_paused_connection_in_the_pool(dataplane_factory) -> None:
+async def test_slow_client_leaves_no_paused_connection_in_the_pool(dataplane_factory, listener) -> None:
     """A client that does not read pauses reading on the instance connection that serves it; that
-    connection must go back to the pool reading again, or the next client to get it waits for a 504."""
+    connection must go back to the pool reading again, or the next client to get it waits for a 504.
+
+    Made deterministic: the client connection's write buffer takes the first megabyte of the response
+    without pausing (the client reads nothing, the kernel buffers are full), then its limit is lowered to
+    what is buffered, so the response's last bytes pause it, and the exchange ends while it is paused."""
+    first = 1 << 20
+    last = b"z" * 100
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (first + len(last))
+    go_on = asyncio.Event()
 
     async def instance(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                body = b"x" * 100_000 if b" /big " in head else b"small"
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                request = await reader.readuntil(b"\r\n\r\n")
+                if b" /big " in request:
+                    writer.write(head + b"x" * first)
+                    await writer.drain()
+                    await go_on.wait()
+                    writer.write(last)
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall")
                 await writer.drain()
 
     server = await asyncio.start_server(instance, "127.0.0.1", 0)
-    slow = socket.socket()
     try:
         port = server.sockets[0].getsockname()[1]
-        lb = await dataplane_factory([InstanceSpec("a", "127.0.0.1", port)], upstream_response_timeout=2.0)
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(slow, ("127.0.0.1", lb.http_port))
-        await asyncio.sleep(0.1)
-        for conn in lb.dp.connections:  # the proxy's side of it: a small send buffer fills at once
-            conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        slow.send(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
-        deadline = asyncio.get_running_loop().time() + 3
-        while not lb.dp.pool.idle.get(lb.dp.balancer.get("a")):  # type: ignore[arg-type]
-            if asyncio.get_running_loop().time() > deadline:
-                pytest.skip("the socket buffers here did not let the whole response reach the proxy")
-            await asyncio.sleep(0.05)
-        pooled = [up for idle in lb.dp.pool.idle.values() for up in idle]
-        assert all(up.transport.is_reading() for up in pooled)
+        lb = await dataplane_factory(
+            [InstanceSpec("a", "127.0.0.1", port)], keyed=listener.keyed, upstream_response_timeout=2.0
+        )
+        _, writer = await listener.open(lb)
+        writer.transport.pause_reading()  # (the client reads nothing from now on)
+        writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await _until(lambda: len(lb.dp.connections) == 1)
+        (conn,) = lb.dp.connections
+        conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        conn.transport.set_write_buffer_limits(high=64 << 20)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+        await _until(lambda: conn.sent == len(head) + first)  # the first megabyte, in the write buffer
+        sizes = [-1]
+        while sizes[-5:] != [sizes[-1]] * 5:  # until the kernel takes no more
+            await asyncio.sleep(0.02)
+            sizes.append(conn.transport.get_write_buffer_size())
+        assert not conn.write_paused and sizes[-1] > 0
+        conn.transport.set_write_buffer_limits(high=sizes[-1])
+        go_on.set()
+        instance_a = lb.dp.balancer.get("a")
+        await _until(lambda: bool(lb.dp.pool.idle.get(instance_a)))
+        assert conn.write_paused and conn.request is None  # the exchange ended while the client was paused
+        (pooled,) = lb.dp.pool.idle[instance_a]
+        assert pooled.transport.is_reading()
         r = await asyncio.wait_for(request(lb.http_port, "/small"), 5)
         assert r.status == 200 and r.body == b"small"
+        assert lb.dp.pool.idle[instance_a] == [pooled]  # (it served the next client)
+        writer.transport.abort()
     finally:
-        slow.close()
         server.close()
+
+
+async def _until(check: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
 
 
 async def test_hop_by_hop_stripped(backend_factory, dataplane_factory, listener) -> None:
