@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from lbproxy.certs import keys
 from lbproxy.contract.sealed import SealedKey, open_sealed, seal, wipe
+from lbproxy.contract.vocabulary import ACM_KEY_ALIAS
 from lbproxy.core.principals import ACM_PRINCIPAL, Principal
-from lbproxy.keyservice.service import ACM_KEY_ALIAS
 
 
 class _DataKey(Protocol):
