@@ -378,7 +378,7 @@ async def run_faults(stack: Stack, traffic: Traffic) -> list[FaultResult]:
         victims = {"leader": leaders, "sibling": siblings[:1], "all": leaders + siblings}[which]
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
-        return f"killed {len(victims)} process(es); restarts now {stack.lb_status().get('restarts')}"
+        return f"killed {len(victims)} process(es)"
 
     for which in ("leader", "sibling", "all") if stack.workers > 1 else ("leader",):
         await fault(f"kill -9 worker ({which})", lambda w=which: kill_workers(w), healthy)  # type: ignore[misc]
