@@ -98,7 +98,7 @@ from lbproxy.control.app import PLANE, authenticated_body, aws_error_response
 from lbproxy.control.plane import ControlPlane
 from lbproxy.core.principals import Principal
 from lbproxy.lightsail.errors import AccessDeniedException, InvalidInputException
-from lbproxy.lightsail.model import LightsailService
+from lbproxy.lightsail.service import LightsailService
 
 DATAPLANE_PREFIX = "/dataplane/v1"
 EXTENSION_PREFIX = "/lbproxy/v1"

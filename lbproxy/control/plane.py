@@ -29,7 +29,7 @@ from lbproxy.keyservice.api import KmsApi
 from lbproxy.keyservice.service import KeyService
 from lbproxy.lightsail.api import LightsailApi
 from lbproxy.lightsail.certificates import CertificateBroker
-from lbproxy.lightsail.model import LightsailService
+from lbproxy.lightsail.service import LightsailService
 
 log = logging.getLogger("lbproxy.control")
 

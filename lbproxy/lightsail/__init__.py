@@ -1,17 +1,32 @@
 """Lightsail: load balancers, instances, load-balancer TLS certificates, attributes and metrics.
 
-The parts:
+Pure (no I/O):
 
-- ``errors``      Lightsail's error codes (``InvalidInputException``, ``NotFoundException``, ...), with the
-                  ``code`` / ``docs`` / ``message`` / ``tip`` body Lightsail answers with.
-- ``attributes``  pure: the five load-balancer attributes (defaults, validation, typed values), TLS policies
-                  (the table lives in ``lbproxy.contract.tlspolicies``), names, ARNs and limits.
-- ``instances``   pure: the ``--instances`` TOML file (``[instances.NAME] address = "HOST:PORT"``).
-- ``metrics``     pure: the metric names, their units, report samples and AWS-style aggregation.
-- ``certificates`` ``CertificateBroker``: the thin adapter over ACM's ``CertificateManager`` (request, status,
-                  association, grant ``IssuedThroughACM``, sealed bundle).
-- ``model``       ``LightsailService``: state in SQLite, every operation, events for the data plane.
-- ``api``         ``LightsailApi``: ``Lightsail_20161128.*`` over AWS JSON 1.1.
-- ``dataplane``   ``install_routes``: the data-plane contract (``/dataplane/v1/...``) and the lbproxy
-                  extensions (``/lbproxy/v1/...``), SigV4 signing name ``lbproxy``.
+- ``errors``          Lightsail's error codes (``InvalidInputException``, ``NotFoundException``, ...), with the
+                      ``code`` / ``docs`` / ``message`` / ``tip`` body Lightsail answers with.
+- ``attributes``      the five load-balancer attributes (defaults, validation, typed values), TLS policies (the
+                      table lives in ``lbproxy.contract.tlspolicies``), names, tags, ARNs and limits.
+- ``instances``       the ``--instances`` TOML file (``[instances.NAME] address = "HOST:PORT"``).
+- ``metrics``         the metric names, their units, report samples and AWS-style aggregation.
+- ``rows``            what one row of each table holds, typed (load balancer, instance, attachment, certificate,
+                      key-state report).
+- ``wire``            Lightsail's wire shapes (``LoadBalancer``, ``LoadBalancerTlsCertificate``, ``Instance``,
+                      ``Operation``) and the references events carry.
+
+State and operations:
+
+- ``certificates``    ``CertificateBroker``: the thin adapter over ACM's ``CertificateManager`` (request, status,
+                      association, grant ``IssuedThroughACM``, sealed bundle).
+- ``store``           the tables, and the steps every operation shares (read a load balancer, HTTPS on or off,
+                      create / detach / drop a certificate, publish a change).
+- ``instanceops``     the instances file, the instance registry extension, GetInstance(s).
+- ``loadbalancers``   load balancers, attached instances, attributes, TLS policies, metric data.
+- ``tlscertificates`` certificates: create, attach (the grant), swap, detach, delete.
+- ``dataplane``       the data plane's side without HTTP: who may read, the configuration document, reports
+                      (health, metric samples, key state).
+- ``service``         ``LightsailService``: all of the above on one object (what the control plane builds), and
+                      ``overview`` (what the dashboard shows).
+- ``api``             ``LightsailApi``: ``Lightsail_20161128.*`` over AWS JSON 1.1.
+
+The data-plane routes (``/dataplane/v1/...``, ``/lbproxy/v1/...``) are ``lbproxy.control.dataplane``.
 """

@@ -20,7 +20,7 @@ from lbproxy.awsapi.errors import AwsError
 from lbproxy.awsapi.protocol import Handler, RequestContext
 from lbproxy.core.principals import ACCOUNT_ID, Principal
 from lbproxy.lightsail.errors import AccessDeniedException, InvalidInputException
-from lbproxy.lightsail.model import LightsailService
+from lbproxy.lightsail.service import LightsailService
 
 #: What a role may call on its own load balancer (``loadBalancerName``) or an instance attached to it.
 ROLE_SCOPED = frozenset(

@@ -174,6 +174,19 @@ def certificate_names(domain_name: str, alternative_names: list[str] | None) -> 
     return primary, alts
 
 
+def check_tags(tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
+    """Lightsail's ``tags``: each needs a key (the value defaults to ""), at most ``MAX_TAGS``."""
+    out = []
+    for t in tags or []:
+        key = t.get("key")
+        if not key:
+            raise InvalidInputException("Each tag needs a key.")
+        out.append({"key": key, "value": t.get("value", "")})
+    if len(out) > MAX_TAGS:
+        raise InvalidInputException(f"A resource can have at most {MAX_TAGS} tags.")
+    return out
+
+
 def lightsail_arn(region: str, resource_type: str, resource_id: str) -> str:
     """``arn:aws:lightsail:REGION:ACCOUNT:TYPE/ID`` (TYPE: LoadBalancer, LoadBalancerTlsCertificate, Instance)."""
     return f"arn:aws:lightsail:{region}:{ACCOUNT_ID}:{resource_type}/{resource_id}"

@@ -40,7 +40,7 @@ def decrypt(kms: Any, cert: dict[str, Any], context: dict[str, str] | None = Non
         CiphertextBlob=blob,
         EncryptionContext=context or cert["encryptionContext"],
         GrantTokens=[cert["grant"]["grantToken"]],
-    )["Plaintext"]  # type: ignore[no-any-return]
+    )["Plaintext"]
 
 
 def test_configuration_is_for_the_load_balancer_principal_only(ls: LightsailControl, signed: Any) -> None:
@@ -264,6 +264,58 @@ def test_reports_feed_health_and_metrics(ls: LightsailControl, signed: Any, cloc
     assert status == 400 and err["__type"] == "InvalidInputException" and "state" in err["message"]
     status, err = signed(ls.url, me, "POST", path, {"metrics": {"Requests": 1}})
     assert status == 400 and "Requests" in err["message"]
+
+
+def test_key_state_reports_are_kept_and_announced_when_they_say_something_new(
+    ls: LightsailControl, signed: Any, events: Any, clock: Any
+) -> None:
+    setup_lb(ls, "lb-k", "k.example.com")
+    me = ls.principal("lb-k")
+    path = CONFIG.format("lb-k") + "/report"
+    acm_arn = signed(ls.url, me, "GET", CONFIG.format("lb-k"))[1]["certificate"]["acmCertificateArn"]
+    start = events(ls.url, ls.admin, want=100, timeout=1.0)[-1]["id"]
+
+    def report(**key_state: Any) -> None:
+        doc = {"state": "loaded", "since": 1000.0, "certificateArn": acm_arn, "fingerprint": "ab" * 32, **key_state}
+        status, out = signed(ls.url, me, "POST", path, {"keyState": doc})
+        assert status == 200, out
+
+    def stored() -> dict[str, Any]:
+        return ls.call(lambda: ls.plane.lightsail.key_states())["lb-k"]  # type: ignore[union-attr]
+
+    report(workers=2, workersExpected=2)
+    assert stored() == {
+        "state": "loaded",
+        "since": 1000.0,
+        "certificateArn": acm_arn,
+        "serial": None,
+        "fingerprint": "ab" * 32,
+        "workers": 2,
+        "workersExpected": 2,
+        "restarts": 0,
+        "lastExit": None,
+        "degraded": None,
+        "reportedAt": clock.time(),
+    }
+    report(workers=1, workersExpected=2)  # the worker count alone is not news
+    report(workers=1, workersExpected=2, restarts=1, lastExit="worker 7 (pid 7) killed by SIGKILL", degraded="1 of 2")
+    report(state="wiped", since=1001.0)
+    assert stored()["state"] == "wiped" and stored()["restarts"] == 0 and stored()["workers"] == 0
+
+    got = events(ls.url, ls.admin, after=start, want=100, timeout=1.0)
+    changes = [e["detail"] for e in got if e["type"] == "loadbalancer.key_state_changed"]
+    assert [(c["keyState"]["state"], c["keyState"]["restarts"]) for c in changes] == [
+        ("loaded", 0),
+        ("loaded", 1),
+        ("wiped", 0),
+    ]
+    assert changes[1]["keyState"]["degraded"] == "1 of 2" and changes[1]["loadBalancerName"] == "lb-k"
+    # For the admin (the dashboard) only: the data plane gets no echo of its own reports.
+    assert not [e for e in events(ls.url, me, after=start, want=100, timeout=1.0) if "key_state" in e["type"]]
+
+    # A deleted load balancer's last report goes with it.
+    ls.client("lightsail").delete_load_balancer(loadBalancerName="lb-k")
+    assert "lb-k" not in ls.call(lambda: ls.plane.lightsail.key_states())  # type: ignore[union-attr]
 
 
 def test_instances_extension_and_reload(ls: LightsailControl, signed: Any, events: Any, instances_file: Path) -> None:

@@ -1,6 +1,10 @@
-"""The pure parts of Lightsail: attributes, names, the instances file, metric aggregation."""
+"""The pure parts of Lightsail: attributes, names, the instances file, metric aggregation; and every
+INSERT its SQL writes names its columns."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +177,22 @@ def test_metric_aggregation_as_cloudwatch() -> None:
         M.samples_from_report({"Requests": 1}, t0)
     with pytest.raises(InvalidInputException, match="RequestCount"):
         M.samples_from_report({"RequestCount": -1}, t0)
+
+
+def test_every_insert_names_its_columns() -> None:
+    """A table that gains a column must not shift what an INSERT writes into it (``VALUES`` in column order)."""
+    package = Path(A.__file__).parent
+    statements = []
+    for path in sorted(package.glob("*.py")):
+        for m in re.finditer(r"INSERT\s+(?:OR\s+\w+\s+)?INTO\s+(\w+)\s*(\(?)", path.read_text()):
+            statements.append((path.name, m.group(1), m.group(2)))
+    tables = {t for _, t, _ in statements}
+    assert tables == {
+        "ls_instances",
+        "ls_load_balancers",
+        "ls_lb_instances",
+        "ls_lb_certificates",
+        "ls_metric_samples",
+        "ls_key_states",
+    }
+    assert [s for s in statements if s[2] != "("] == []

@@ -1,0 +1,98 @@
+"""``LightsailService``: load balancers, instances and load-balancer TLS certificates, in SQLite.
+
+State lives in the control plane's database (``store``); methods answer in Lightsail's wire shapes
+(``wire``), which ``api`` returns as they are. The operations live with their kind: ``instanceops``
+(instances, the instances file), ``loadbalancers`` (load balancers, attributes, metrics), ``tlscertificates``
+(certificates and their grants), ``dataplane`` (what a data plane reads and reports). ``LightsailService`` is
+all of them, plus ``overview``: what the control plane's dashboard shows, read directly (no API call, no audit
+record).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from lbproxy.core.clock import Clock
+from lbproxy.core.events import EventLog
+from lbproxy.core.principals import Principals
+from lbproxy.core.store import Database
+from lbproxy.lightsail.certificates import CertificateBroker
+from lbproxy.lightsail.dataplane import DataPlaneOperations
+from lbproxy.lightsail.instanceops import InstanceOperations
+from lbproxy.lightsail.instances import load_instances_file
+from lbproxy.lightsail.loadbalancers import LoadBalancerOperations
+from lbproxy.lightsail.rows import KeyStateRecord, LbCertificate
+from lbproxy.lightsail.store import KEY_STATE_COLUMNS_ADDED, SCHEMA
+from lbproxy.lightsail.tlscertificates import TlsCertificateOperations
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TlsCertificateView:
+    record: LbCertificate
+    #: ``LoadBalancerTlsCertificate`` as GetLoadBalancerTlsCertificates answers it.
+    shape: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadBalancerView:
+    """One load balancer as the dashboard shows it, with what relates it to ACM and KMS."""
+
+    name: str
+    arn: str
+    principal_arn: str
+    #: ``LoadBalancer`` as GetLoadBalancer answers it.
+    shape: dict[str, Any]
+    tls_certificates: tuple[TlsCertificateView, ...]
+    #: The ACM certificate behind the attached certificate, and the KMS grant its data plane decrypts with.
+    attached_acm_arn: str | None
+    grant_id: str | None
+    #: What its data plane last reported (None: nothing yet).
+    key_state: KeyStateRecord | None
+
+
+class LightsailService(InstanceOperations, LoadBalancerOperations, TlsCertificateOperations, DataPlaneOperations):
+    def __init__(
+        self,
+        db: Database,
+        principals: Principals,
+        events: EventLog,
+        clock: Clock,
+        certificates: CertificateBroker,
+        settings: Any,
+    ) -> None:
+        self._db = db
+        self._principals = principals
+        self._events = events
+        self._clock = clock
+        self.certificates = certificates
+        self.region = settings.region
+        self._instances_file = settings.instances_file
+        self._lock = threading.RLock()
+        db.ensure_schema(SCHEMA)
+        db.ensure_columns("ls_key_states", KEY_STATE_COLUMNS_ADDED)
+        if self._instances_file is not None:
+            self.apply_instances_file(load_instances_file(self._instances_file))
+
+    def overview(self) -> list[LoadBalancerView]:
+        """Every load balancer with its certificates, the ACM certificate and grant its data plane uses, and
+        that data plane's last key-state report, in name order."""
+        out = []
+        with self._lock:
+            for name in self._lb_names():
+                lb = self._require_lb(name)
+                attached = self._cert_or_none(name, lb.attached_certificate) if lb.attached_certificate else None
+                out.append(
+                    LoadBalancerView(
+                        name=lb.name,
+                        arn=self._lb_arn(lb),
+                        principal_arn=lb.principal_arn,
+                        shape=self._lb_shape(lb),
+                        tls_certificates=tuple(TlsCertificateView(c, self._cert_shape(c)) for c in self._certs(name)),
+                        attached_acm_arn=attached.acm_arn if attached is not None else None,
+                        grant_id=lb.grant_id if attached is not None else None,
+                        key_state=self.key_state_record(name),
+                    )
+                )
+        return out
