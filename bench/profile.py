@@ -409,10 +409,21 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--what", choices=("instructions", "opcodes", "syscalls", "cpu", "samples"), default="instructions")
-    ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="resumed")
+    ap.add_argument(
+        "--what",
+        choices=("instructions", "opcodes", "syscalls", "cpu", "samples"),
+        default="instructions",
+        help="instructions (callgrind, per function), opcodes (Python bytecodes per function), syscalls (strace -c), "
+        "cpu (user/system split), samples (perf CPU-clock sampling, kernel included) (default instructions)",
+    )
+    ap.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="resumed",
+        help="full / resumed: a TLS handshake per request; https: keep-alive requests (default resumed)",
+    )
     ap.add_argument("--seconds", type=float, default=15.0, help="wrk duration (default 15)")
-    ap.add_argument("--peer", choices=("none", "haproxy"), default="none")
+    ap.add_argument("--peer", choices=("none", "haproxy"), default="none", help="also profile HAProxy in the same run")
     ap.add_argument(
         "--workers", type=int, default=1, help="lbproxy workers (cpu, syscalls, samples: all of them are measured)"
     )

@@ -15,7 +15,9 @@ What it does, in order:
    - ``resumed``  a resumed TLS handshake per request (``Connection: close``; wrk resumes by itself)
    It reports req/s, p50/p99 latency, errors, and requests per proxy-CPU-second (utime+stime of the
    proxy and all its children from /proc), and the lbproxy/HAProxy ratios.
-4. Writes ``bench/RESULTS.md`` (or ``--out``) with the command line and the environment.
+4. Writes a new ``bench/RESULTS-<date>-<time>.md`` (or ``--out``) with the command line and the environment.
+
+Its Python dependencies (trustme, boto3): ``pip install -e '.[bench]'``.
 
 Only loopback addresses are used; every wrk run is bounded by ``--duration``.
 """
@@ -598,8 +600,13 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (default 8)")
     ap.add_argument("--rounds", type=int, default=5, help="alternated rounds per scenario; medians (default 5)")
     ap.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
-    ap.add_argument("--scenarios", default="https,http,full,resumed")
-    ap.add_argument("--keys", default="ec,rsa", help="certificate key types: ec,rsa")
+    ap.add_argument(
+        "--scenarios",
+        default="https,http,full,resumed",
+        help="comma-separated: https (keep-alive HTTPS), http (keep-alive HTTP), full (a full TLS handshake per "
+        "request), resumed (a resumed TLS handshake per request) (default: all four)",
+    )
+    ap.add_argument("--keys", default="ec,rsa", help="certificate key types, comma-separated: ec, rsa (default both)")
     ap.add_argument("--workers", default="1,2", help="lbproxy --workers values to measure (default 1,2)")
     ap.add_argument("--peers", default="haproxy", help="proxies to compare against: haproxy,nginx (default haproxy)")
     ap.add_argument(
@@ -608,8 +615,20 @@ def main() -> int:
         help="pin the proxy under test to CPU 1 (lbproxy with 2+ workers: every CPU) and wrk and the backends to "
         "CPU 0: less scheduler noise, and req/CPU-s without the load generator in the proxy's caches",
     )
-    ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report file (default: a new bench/RESULTS-<date>-<time>.md; the committed RESULTS*.md stay as they are)",
+    )
     args = ap.parse_args()
+    if args.out is None:
+        args.out = HERE / f"RESULTS-{dt.datetime.now():%Y%m%d-%H%M%S}.md"
+    try:
+        import boto3  # noqa: F401
+        import trustme  # noqa: F401
+    except ImportError as exc:
+        sys.exit(f"bench: {exc.name} is missing; install the benchmark's dependencies: pip install -e '.[bench]'")
     ensure_tools()
     sys.path.insert(0, str(HERE))
     results: list[Result] = []

@@ -22,6 +22,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from lbproxy import __version__
 from lbproxy.config import ConfigError, ControlSettings, default_data_dir, parse_hostport
 
 
@@ -35,7 +36,18 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lbproxy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lbproxy",
+        description=(
+            "A local, runnable AWS Lightsail load balancer, with the key service (like KMS) and the certificate "
+            "manager (like ACM) that make its HTTPS possible. Point curl, a browser, the AWS CLI or boto3 at it."
+        ),
+        epilog=(
+            "Start here: `lbproxy demo` runs everything on 127.0.0.1 and prints what to try. "
+            "`lbproxy COMMAND --help` gives each command's flags; the README has the whole reference."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"lbproxy {__version__}")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -195,7 +207,7 @@ async def run_control(settings: ControlSettings) -> int:
     if hasattr(plane, "reload_instances"):
         loop.add_signal_handler(signal.SIGHUP, plane.reload_instances)
     print(f"lbproxy control listening on {server.url} (data dir {settings.data_dir})", flush=True)
-    print(f"dashboard: {dashboard.dashboard_url(plane, server.url)}", flush=True)
+    print(f"dashboard: {dashboard.dashboard_url(plane, server.browser_url)}", flush=True)
     await stop.wait()
     logging.getLogger("lbproxy.control").info("stopping")
     await server.stop()

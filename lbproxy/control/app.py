@@ -272,6 +272,14 @@ class ControlServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def browser_url(self) -> str:
+        """``url`` as a browser can open it: a wildcard listen address (``0.0.0.0``, ``::``, as in a container
+        that publishes the port) becomes ``localhost``."""
+        if self.host in ("", "0.0.0.0", "::"):
+            return f"http://localhost:{self.port}"
+        return self.url
+
     async def start(self) -> None:
         app = make_app(self.plane, self._installers)
         # aiohttp's keep-alive timer starts when a connection opens and again after each response, and closes a

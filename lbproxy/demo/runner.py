@@ -469,6 +469,9 @@ def run_demo(opts: DemoOptions, say: Say | None = None) -> int:
         print(f"lbproxy demo: {exc}", file=sys.stderr)
         return exc.code if isinstance(exc, DemoError) else 2
     demo = Demo(opts, say)
+    # Installed explicitly: a demo started in the background (`lbproxy demo &`, nohup) inherits SIGINT
+    # ignored, and Python then installs no handler of its own; Ctrl-C / ``kill -INT`` must stop it anyway.
+    previous_int = signal.signal(signal.SIGINT, _interrupt)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     code = 0
     try:
@@ -492,6 +495,6 @@ def run_demo(opts: DemoOptions, say: Say | None = None) -> int:
         try:
             demo.stop()
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous)
     return code

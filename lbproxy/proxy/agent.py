@@ -54,6 +54,14 @@ from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
 
 log = logging.getLogger("lbproxy.proxy")
 
+#: Events that take the key away, in words for the log.
+_REVOCATIONS = {
+    vocabulary.GRANT_REVOKED: "grant revoked",
+    vocabulary.GRANT_RETIRED: "grant retired",
+    vocabulary.KEY_DISABLED: "the master key was disabled",
+    vocabulary.KEY_PENDING_DELETION: "the master key is pending deletion",
+    vocabulary.KEY_DELETED: "the master key was deleted",
+}
 #: Events after which the configuration is fetched again (instances, attributes, a key or grant back).
 REFRESH_EVENTS = frozenset({vocabulary.LB_INSTANCES_CHANGED, vocabulary.LB_ATTRIBUTE_CHANGED,
                             vocabulary.KEY_ENABLED, vocabulary.GRANT_CREATED})  # fmt: skip
@@ -169,8 +177,13 @@ class DataPlaneAgent:
                 backoff = min(backoff * 2, max_backoff)
 
     def _key_ref(self, cfg: DataPlaneConfig) -> KeySourceRef | None:
+        """The key source for the attached certificate; None without one, or when its grant no longer holds
+        (revoked or retired: nothing to load until a new grant comes)."""
         view = CertificateView.from_config(cfg)
         if view is None or not cfg.https_enabled:
+            return None
+        grant = cfg.certificate.grant if cfg.certificate is not None else None
+        if grant is not None and not grant.active:
             return None
         return KeySourceRef(
             "lbproxy.proxy.grantkey:ControlKeySource",
@@ -249,7 +262,8 @@ class DataPlaneAgent:
             return
         if t in vocabulary.GRANT_REVOKING_EVENTS or t in vocabulary.KEY_REVOKING_EVENTS:
             if self._concerns_our_certificate(event):
-                log.warning("%s: revoking the key now", t)
+                log.warning("%s: wiping the key now; HTTPS handshakes are refused, plain HTTP keeps working",
+                            _REVOCATIONS.get(t, t))  # fmt: skip
                 await self.revoke()
                 await self.refresh()
             return

@@ -15,14 +15,14 @@ import base64
 
 from lbproxy.contract.dataplane import DataPlaneConfig, DocumentError
 from lbproxy.proxy.controllink import ControlClient, ControlError, Signer, load_credentials
-from lbproxy.proxy.keys import KeyUnavailable
+from lbproxy.proxy.keys import KeyRefused, KeyUnavailable
 
 
 def config_path(name: str) -> str:
     return f"/dataplane/v1/load-balancers/{name}"
 
 
-class KeySourceError(RuntimeError):
+class KeySourceError(KeyRefused):
     """The key could not be loaded (the message says why; it never contains key material)."""
 
 
@@ -45,7 +45,11 @@ class ControlKeySource:
         except ControlError as exc:
             if exc.code == "Unreachable" or exc.status >= 500:  # unreachable or failing: nothing was refused
                 raise KeyUnavailable(str(exc)) from None
-            raise
+            if exc.code == "AccessDeniedException":
+                raise KeySourceError(
+                    f"grant revoked: the key service refused Decrypt ({exc.code}); serving without a key"
+                ) from None
+            raise KeySourceError(f"the control plane refused the key: {exc.code}: {exc.message}") from None
 
     def _load(self) -> tuple[bytes, bytearray] | None:
         from lbproxy.contract.sealed import open_sealed_key, pem_private_key, wipe

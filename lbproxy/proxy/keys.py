@@ -12,7 +12,8 @@
   disk), loaded with ``SSLContext.load_cert_chain('/proc/self/fd/N')``, then the memfd is overwritten with
   zeros, truncated and closed, and the key bytearray zeroed.
 - ``KeyUnavailable``: raised by a key source when the key cannot be fetched *now* (control plane
-  unreachable): the supervisor keeps the current key and retries; any other error fails closed.
+  unreachable): the supervisor keeps the current key and retries; ``KeyRefused`` (the grant no longer
+  holds, the certificate is gone) and any other error fail closed.
 - ``harden_key_holder``: no core dumps (``RLIMIT_CORE`` 0) and not dumpable (``PR_SET_DUMPABLE`` 0:
   other users' ptrace and ``/proc/PID/mem`` are refused; root with ``CAP_SYS_PTRACE`` can still read it,
   which is what the memory-scan test relies on).
@@ -53,6 +54,11 @@ PR_SET_CHILD_SUBREAPER = 36
 KEY_UNAVAILABLE = "unavailable"
 #: Any other failure to load a key (refused by the control plane, a bad certificate): fail closed.
 KEY_REFUSED = "refused"
+
+
+class KeyRefused(Exception):
+    """The key source was refused, for a reason in words (the grant was revoked, the certificate detached):
+    the generation serves without a key and says so; nothing is retried until the configuration changes."""
 
 
 class KeyUnavailable(Exception):

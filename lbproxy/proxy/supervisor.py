@@ -259,7 +259,7 @@ class LoadBalancer:
             self._failed(f"the key could not be loaded: {gen.key_error}")
         else:
             self._key_refused = True
-            log.warning("generation %d serves without a key: %s", gen.number, gen.key_error)
+            log.warning("serving without a key: %s", gen.key_error)
         return False
 
     def _install(self, new: Generation) -> None:

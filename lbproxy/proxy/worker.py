@@ -48,6 +48,7 @@ from lbproxy.proxy.dataplane import STOP_REVOKE, STOP_SHUTDOWN, Dataplane
 from lbproxy.proxy.keys import (
     KEY_REFUSED,
     KEY_UNAVAILABLE,
+    KeyRefused,
     KeySourceRef,
     KeyUnavailable,
     die_with_parent,
@@ -88,6 +89,8 @@ def _load_keyed(
         loaded = KeySourceRef.from_mapping(key_source).resolve().load()
     except KeyUnavailable as exc:  # the supervisor keeps the key it has and tries again later
         return None, _key_error(KEY_UNAVAILABLE, f"key unavailable: {exc}")
+    except KeyRefused as exc:  # an expected outcome (a revoked grant): said in words
+        return None, _key_error(KEY_REFUSED, str(exc))
     except Exception as exc:  # the generation then serves without a key (fail closed), and says why
         return None, _key_error(KEY_REFUSED, f"key source failed: {type(exc).__name__}: {exc}")
     if loaded is None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 
-def start_control(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_control(data_dir: Path, listen: str = "127.0.0.1:0") -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lbproxy", "control", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "lbproxy", "control", "--listen", listen, "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -102,3 +102,27 @@ def test_bad_listen_value_names_the_flag(tmp_path: Path) -> None:
         timeout=30,
     )
     assert out.returncode == 2 and "invalid --listen: 'nope'" in out.stderr
+
+
+def test_version_and_a_help_for_users() -> None:
+    from importlib.metadata import version
+
+    done = subprocess.run([sys.executable, "-m", "lbproxy", "--version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == f"lbproxy {version('lbproxy')}"
+    helped = subprocess.run([sys.executable, "-m", "lbproxy", "--help"], capture_output=True, text=True, timeout=30)
+    assert "Lightsail load balancer" in helped.stdout and "lbproxy demo" in helped.stdout
+    assert "argparse" not in helped.stdout
+
+
+def test_a_control_plane_on_every_interface_prints_a_dashboard_url_the_host_can_open(tmp_path: Path) -> None:
+    """As in the compose file (``--listen 0.0.0.0:4599``): the printed URL names localhost, not 0.0.0.0."""
+    proc, url = start_control(tmp_path / "data", listen="0.0.0.0:0")
+    try:
+        assert proc.stdout is not None
+        dashboard = proc.stdout.readline()
+        port = url.rsplit(":", 1)[1]
+        assert dashboard.startswith(f"dashboard: http://localhost:{port}/?token="), dashboard
+        assert "0.0.0.0" not in dashboard
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

@@ -123,6 +123,10 @@ class RunningDemo:
         wait_until("HTTPS after re-attaching", lambda: not self.https_fails(), timeout=15, interval=0.3)
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def start_demo(data_dir: Path, *extra: str) -> RunningDemo:
     control, http, https, b1, b2, b3 = free_ports(6)
     env = {k: v for k, v in os.environ.items() if k != "LBPROXY_DATA_DIR"}
@@ -131,6 +135,9 @@ def start_demo(data_dir: Path, *extra: str) -> RunningDemo:
          "--control-listen", f"127.0.0.1:{control}", "--http-listen", f"127.0.0.1:{http}",
          "--https-listen", f"127.0.0.1:{https}", "--backend-ports", f"{b1},{b2},{b3}", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, bufsize=0,  # select() sees every line
+        # As a script's `lbproxy demo &` or `nohup` starts it: SIGINT ignored, inherited by the demo. Ctrl-C
+        # (``interrupt``) must stop it all the same.
+        preexec_fn=_ignore_sigint,
     )  # fmt: skip
     demo = RunningDemo(proc, data_dir, {"control": control, "http": http, "https": https})
     try:
@@ -189,6 +196,11 @@ def test_the_printed_revoke_command_wipes_the_key(demo: RunningDemo) -> None:
         demo.client("kms").revoke_grant(KeyId=g["KeyId"], GrantId=g["GrantId"])
     wait_until("the next HTTPS request to fail", demo.https_fails, timeout=5)
     assert demo.http().startswith("web-")  # plain HTTP keeps answering
+    # The data plane says what happened in words, as an expected outcome (no ERROR, no exception name).
+    lb_log = demo.data_dir / "logs" / "lb.log"
+    wait_until("the revocation in the load balancer's log", lambda: "grant revoked" in lb_log.read_text(), timeout=5)
+    said = [line for line in lb_log.read_text().splitlines() if "grant revoked" in line or " ERROR " in line]
+    assert not [line for line in said if " ERROR " in line], said
     demo.reattach()
 
 
