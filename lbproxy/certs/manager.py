@@ -187,3 +187,12 @@ class CertificateManager(Issuance, Renewal, ImportExport, Associations):
         with self._lock:
             cert = self._get(arn)
             return tag_list(cert.meta.get("tags", {}))
+
+    # == the control plane's own reads ============================================================
+
+    def sealing_key_arn(self, arn: str) -> str:
+        """The KMS key that wraps the certificate's private key (ACM's API does not say; its record does); before
+        the certificate has a key, the one it will be sealed under (``alias/aws/acm``)."""
+        with self._lock:
+            cert = self._require(arn)
+            return cert.sealed.key_arn if cert.sealed is not None else self.kms.key_arn(self.vault.key_id)

@@ -21,10 +21,11 @@ Cheap abuse is refused early (settings in ``ControlSettings``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, cast
 
 from aiohttp import web
@@ -197,6 +198,22 @@ async def handle_healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@contextlib.contextmanager
+def stream_until_disconnect() -> Iterator[None]:
+    """Around a server-sent event stream's loop: the client going away ends the stream quietly, but a
+    cancellation of the handler's own task (the server shutting down) is not swallowed. As aiohttp's request
+    handling does, a ``CancelledError`` is re-raised when ``asyncio.current_task().cancelling()`` says this task
+    is being cancelled, and taken as the end of the stream only when it came from something the task awaited."""
+    try:
+        yield
+    except ConnectionResetError:
+        pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 async def handle_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events from ``Last-Event-ID`` / ``?after=`` on, filtered to the caller."""
     plane = request.app[PLANE]
@@ -214,7 +231,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     await resp.write(f": lbproxy events for {principal.arn}; last id {plane.events.last_id()}\n\n".encode())
-    try:
+    with stream_until_disconnect():
         while True:
             events = plane.events.since(after, principal)
             scanned = plane.events.scanned_until(after)
@@ -227,8 +244,6 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
             await plane.events.wait(plane.settings.event_heartbeat)
             if plane.events.last_id() <= after:
                 await resp.write(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
     return resp
 
 

@@ -3,23 +3,33 @@
 Routes (added by ``install``, a ``RouteInstaller``):
 
 - ``GET /``                      the page (``static/index.html``); ``GET /static/NAME`` its script and style.
-- ``GET /dashboard/api/state``   one JSON snapshot: keys + grants, certificates, load balancers (listeners,
-                                 attributes, instances' health, the data plane's key state, per-minute
-                                 request counts), the last audit records.
+- ``GET /dashboard/api/state``   one JSON snapshot (``Dashboard.snapshot``): keys and their grants, certificates,
+                                 load balancers (listeners, attributes, instances' health, certificates, what the
+                                 data plane reports about its key and its worker processes, per-minute request
+                                 counts), how they relate, the last audit records.
 - ``POST /dashboard/api/call``   ``{"target": "TrentService.RevokeGrant", "params": {...}}``: the very same
-                                 dispatch as the AWS API (``app.invoke``: validation, handler, audit record),
-                                 as the admin principal with user agent ``lbproxy-dashboard``.
-- ``GET /dashboard/api/events``  server-sent events: every control-plane event (admin view), every new audit
-                                 record, every data-plane key-state report.
+                                 dispatch as the AWS API (``invoke``: validation, handler, audit record), as the
+                                 admin principal with user agent ``lbproxy-dashboard``.
+- ``GET /dashboard/api/events``  server-sent events: every control-plane event (admin view) as ``control``, a data
+                                 plane's key-state change as ``keystate``, every new audit record as ``audit``.
 
 Authentication is a random token in ``DATA_DIR/dashboard-token`` (0600, created on first start), given once
 in the URL (``dashboard_url``: ``http://HOST:PORT/?token=...``, as Jupyter does); the page keeps it in
 ``sessionStorage`` and sends it as ``X-Lbproxy-Dashboard-Token``. The event stream also accepts
 ``?token=`` because ``EventSource`` cannot set headers. Compared in constant time; wrong or missing -> 401.
 
-The snapshot reads the services through their own API handlers (``ListKeys``, ``GetLoadBalancers``,
-``GetLoadBalancerMetricData``...) as the admin, without audit records (reading is not an action), and
-every service but KMS is optional: the dashboard works with whatever the control plane registered.
+The snapshot reads the three services through their typed queries (``KeyService.all_keys``, ``alias_names``,
+``grants_for_key``; ``CertificateManager.list_certificates``, ``describe_certificate``, ``sealing_key_arn``;
+``LightsailService.overview``, ``metric_data``): reading is not an action, so it leaves no audit record. The
+relations the page draws are computed here, never guessed in the browser:
+
+- a grant's ``loadBalancer`` and ``certificateArn``: the load balancer that holds it (Lightsail keeps the grant
+  it got when the certificate was attached) and that certificate; for a grant made some other way, the load
+  balancer its encryption-context constraint names, else the one whose principal is its grantee;
+- a certificate's ``sealedUnder`` (the key that wraps its private key) and ``usedBy`` (which load balancers);
+- a load balancer's ``certificateArn``, ``grantId`` and ``keyArn``, and its key state's ``certificateName``;
+- ``flow``: the story the page's diagram tells (the certificate in use, the key that seals it, the grant made
+  for it, the load balancer that decrypts through that grant).
 """
 
 from __future__ import annotations
@@ -28,7 +38,6 @@ import asyncio
 import collections
 import contextlib
 import hmac
-import inspect
 import json
 import logging
 import math
@@ -37,8 +46,7 @@ import re
 import secrets
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +54,18 @@ from aiohttp import web
 
 from lbproxy.awsapi.dispatch import audit_record, invoke
 from lbproxy.awsapi.errors import AwsError, UnknownOperationException
-from lbproxy.awsapi.protocol import AwsJsonService, RequestContext, encode
-from lbproxy.awsapi.shapes import operation_model, validate_input
-from lbproxy.control.app import aws_error_response, parse_json_body, read_body
+from lbproxy.awsapi.protocol import RequestContext, encode
+from lbproxy.certs.keys import IMPORTABLE
+from lbproxy.certs.manager import ACM_ARN_CONTEXT, LIGHTSAIL_ARN_CONTEXT
+from lbproxy.contract.dataplane import KeyStateReport
+from lbproxy.contract.vocabulary import ACM_KEY_ALIAS, LB_KEY_STATE_CHANGED
+from lbproxy.control.app import aws_error_response, parse_json_body, read_body, stream_until_disconnect
 from lbproxy.control.plane import ControlPlane
+from lbproxy.core.events import Event
+from lbproxy.keyservice.grants import Grant
+from lbproxy.keyservice.keys import PENDING_DELETION
+from lbproxy.lightsail.rows import KeyStateRecord
+from lbproxy.lightsail.service import LoadBalancerView
 
 log = logging.getLogger("lbproxy.control")
 
@@ -66,9 +82,9 @@ METRIC_MINUTES = 15
 
 KMS = "TrentService"
 ACM = "CertificateManager"
-LIGHTSAIL = "Lightsail_20161128"
 #: Target prefix of lbproxy's own operations in ``/dashboard/api/call`` (``lbproxy.DetachLoadBalancerTlsCertificate``).
 EXTENSION_PREFIX = "lbproxy"
+DETACH = "DetachLoadBalancerTlsCertificate"
 
 #: Operations the dashboard refuses even to the admin: they answer with key material (a plaintext data
 #: key, a private key), which has no business in a browser whose credential sits in a URL.
@@ -88,8 +104,8 @@ STATUS_CLASSES: dict[str, tuple[str, ...]] = {
     "4xx": ("HTTPCode_Instance_4XX_Count", "HTTPCode_LB_4XX_Count"),
     "5xx": ("HTTPCode_Instance_5XX_Count", "HTTPCode_LB_5XX_Count"),
 }
-#: Key states the page knows (anything else is shown as reported).
-KEY_STATES = ("LOADED", "WIPED", "NONE")
+#: The key state of a load balancer whose data plane has not reported yet (the page shows NO KEY).
+NOT_REPORTED = "NONE"
 
 _STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*\.(?:js|css|svg|html)$")
 _SECURITY_HEADERS = {
@@ -223,60 +239,6 @@ class AuditTail:
             return [r for _, r in list(self._records)[-n:]]
 
 
-@dataclass(slots=True)
-class KeyStateReport:
-    """What one data plane says about its TLS key (never the key: a fingerprint at most)."""
-
-    load_balancer: str
-    state: str  # LOADED | WIPED | NONE
-    since: float
-    fingerprint: str | None = None
-    certificate: str | None = None
-    reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "loadBalancer": self.load_balancer,
-            "state": self.state,
-            "since": self.since,
-            "fingerprint": self.fingerprint,
-            "certificate": self.certificate,
-            "reason": self.reason,
-            **self.extra,
-        }
-
-
-class KeyStates:
-    """Key-state reports kept by the dashboard itself, for data planes that report here directly
-    (and for tests); what the Lightsail service stores takes precedence (see ``Dashboard.key_states``)."""
-
-    def __init__(self, pulse: Pulse) -> None:
-        self._reports: dict[str, KeyStateReport] = {}
-        self._lock = threading.Lock()
-        self._pulse = pulse
-
-    def report(
-        self,
-        load_balancer: str,
-        state: str,
-        *,
-        since: float,
-        fingerprint: str | None = None,
-        certificate: str | None = None,
-        reason: str | None = None,
-    ) -> KeyStateReport:
-        rep = KeyStateReport(load_balancer, state.upper(), since, fingerprint, certificate, reason)
-        with self._lock:
-            self._reports[load_balancer] = rep
-        self._pulse.fire()
-        return rep
-
-    def all(self) -> dict[str, KeyStateReport]:
-        with self._lock:
-            return dict(self._reports)
-
-
 # == the dashboard ================================================================================
 
 
@@ -287,7 +249,6 @@ class Dashboard:
         self.pulse = Pulse()
         self.audit = AuditTail(self.pulse)
         self.audit.seed(plane.audit.path)
-        self.reports = KeyStates(self.pulse)
         self.closing = False
         plane.audit.subscribe(self.audit.append)
 
@@ -319,265 +280,203 @@ class Dashboard:
 
     def _extension(self, operation: str, params: Any, ctx: RequestContext) -> Any:
         """lbproxy's own operations (no AWS equivalent), audited as ``lbproxy:NAME`` like their HTTP routes."""
-        lightsail = self._lightsail()
-        detach = getattr(lightsail, "detach_certificate", None)
         source, name = "lightsail.amazonaws.com", f"lbproxy:{operation}"
         parameters: dict[str, Any] | None = None
         try:
-            if operation != "DetachLoadBalancerTlsCertificate" or not callable(detach):
+            if operation != DETACH:
                 raise UnknownOperationException("")
             if not isinstance(params, dict) or not all(
                 isinstance(params.get(k), str) for k in ("loadBalancerName", "certificateName")
             ):
                 raise DashboardInvalidInput("loadBalancerName and certificateName (strings) are required.")
             parameters = {"lb": params["loadBalancerName"], "cert": params["certificateName"]}
-            result = {"operations": detach(params["loadBalancerName"], params["certificateName"])}
+            ops = self.plane.lightsail.detach_certificate(params["loadBalancerName"], params["certificateName"])
         except AwsError as exc:
             self.plane.audit.record(audit_record(source, name, ctx, exc, parameters))
             raise
         self.plane.audit.record(audit_record(source, name, ctx, None, parameters))
-        return result
-
-    def _lightsail(self) -> Any:
-        """The Lightsail service object (``plane.lightsail``, or the one behind the registered API), if any."""
-        found = getattr(self.plane, "lightsail", None)
-        if found is None:
-            found = getattr(self.plane.services.get(LIGHTSAIL), "service", None)
-        return found
+        return {"operations": ops}
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def read(self, prefix: str, operation: str, params: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-        """Call a read-only API handler as the admin (validated, not audited); ``None`` when the service or
-        operation is not there or the call fails."""
-        service = self.plane.services.get(prefix)
-        if service is None:
-            return None
-        handler = service.handlers().get(operation)
-        op = operation_model(service.model_name, operation)
-        if handler is None or op is None:
-            return None
-        ctx = RequestContext(self.plane.admin, str(uuid.uuid4()), self.plane.settings.region, "", USER_AGENT)
-        try:
-            result: Any = handler(ctx, validate_input(op, dict(params or {}), service.validation_error))
-            if inspect.isawaitable(result):
-                result = await result
-        except AwsError as exc:
-            log.debug("dashboard read %s.%s: %s", prefix, operation, exc.code)
-            return None
-        except Exception:
-            log.exception("dashboard read %s.%s failed", prefix, operation)
-            return None
-        # One JSON round trip: datetimes become epoch seconds, exactly as the API would answer.
-        return json.loads(encode(result or {}))
-
-    def operations(self, prefix: str) -> list[str]:
-        if prefix == EXTENSION_PREFIX:
-            return ["DetachLoadBalancerTlsCertificate"] if hasattr(self._lightsail(), "detach_certificate") else []
-        service: AwsJsonService | None = self.plane.services.get(prefix)
-        return sorted(service.handlers()) if service is not None else []
-
-    async def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
+        """What the page shows, read through the services' typed queries (no audit record: reading is not an
+        action), with the relations between keys, grants, certificates and load balancers worked out."""
         now = self.plane.clock.time()
-        keys = await self._keys()
-        certificates = await self._certificates(keys)
-        states = self.key_states()
-        load_balancers = await self._load_balancers(now, states)
+        views = self.plane.lightsail.overview()
+        keys = self._keys(Relations(views))
+        certificates = self._certificates(keys, views)
+        sealed_under = {c["arn"]: c["sealedUnder"] for c in certificates}
+        load_balancers = [self._load_balancer(v, now, sealed_under) for v in views]
         return {
             "generatedAt": now,
             "region": self.plane.settings.region,
-            "services": sorted(self.plane.services),
-            "operations": {p: self.operations(p) for p in (KMS, ACM, LIGHTSAIL, EXTENSION_PREFIX)},
             "keys": keys,
             "certificates": certificates,
             "loadBalancers": load_balancers,
-            "dataPlanes": sorted(states.values(), key=lambda s: str(s["loadBalancer"])),
+            "flow": flow(keys, certificates, load_balancers),
             "audit": self.audit.latest(AUDIT_IN_STATE),
             "auditSeq": self.audit.seq,
             "eventId": self.plane.events.last_id(),
         }
 
-    async def _keys(self) -> list[dict[str, Any]]:
-        listed = await self.read(KMS, "ListKeys", {"Limit": 1000}) or {}
-        aliases: dict[str, list[str]] = {}
-        for a in (await self.read(KMS, "ListAliases", {"Limit": 100}) or {}).get("Aliases", []):
-            if a.get("TargetKeyId"):
-                aliases.setdefault(a["TargetKeyId"], []).append(a["AliasName"])
-        out = []
-        for k in listed.get("Keys", []):
-            md = (await self.read(KMS, "DescribeKey", {"KeyId": k["KeyId"]}) or {}).get("KeyMetadata")
-            if md is None:
-                continue
-            rotation = await self.read(KMS, "GetKeyRotationStatus", {"KeyId": k["KeyId"]}) or {}
-            grants = await self.read(KMS, "ListGrants", {"KeyId": k["KeyId"], "Limit": 1000}) or {}
-            out.append(
-                {
-                    "keyId": md["KeyId"],
-                    "arn": md["Arn"],
-                    "aliases": sorted(aliases.get(md["KeyId"], [])),
-                    "description": md.get("Description", ""),
-                    "manager": md.get("KeyManager"),
-                    "state": md.get("KeyState"),
-                    "creationDate": md.get("CreationDate"),
-                    "deletionDate": md.get("DeletionDate"),
-                    "rotation": bool(rotation.get("KeyRotationEnabled")),
-                    "nextRotation": rotation.get("NextRotationDate"),
-                    "grants": [_grant(g) for g in grants.get("Grants", [])],
-                }
-            )
-        return out
+    def _keys(self, relations: Relations) -> list[dict[str, Any]]:
+        kms = self.plane.kms
+        aliases = kms.alias_names()
+        return [
+            {
+                "keyId": k.key_id,
+                "arn": k.arn,
+                "aliases": aliases.get(k.key_id, []),
+                "description": k.description,
+                "manager": k.key_manager,
+                "state": k.state,
+                "creationDate": k.creation_date,
+                "deletionDate": k.deletion_date if k.state == PENDING_DELETION else None,
+                "rotation": k.rotation_enabled,
+                "nextRotation": k.next_rotation if k.rotation_enabled else None,
+                "grants": [relations.grant(g, k.arn) for g in kms.grants_for_key(k.key_id)],
+            }
+            for k in kms.all_keys()
+        ]
 
-    async def _certificates(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if ACM not in self.plane.services:
-            return []
-        every_type = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1"]
-        listed = await self.read(ACM, "ListCertificates", {"Includes": {"keyTypes": every_type}, "MaxItems": 1000})
-        key_by_arn = {k["arn"]: k for k in keys}
+    def _certificates(self, keys: list[dict[str, Any]], views: Sequence[LoadBalancerView]) -> list[dict[str, Any]]:
+        acm = self.plane.acm
+        aliases = {k["arn"]: k["aliases"] for k in keys}
+        lb_names = {v.arn: v.name for v in views}
+        # ListCertificates lists RSA_2048 only unless asked for every key type.
+        listed = acm.list_certificates(includes={"keyTypes": list(IMPORTABLE)})["CertificateSummaryList"]
         out = []
-        for summary in (listed or {}).get("CertificateSummaryList", []):
+        for summary in listed:
             arn = summary["CertificateArn"]
-            detail = (await self.read(ACM, "DescribeCertificate", {"CertificateArn": arn}) or {}).get("Certificate", {})
-            sealed_under = self._sealed_under(arn)
-            key = key_by_arn.get(sealed_under or "")
+            detail = acm.describe_certificate(arn)
+            sealed_under = acm.sealing_key_arn(arn)
             out.append(
                 {
                     "arn": arn,
-                    "domain": summary.get("DomainName"),
-                    "names": detail.get("SubjectAlternativeNames", summary.get("SubjectAlternativeNameSummaries", [])),
-                    "status": summary.get("Status"),
-                    "type": summary.get("Type"),
-                    "notBefore": detail.get("NotBefore"),
+                    "domain": detail["DomainName"],
+                    "names": detail["SubjectAlternativeNames"],
+                    "status": detail["Status"],
+                    "type": detail["Type"],
+                    "notBefore": detail.get("NotBefore"),  # (none before it is issued)
                     "notAfter": detail.get("NotAfter"),
-                    "keyAlgorithm": detail.get("KeyAlgorithm", summary.get("KeyAlgorithm")),
-                    "renewalEligibility": detail.get("RenewalEligibility"),
-                    "inUseBy": detail.get("InUseBy", []),
+                    "keyAlgorithm": detail["KeyAlgorithm"],
+                    "renewalEligibility": detail["RenewalEligibility"],
+                    "inUseBy": detail["InUseBy"],
+                    "usedBy": [{"arn": a, "loadBalancer": lb_names.get(a)} for a in detail["InUseBy"]],
                     "sealedUnder": sealed_under,
-                    "sealedUnderAliases": key["aliases"] if key else [],
+                    "sealedUnderAliases": aliases.get(sealed_under, []),
                 }
             )
         return out
 
-    def _sealed_under(self, cert_arn: str) -> str | None:
-        """The ARN of the KMS key that wraps the certificate's data key (ACM's vault knows; the API does not
-        say, as in AWS)."""
-        manager = getattr(self.plane.services.get(ACM), "manager", None)
-        if manager is None:
-            return None
-        load = getattr(manager, "_load", None)  # the record itself, when the manager lets us see it
-        if callable(load):
-            with contextlib.suppress(Exception):
-                cert = load(cert_arn)
-                sealed = getattr(cert, "sealed", None)
-                if sealed is not None:
-                    return str(sealed.key_arn)
-        vault = getattr(manager, "vault", None)
-        with contextlib.suppress(Exception):
-            return str(self.plane.kms.key_arn(vault.key_id)) if vault is not None else None
-        return None
+    def _load_balancer(self, view: LoadBalancerView, now: float, sealed_under: Mapping[str, str]) -> dict[str, Any]:
+        names = {c.record.acm_arn: c.record.name for c in view.tls_certificates}
+        return {
+            **view.shape,
+            "tlsCertificates": [{**c.shape, "acmCertificateArn": c.record.acm_arn} for c in view.tls_certificates],
+            "certificateArn": view.attached_acm_arn,
+            "grantId": view.grant_id,
+            "keyArn": sealed_under.get(view.attached_acm_arn) if view.attached_acm_arn else None,
+            "keyState": key_state_json(view.name, view.key_state, names),
+            "requests": self._requests(view.name, now),
+        }
 
-    async def _load_balancers(self, now: float, states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        if LIGHTSAIL not in self.plane.services:
-            return []
-        listed = await self.read(LIGHTSAIL, "GetLoadBalancers", {}) or {}
-        out = []
-        for lb in listed.get("loadBalancers", []):
-            name = lb.get("name", "")
-            certs = await self.read(LIGHTSAIL, "GetLoadBalancerTlsCertificates", {"loadBalancerName": name}) or {}
-            entry = dict(lb)
-            entry["tlsCertificates"] = certs.get("tlsCertificates", [])
-            entry["keyState"] = states.get(name) or {"loadBalancer": name, "state": "NONE", "reported": False}
-            entry["requests"] = await self._requests(name, now)
-            out.append(entry)
-        return out
-
-    async def _requests(self, lb_name: str, now: float) -> dict[str, Any]:
+    def _requests(self, lb_name: str, now: float) -> dict[str, Any]:
         """Requests per minute per status class over the last ``METRIC_MINUTES`` minutes."""
         end = (math.floor(now / 60) + 1) * 60
         start = end - METRIC_MINUTES * 60
-        minutes = [start + 60 * i for i in range(METRIC_MINUTES)]
         series: dict[str, list[float]] = {c: [0.0] * METRIC_MINUTES for c in STATUS_CLASSES}
-        available = "GetLoadBalancerMetricData" in self.operations(LIGHTSAIL)
-        if available:
-            for cls, metrics in STATUS_CLASSES.items():
-                for metric in metrics:
-                    data = await self.read(
-                        LIGHTSAIL,
-                        "GetLoadBalancerMetricData",
-                        {
-                            "loadBalancerName": lb_name,
-                            "metricName": metric,
-                            "period": 60,
-                            "startTime": start,
-                            "endTime": end,
-                            "unit": "Count",
-                            "statistics": ["Sum"],
-                        },
-                    )
-                    for point in (data or {}).get("metricData", []):
-                        i = int((float(point.get("timestamp", 0)) - start) // 60)
-                        if 0 <= i < METRIC_MINUTES:
-                            series[cls][i] += float(point.get("sum", 0))
-        return {"available": available, "minutes": minutes, "series": series}
-
-    def key_states(self) -> dict[str, dict[str, Any]]:
-        """Each data plane's key state by load-balancer name: what the Lightsail service stores, else what
-        was reported to the dashboard directly."""
-        out = {name: rep.to_json() | {"reported": True} for name, rep in self.reports.all().items()}
-        reader = getattr(self._lightsail(), "key_states", None)
-        if callable(reader):
-            try:
-                stored = reader()
-            except Exception:
-                log.exception("reading the data planes' key states failed")
-                stored = {}
-            for name, value in _as_mapping(stored).items():
-                out[name] = _normalize_key_state(name, value)
-        return out
+        for cls, metrics in STATUS_CLASSES.items():
+            for metric in metrics:
+                for point in self.plane.lightsail.metric_data(lb_name, metric, 60, start, end, "Count", ["Sum"]):
+                    i = int((point["timestamp"] - start) // 60)
+                    if 0 <= i < METRIC_MINUTES:
+                        series[cls][i] += point["sum"]
+        return {"minutes": [start + 60 * i for i in range(METRIC_MINUTES)], "series": series}
 
 
-def _grant(g: Mapping[str, Any]) -> dict[str, Any]:
+# == relations ====================================================================================
+
+
+class Relations:
+    """Which load balancer a grant is for, from what Lightsail knows of its load balancers."""
+
+    def __init__(self, views: Sequence[LoadBalancerView]) -> None:
+        self._by_grant = {v.grant_id: v for v in views if v.grant_id}
+        self._by_arn = {v.arn: v for v in views}
+        self._by_principal = {v.principal_arn: v for v in views}
+
+    def grant(self, g: Grant, key_arn: str) -> dict[str, Any]:
+        constraints = {kind: dict(pairs) for kind, pairs in (g.constraints or {}).items()}
+        context = {**constraints.get("EncryptionContextSubset", {}), **constraints.get("EncryptionContextEquals", {})}
+        holder = self._by_grant.get(g.grant_id)
+        lb = holder or self._by_arn.get(context.get(LIGHTSAIL_ARN_CONTEXT, "")) or self._by_principal.get(g.grantee)
+        return {
+            "grantId": g.grant_id,
+            "keyArn": key_arn,
+            "name": g.name,
+            "grantee": g.grantee,
+            "retiringPrincipal": g.retiring,
+            "operations": list(g.operations),
+            "constraints": constraints or None,
+            "creationDate": g.creation_date,
+            "loadBalancer": lb.name if lb is not None else None,
+            "certificateArn": holder.attached_acm_arn if holder is not None else context.get(ACM_ARN_CONTEXT),
+        }
+
+
+def key_state_json(lb_name: str, record: KeyStateRecord | None, certificate_names: Mapping[str, str]) -> dict[str, Any]:
+    """A data plane's key state for the page: ``state`` in capitals (LOADED, WIPED, NONE), the certificate's name
+    on its load balancer, and whether it reported at all."""
+    if record is None:
+        return {"loadBalancer": lb_name, "state": NOT_REPORTED, "reported": False}
     return {
-        "grantId": g.get("GrantId"),
-        "keyArn": g.get("KeyId"),
-        "name": g.get("Name", ""),
-        "grantee": g.get("GranteePrincipal"),
-        "retiringPrincipal": g.get("RetiringPrincipal"),
-        "operations": list(g.get("Operations", [])),
-        "constraints": g.get("Constraints"),
-        "creationDate": g.get("CreationDate"),
+        **record.to_json(),
+        "loadBalancer": lb_name,
+        "state": record.state.upper(),
+        "certificateName": certificate_names.get(record.certificate_arn or ""),
+        "reported": True,
     }
 
 
-def _as_mapping(value: Any) -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, Iterable):
-        out = {}
-        for item in value:
-            d = item if isinstance(item, Mapping) else getattr(item, "__dict__", {})
-            name = d.get("loadBalancer") or d.get("loadBalancerName") or d.get("load_balancer")
-            if name:
-                out[str(name)] = d
-        return out
-    return {}
+def key_state_event(event: Event) -> dict[str, Any]:
+    """A ``loadbalancer.key_state_changed`` event as the page's ``keystate`` event."""
+    name = event.detail["loadBalancerName"]
+    report = KeyStateReport.from_json(event.detail["keyState"])
+    return key_state_json(name, KeyStateRecord.from_report(name, report, event.time), {})
 
 
-def _normalize_key_state(name: str, value: Any) -> dict[str, Any]:
-    d = dict(value) if isinstance(value, Mapping) else dict(getattr(value, "__dict__", {}))
-    state = str(d.get("state") or d.get("keyState") or "NONE").upper()
+def flow(
+    keys: Sequence[Mapping[str, Any]],
+    certificates: Sequence[Mapping[str, Any]],
+    load_balancers: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The story the diagram tells: the certificate in use (else the first), the key that seals it, the grant made
+    for it and the load balancer that decrypts through that grant. With no certificate, a key with grants (a
+    customer's first) and its first grant; with neither, ACM's key."""
+    cert = next((c for c in certificates if c["usedBy"]), certificates[0] if certificates else None)
+    key = next((k for k in keys if cert is not None and k["arn"] == cert["sealedUnder"]), None)
+    grant = None
+    if key is not None and cert is not None:
+        grant = next((g for g in key["grants"] if g["certificateArn"] == cert["arn"]), None)
+    if key is None:
+        granting = [k for k in keys if k["grants"]]
+        key = next((k for k in granting if k["manager"] == "CUSTOMER"), granting[0] if granting else None)
+    if key is None:
+        key = next((k for k in keys if ACM_KEY_ALIAS in k["aliases"]), keys[0] if keys else None)
+    if key is not None and grant is None and cert is None and key["grants"]:
+        grant = key["grants"][0]
+    lb = grant["loadBalancer"] if grant is not None else None
+    if lb is None and cert is not None:
+        lb = next((u["loadBalancer"] for u in cert["usedBy"] if u["loadBalancer"]), None)
+    if lb is None:
+        lb = next((b["name"] for b in load_balancers if b["keyState"]["reported"]), None)
     return {
-        "loadBalancer": name,
-        "state": state,
-        "since": d.get("since"),
-        "fingerprint": d.get("fingerprint") or d.get("certificateFingerprint"),
-        "certificate": d.get("certificate") or d.get("certificateName") or d.get("certificateArn"),
-        "reason": d.get("reason"),
-        "workers": d.get("workers"),
-        "workersExpected": d.get("workersExpected"),
-        "restarts": d.get("restarts"),
-        "lastExit": d.get("lastExit"),
-        "degraded": d.get("degraded"),
-        "reported": True,
+        "keyArn": key["arn"] if key is not None else None,
+        "certificateArn": cert["arn"] if cert is not None else None,
+        "grantId": grant["grantId"] if grant is not None else None,
+        "loadBalancer": lb,
     }
 
 
@@ -618,7 +517,7 @@ async def handle_state(request: web.Request) -> web.Response:
     if not token_matches(_given_token(request), dash.token):
         return _unauthorized()
     return web.Response(
-        body=encode(await dash.snapshot()), content_type="application/json", headers={"Cache-Control": "no-store"}
+        body=encode(dash.snapshot()), content_type="application/json", headers={"Cache-Control": "no-store"}
     )
 
 
@@ -647,7 +546,7 @@ def _sse(event: str, data: Any, event_id: str | None = None) -> bytes:
 
 
 async def handle_events(request: web.Request) -> web.StreamResponse:
-    """Control-plane events (admin view), audit records and key-state reports, as server-sent events.
+    """Control-plane events (admin view), key-state changes and audit records, as server-sent events.
 
     The id is ``EVENT-AUDIT`` (the two positions), so a reconnecting ``EventSource`` resumes where it was;
     a new stream starts now (the page has just fetched a snapshot)."""
@@ -659,29 +558,26 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     last = request.headers.get("Last-Event-ID", "")
     if re.fullmatch(r"\d+-\d+", last):
         after, audit_after = (int(x) for x in last.split("-"))
-    reports_seen = {name: (r.state, r.since) for name, r in dash.reports.all().items()}
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
     await resp.prepare(request)
     await resp.write(b"retry: 1000\n\n")
-    try:
+    with stream_until_disconnect():
         while not dash.closing:
             sent = False
             for ev in plane.events.since(after, plane.admin):
                 after = ev.id
-                await resp.write(_sse("control", ev.to_json(), f"{after}-{audit_after}"))
+                if ev.type == LB_KEY_STATE_CHANGED:
+                    await resp.write(_sse("keystate", key_state_event(ev), f"{after}-{audit_after}"))
+                else:
+                    await resp.write(_sse("control", ev.to_json(), f"{after}-{audit_after}"))
                 sent = True
             after = max(after, plane.events.scanned_until(after))
             for seq, rec in dash.audit.since(audit_after):
                 audit_after = seq
                 await resp.write(_sse("audit", rec, f"{after}-{audit_after}"))
                 sent = True
-            for name, rep in dash.reports.all().items():
-                if reports_seen.get(name) != (rep.state, rep.since):
-                    reports_seen[name] = (rep.state, rep.since)
-                    await resp.write(_sse("keystate", rep.to_json()))
-                    sent = True
             if sent:
                 continue
             waits = [
@@ -696,8 +592,6 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
                 await asyncio.gather(*waits, return_exceptions=True)
             if plane.events.last_id() <= after and not dash.audit.since(audit_after):
                 await resp.write(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
     return resp
 
 

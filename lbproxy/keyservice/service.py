@@ -55,3 +55,17 @@ class KeyService(KeyManagement, AliasOperations, CryptoOperations, GrantOperatio
         self._root = load_root_key(data_dir)
         db.ensure_schema(SCHEMA)
         self._ensure_acm_key()
+
+    # ---------------------------------------------------------------- the control plane's own reads
+
+    def all_keys(self) -> list[Key]:
+        """Every key, oldest first, without authorization (for the control plane's own dashboard)."""
+        rows = self._db.query("SELECT * FROM kms_keys ORDER BY creation_date, key_id")
+        return [self._row_to_key(r) for r in rows]
+
+    def alias_names(self) -> dict[str, list[str]]:
+        """Alias names by key id, in name order, without authorization (for the control plane's own dashboard)."""
+        out: dict[str, list[str]] = {}
+        for r in self._db.query("SELECT name, key_id FROM kms_aliases ORDER BY name"):
+            out.setdefault(r["key_id"], []).append(r["name"])
+        return out

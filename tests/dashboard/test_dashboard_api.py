@@ -1,4 +1,6 @@
-"""The dashboard's HTTP API against a real control plane: token, snapshot, actions, event stream."""
+"""The dashboard's HTTP API against a real control plane: token, snapshot (and the relations it works out),
+actions, event streams; the data plane is a stand-in that reports through the control plane's report endpoint
+as its load balancer's principal."""
 
 from __future__ import annotations
 
@@ -10,8 +12,13 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
+from lbproxy.contract.dataplane import KeyStateReport
 from lbproxy.control import dashboard
+from lbproxy.testing import wait_until
 
 if TYPE_CHECKING:
     from tests.dashboard.conftest import Dash
@@ -76,13 +83,13 @@ def test_page_and_static_files(dash: Dash) -> None:
 
 def test_state_snapshot(dash: Dash) -> None:
     key_id, grant_id, grantee = make_key_and_grant(dash)
-    dash.report_key_state("demo-lb", "loaded", fingerprint="AB:CD", certificate="demo-cert")
     state = dash.state()
 
     keys = {k["keyId"]: k for k in state["keys"]}
     key = keys[key_id]
     assert key["aliases"] == ["alias/dash-test"] and key["manager"] == "CUSTOMER" and key["state"] == "Enabled"
-    assert key["rotation"] is False and key["description"] == "dashboard test"
+    assert key["rotation"] is False and key["nextRotation"] is None and key["description"] == "dashboard test"
+    assert key["deletionDate"] is None and key["creationDate"] == pytest.approx(dash.ct.clock.time())
     [grant] = key["grants"]
     assert grant == {
         "grantId": grant_id,
@@ -93,19 +100,30 @@ def test_state_snapshot(dash: Dash) -> None:
         "operations": ["Decrypt", "DescribeKey"],
         "constraints": {"EncryptionContextEquals": {"aws:lightsail:arn": "arn:aws:lightsail:lb/demo"}},
         "creationDate": grant["creationDate"],
+        # A role that is no load balancer's, a context that names none and no certificate: related to nothing.
+        "loadBalancer": None,
+        "certificateArn": None,
     }
     acm_key = next(k for k in state["keys"] if "alias/aws/acm" in k["aliases"])
-    assert acm_key["manager"] == "AWS" and acm_key["rotation"] is True
+    assert acm_key["manager"] == "AWS" and acm_key["rotation"] is True and acm_key["nextRotation"] > 0
+    # No certificate: the diagram tells the customer key's grant.
+    assert state["flow"] == {"keyArn": key["arn"], "certificateArn": None, "grantId": grant_id, "loadBalancer": None}
 
-    [dp] = state["dataPlanes"]
-    assert dp["loadBalancer"] == "demo-lb" and dp["state"] == "LOADED" and dp["fingerprint"] == "AB:CD"
-    assert dp["certificate"] == "demo-cert" and dp["reported"] is True
-    assert "TrentService" in state["services"] and "RevokeGrant" in state["operations"]["TrentService"]
     events = [r["eventName"] for r in state["audit"]]
     assert events[-3:] == ["CreateKey", "CreateAlias", "CreateGrant"]
     assert state["eventId"] > 0 and state["auditSeq"] >= 3
     # Reading the snapshot is not an action: no audit records for it.
     assert [r["eventName"] for r in dash.state()["audit"]] == events
+
+
+def test_state_of_a_new_control_plane(dash: Dash) -> None:
+    """Nothing but ACM's key, which every control plane makes on its first start."""
+    state = dash.state()
+    [acm_key] = state["keys"]
+    assert acm_key["aliases"] == ["alias/aws/acm"] and acm_key["manager"] == "AWS" and acm_key["grants"] == []
+    assert state["certificates"] == [] and state["loadBalancers"] == [] and state["audit"] == []
+    assert state["flow"] == {"keyArn": acm_key["arn"], "certificateArn": None, "grantId": None, "loadBalancer": None}
+    assert state["region"] == dash.ct.settings.region and state["generatedAt"] == dash.ct.clock.time()
 
 
 def test_call_revokes_grant_and_audits_it(dash: Dash) -> None:
@@ -184,8 +202,10 @@ def test_key_material_is_refused(dash: Dash) -> None:
     assert dash.state()["audit"][-1]["errorCode"] == "AccessDeniedException"
 
 
-def test_event_stream_pushes_events_and_audit(dash: Dash) -> None:
-    key_id, grant_id, _ = make_key_and_grant(dash)
+def test_event_stream_pushes_events_audit_and_key_states(dash: Dash) -> None:
+    dash.ct.client("lightsail").create_load_balancer(loadBalancerName="demo-lb", instancePort=80)
+    key_id, grant_id, _ = make_key_and_grant(dash, role="demo-lb")  # a grant for the load balancer's principal
+    assert next(k for k in dash.state()["keys"] if k["keyId"] == key_id)["grants"][0]["loadBalancer"] == "demo-lb"
     req = urllib.request.Request(f"{dash.ct.url}/dashboard/api/events?token={dash.token}")
     resp = urllib.request.urlopen(req, timeout=10)
     assert resp.headers["Content-Type"].startswith("text/event-stream")
@@ -208,32 +228,61 @@ def test_event_stream_pushes_events_and_audit(dash: Dash) -> None:
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     assert dash.call("TrentService.RevokeGrant", {"KeyId": key_id, "GrantId": grant_id}).status == 200
-    dash.report_key_state("demo-lb", "WIPED")
+    # The data plane learns of it on its own event stream and reports that its key is gone.
+    dp = dash.data_plane("demo-lb")
+    assert [e["type"] for e in dp.events(after=0, want=3)] == ["loadbalancer.created", "grant.created", "grant.revoked"]
+    dp.report(key_state=KeyStateReport(state="wiped", since=dash.ct.clock.time()))
     assert done.wait(10), got
     resp.close()
     control = [d for e, d in got if e == "control"]
     assert control[0]["type"] == "grant.revoked" and control[0]["detail"]["grantId"] == grant_id
     audit = [d for e, d in got if e == "audit"]
     assert audit[0]["eventName"] == "RevokeGrant" and audit[0]["userAgent"] == "lbproxy-dashboard"
-    keystate = [d for e, d in got if e == "keystate"]
-    assert keystate[0]["state"] == "WIPED" and keystate[0]["loadBalancer"] == "demo-lb"
+    [keystate] = [d for e, d in got if e == "keystate"]
+    assert keystate["state"] == "WIPED" and keystate["loadBalancer"] == "demo-lb" and keystate["reported"] is True
+    assert not [d for d in control if d["type"] == "loadbalancer.key_state_changed"]  # (sent as keystate only)
 
 
-def test_state_without_optional_services(dash: Dash) -> None:
-    state = dash.state()
-    # Only what is registered is read; the rest is empty, never an error.
-    if "CertificateManager" not in state["services"]:
-        assert state["certificates"] == []
-    if "Lightsail_20161128" not in state["services"]:
-        assert state["loadBalancers"] == []
-    assert state["dataPlanes"] == []
+def _stream(dash: Dash, path: str) -> Any:
+    """Open an event stream (the control plane's, signed as the admin; or the dashboard's, with its token)."""
+    if path == "/events":
+        admin = dash.ct.admin
+        signed = AWSRequest(method="GET", url=dash.ct.url + path)
+        SigV4Auth(Credentials(admin.access_key_id, admin.secret_access_key), "lbproxy", "us-east-1").add_auth(signed)
+        headers = dict(signed.prepare().headers)
+    else:
+        headers = {dashboard.TOKEN_HEADER: dash.token}
+    resp = urllib.request.urlopen(urllib.request.Request(dash.ct.url + path, headers=headers), timeout=10)
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    return resp
+
+
+@pytest.mark.parametrize("path", ["/events", "/dashboard/api/events"])
+def test_an_event_stream_is_cancelled_with_its_task(dash: Dash, path: str) -> None:
+    """A cancelled handler task (what aiohttp does to a handler still running at shutdown) ends cancelled: its
+    stream does not swallow the ``CancelledError`` and carry on as if the client had gone."""
+    resp = _stream(dash, path)
+    wait_until("the stream's request", lambda: dash.streams)
+    task = dash.streams[-1].task
+    dash.ct.call(task.cancel)
+    wait_until("the handler's task to end", lambda: dash.ct.call(task.done), timeout=5)
+    assert dash.ct.call(task.cancelled)
+    resp.close()
+
+
+@pytest.mark.parametrize("path", ["/events", "/dashboard/api/events"])
+def test_an_event_stream_ends_when_its_client_goes(dash: Dash, path: str) -> None:
+    resp = _stream(dash, path)
+    wait_until("the stream's request", lambda: dash.streams)
+    task = dash.streams[-1].task
+    resp.close()
+    # Something to send (an event): the write finds the connection gone.
+    dash.ct.client("lightsail").create_load_balancer(loadBalancerName="lb-1", instancePort=80)
+    wait_until("the handler's task to end", lambda: dash.ct.call(task.done), timeout=10)
+    assert not dash.ct.call(task.cancelled) and dash.ct.call(task.exception) is None
 
 
 def test_load_balancer_state_and_actions(dash: Dash) -> None:
-    plane = dash.ct.plane
-    assert plane is not None
-    if "Lightsail_20161128" not in plane.services:
-        pytest.skip("this control plane has no Lightsail API")
     key_id, grant_id = dash.set_up_demo("demo-lb")
     state = dash.state()
     [lb] = state["loadBalancers"]
@@ -243,13 +292,30 @@ def test_load_balancer_state_and_actions(dash: Dash) -> None:
     }
     assert health["web-1"] == ("healthy", None) and health["web-3"] == ("unhealthy", "Instance.ResponseCodeMismatch")
     assert [c["name"] for c in lb["tlsCertificates"] if c["isAttached"]] == ["demo-cert"]
-    assert lb["keyState"]["state"] == "LOADED"
+    assert lb["keyState"]["state"] == "LOADED" and lb["keyState"]["certificateName"] == "demo-cert"
     series = lb["requests"]["series"]
-    assert lb["requests"]["available"] and sum(series["2xx"]) == 4 * 52 and sum(series["5xx"]) == 4 * 3
+    assert sum(series["2xx"]) == 4 * 52 and sum(series["4xx"]) == 4 * 5 and sum(series["5xx"]) == 4 * 3
+    assert len(lb["requests"]["minutes"]) == dashboard.METRIC_MINUTES
+
+    # How they relate, worked out on the server: the certificate, the key that seals it, the grant made for it.
     [cert] = state["certificates"]
     acm_key = next(k for k in state["keys"] if k["keyId"] == key_id)
-    assert cert["sealedUnder"] == acm_key["arn"] and cert["inUseBy"] == [lb["arn"]] and cert["status"] == "ISSUED"
-    assert [g["grantId"] for g in acm_key["grants"]] == [grant_id]
+    assert cert["sealedUnder"] == acm_key["arn"] and cert["sealedUnderAliases"] == ["alias/aws/acm"]
+    assert cert["inUseBy"] == [lb["arn"]] and cert["usedBy"] == [{"arn": lb["arn"], "loadBalancer": "demo-lb"}]
+    assert cert["status"] == "ISSUED" and cert["domain"] == "demo.lbproxy.test"
+    [grant] = acm_key["grants"]
+    assert (
+        grant["grantId"] == grant_id and grant["loadBalancer"] == "demo-lb" and grant["certificateArn"] == cert["arn"]
+    )
+    assert (lb["certificateArn"], lb["grantId"], lb["keyArn"]) == (cert["arn"], grant_id, acm_key["arn"])
+    assert lb["tlsCertificates"][0]["acmCertificateArn"] == cert["arn"]
+    assert lb["keyState"]["certificateArn"] == cert["arn"]
+    assert state["flow"] == {
+        "keyArn": acm_key["arn"],
+        "certificateArn": cert["arn"],
+        "grantId": grant_id,
+        "loadBalancer": "demo-lb",
+    }
 
     # Toggle HTTPS redirect, as the button does.
     reply = dash.call(
@@ -260,25 +326,58 @@ def test_load_balancer_state_and_actions(dash: Dash) -> None:
     assert dash.state()["loadBalancers"][0]["httpsRedirectionEnabled"] is True
 
     # Detach (lbproxy's extension): the certificate stays, the grant is retired.
-    assert "DetachLoadBalancerTlsCertificate" in state["operations"]["lbproxy"]
     reply = dash.call(
         "lbproxy.DetachLoadBalancerTlsCertificate", {"loadBalancerName": "demo-lb", "certificateName": "demo-cert"}
     )
     assert reply.status == 200, reply.body
     after = dash.state()
-    assert [c["isAttached"] for c in after["loadBalancers"][0]["tlsCertificates"]] == [False]
+    [lb] = after["loadBalancers"]
+    assert [c["isAttached"] for c in lb["tlsCertificates"]] == [False]
+    assert (lb["certificateArn"], lb["grantId"], lb["keyArn"]) == (None, None, None)
     assert next(k for k in after["keys"] if k["keyId"] == key_id)["grants"] == []
+    assert after["certificates"][0]["usedBy"] == [] and after["flow"]["grantId"] is None
     rec = after["audit"][-1]
     assert rec["eventName"] == "lbproxy:DetachLoadBalancerTlsCertificate" and rec["userAgent"] == "lbproxy-dashboard"
     again = dash.call(
         "lbproxy.DetachLoadBalancerTlsCertificate", {"loadBalancerName": "demo-lb", "certificateName": "demo-cert"}
     )
     assert again.status == 400 and again.body["__type"] == "InvalidInputException"
+    unknown = dash.call("lbproxy.DeleteEverything", {})
+    assert unknown.status == 400 and unknown.body["__type"] == "UnknownOperationException"
 
-    # And attach it again.
+    # And attach it again: a new grant, related as the first one was.
     reply = dash.call(
         "Lightsail_20161128.AttachLoadBalancerTlsCertificate",
         {"loadBalancerName": "demo-lb", "certificateName": "demo-cert"},
     )
     assert reply.status == 200, reply.body
-    assert len(next(k for k in dash.state()["keys"] if k["keyId"] == key_id)["grants"]) == 1
+    again_state = dash.state()
+    [new_grant] = next(k for k in again_state["keys"] if k["keyId"] == key_id)["grants"]
+    assert new_grant["grantId"] != grant_id and new_grant["loadBalancer"] == "demo-lb"
+    assert again_state["loadBalancers"][0]["grantId"] == new_grant["grantId"]
+
+
+def test_key_state_shows_the_worker_processes_as_reported(dash: Dash) -> None:
+    dash.ct.client("lightsail").create_load_balancer(loadBalancerName="quiet-lb", instancePort=80)
+    dash.set_up_demo(
+        "demo-lb",
+        workers=1,
+        workers_expected=2,
+        restarts=3,
+        last_exit="worker 2 (pid 4242) killed by SIGKILL",
+        degraded="1 of 2 workers serving; next attempt in 2.0s",
+    )
+    lbs = {lb["name"]: lb for lb in dash.state()["loadBalancers"]}
+    # A data plane that never reported: no key, and said so.
+    assert lbs["quiet-lb"]["keyState"] == {"loadBalancer": "quiet-lb", "state": "NONE", "reported": False}
+    shown = lbs["demo-lb"]["keyState"]
+    assert (shown["state"], shown["workers"], shown["workersExpected"], shown["restarts"]) == ("LOADED", 1, 2, 3)
+    assert shown["lastExit"] == "worker 2 (pid 4242) killed by SIGKILL"
+    assert shown["degraded"] == "1 of 2 workers serving; next attempt in 2.0s"
+    assert len(shown["fingerprint"]) == 64 and shown["serial"] and shown["reportedAt"] == dash.ct.clock.time()
+
+    # Healed: the next report says so.
+    dp = dash.data_plane("demo-lb")
+    dp.report(key_state=dp.loaded(dash.ct.clock.time(), workers=2, workers_expected=2, restarts=3))
+    shown = next(lb for lb in dash.state()["loadBalancers"] if lb["name"] == "demo-lb")["keyState"]
+    assert (shown["state"], shown["workers"], shown["degraded"], shown["restarts"]) == ("LOADED", 2, None, 3)

@@ -1,5 +1,7 @@
 // lbproxy dashboard: one snapshot (GET /dashboard/api/state) rendered into cards, refreshed on every
 // server-sent event; every button calls the AWS API through POST /dashboard/api/call.
+// The server relates things (which grant is for which certificate and load balancer, which key seals which
+// certificate, what the diagram shows: state.flow); the page looks them up by name or ARN and draws them.
 // No framework, no build step, no third-party code. Data goes into the page as text nodes only.
 "use strict";
 
@@ -200,21 +202,8 @@
 
   // -- reading the snapshot --------------------------------------------------------------------
 
-  function lbByArn(arn) {
-    return (state.loadBalancers || []).find((lb) => lb.arn === arn);
-  }
-
-  function dataPlaneFor(name) {
-    return (state.dataPlanes || []).find((d) => d.loadBalancer === name);
-  }
-
-  // The load balancer a grant is for: the Lightsail ARN in its constraint, else its grantee's role name.
-  function grantTarget(grant) {
-    const ctx = (grant.constraints && (grant.constraints.EncryptionContextEquals || grant.constraints.EncryptionContextSubset)) || {};
-    const lb = ctx["aws:lightsail:arn"] ? lbByArn(ctx["aws:lightsail:arn"]) : null;
-    if (lb) return lb.name;
-    const role = (grant.grantee || "").match(/:role\/(.+)$/);
-    return role ? role[1] : principalName(grant.grantee);
+  function lbNamed(name) {
+    return state.loadBalancers.find((lb) => lb.name === name) || null;
   }
 
   function keyLabel(key) {
@@ -230,24 +219,15 @@
     return badge(st, "warn", { "data-keystate": st });
   }
 
-  // The story to draw: the certificate in use (or any), its master key, the grant for its load balancer.
+  // The story to draw, as the server worked it out (state.flow): the certificate in use, the key that seals
+  // it, the grant made for it, the load balancer that decrypts through that grant.
   function story() {
-    const keys = state.keys || [];
-    const certs = state.certificates || [];
-    const cert = certs.find((c) => c.inUseBy && c.inUseBy.length) || certs[0] || null;
-    let key = cert ? keys.find((k) => k.arn === cert.sealedUnder) : null;
-    let grant = null;
-    if (key && cert) grant = key.grants.find((g) => JSON.stringify(g.constraints || {}).includes(cert.arn)) || null;
-    if (!key) key = keys.find((k) => k.grants.length && k.manager === "CUSTOMER") || keys.find((k) => k.grants.length) || null;
-    if (!key) key = keys.find((k) => (k.aliases || []).includes("alias/aws/acm")) || keys[0] || null;
-    if (key && !grant && !cert) grant = key.grants[0] || null;
-    let lbName = grant ? grantTarget(grant) : null;
-    if (!lbName && cert && cert.inUseBy && cert.inUseBy.length) {
-      const lb = lbByArn(cert.inUseBy[0]);
-      lbName = lb ? lb.name : shortArn(cert.inUseBy[0]);
-    }
-    if (!lbName && (state.dataPlanes || []).length) lbName = state.dataPlanes[0].loadBalancer;
-    return { cert, key, grant, lbName, dataPlane: lbName ? dataPlaneFor(lbName) : null };
+    const f = state.flow;
+    const key = state.keys.find((k) => k.arn === f.keyArn) || null;
+    const cert = state.certificates.find((c) => c.arn === f.certificateArn) || null;
+    const grant = key ? key.grants.find((g) => g.grantId === f.grantId) || null : null;
+    const lb = f.loadBalancer ? lbNamed(f.loadBalancer) : null;
+    return { cert, key, grant, lbName: f.loadBalancer, dataPlane: lb ? lb.keyState : null };
   }
 
   // -- rendering -------------------------------------------------------------------------------
@@ -337,7 +317,7 @@
 
   function renderKeys() {
     const el = document.getElementById("keys");
-    const keys = state.keys || [];
+    const keys = state.keys;
     if (!keys.length) {
       el.replaceChildren(empty("No keys."));
       return;
@@ -381,6 +361,7 @@
         h("div", {}, g.name || "(unnamed)"),
         h("div", { class: "mono dim", title: g.grantId }, g.grantId.slice(0, 12) + "…"),
         g.retiringPrincipal ? h("div", { class: "dim" }, "retired by " + principalName(g.retiringPrincipal)) : null,
+        g.loadBalancer ? h("div", { class: "dim", "data-grant-load-balancer": g.loadBalancer }, "for load balancer " + g.loadBalancer) : null,
       ),
       h("td", { class: "mono" }, principalName(g.grantee)),
       h("td", {}, g.operations.map((op) => badge(op, "muted"))),
@@ -412,19 +393,13 @@
 
   function renderCerts() {
     const el = document.getElementById("certs");
-    const certs = state.certificates || [];
-    if (!(state.services || []).includes("CertificateManager")) {
-      el.replaceChildren(empty("The certificate manager is not running in this control plane."));
-      return;
-    }
+    const certs = state.certificates;
     if (!certs.length) {
       el.replaceChildren(empty("No certificates."));
       return;
     }
-    const keyByArn = Object.fromEntries((state.keys || []).map((k) => [k.arn, k]));
     el.replaceChildren(
       ...certs.map((c) => {
-        const key = keyByArn[c.sealedUnder];
         return h(
           "div",
           { class: "item", "data-certificate": c.arn },
@@ -433,8 +408,8 @@
             ["Names", (c.names || []).join(", ")],
             ["Expires", time(c.notAfter)],
             ["Key", c.keyAlgorithm],
-            ["Sealed under", key ? keyLabel(key) : shortArn(c.sealedUnder)],
-            ["In use by", (c.inUseBy || []).map((a) => (lbByArn(a) || {}).name || shortArn(a)).join(", ") || "nothing"],
+            ["Sealed under", c.sealedUnderAliases[0] || shortArn(c.sealedUnder)],
+            ["In use by", c.usedBy.map((u) => u.loadBalancer || shortArn(u.arn)).join(", ") || "nothing"],
           ]),
         );
       }),
@@ -443,16 +418,9 @@
 
   function renderLoadBalancers() {
     const el = document.getElementById("lbs");
-    const lbs = state.loadBalancers || [];
+    const lbs = state.loadBalancers;
     if (!lbs.length) {
-      const dps = state.dataPlanes || [];
-      const note = (state.services || []).includes(LIGHTSAIL) ? "No load balancers yet." : "The Lightsail API is not running in this control plane.";
-      el.replaceChildren(
-        empty(note),
-        ...dps.map((d) =>
-          h("div", { class: "item", "data-dataplane": d.loadBalancer }, h("div", { class: "item-head" }, h("strong", {}, d.loadBalancer), keyStateBadge(d)), keyStateLines(d)),
-        ),
-      );
+      el.replaceChildren(empty("No load balancers yet."));
       return;
     }
     el.replaceChildren(...lbs.map(renderLoadBalancer));
@@ -461,9 +429,8 @@
   function keyStateLines(d) {
     return kv([
       ["Key state since", d && d.since ? time(d.since) : ""],
-      ["Certificate", d && d.certificate ? shortArn(d.certificate) : ""],
+      ["Certificate", d && (d.certificateName || shortArn(d.certificateArn))],
       ["Fingerprint", d && d.fingerprint ? h("span", { class: "mono small" }, d.fingerprint) : ""],
-      ["Reason", d && d.reason],
       ["Workers", d && d.workersExpected ? d.workers + " of " + d.workersExpected + " serving" : ""],
       ["Degraded", d && d.degraded ? h("span", { class: "warn-text", "data-degraded-reason": "" }, d.degraded) : ""],
       ["Worker restarts", d && d.restarts ? String(d.restarts) + (d.lastExit ? " (last: " + d.lastExit + ")" : "") : ""],
@@ -471,14 +438,13 @@
   }
 
   function renderLoadBalancer(lb) {
-    const ops = (state.operations || {})[LIGHTSAIL] || [];
     const attrs = lb.configurationOptions || {};
     const redirect = lb.httpsRedirectionEnabled === true || attrs.HttpsRedirectionEnabled === "true";
     const ports = lb.publicPorts || [];
     const listeners = [h("span", { class: "listener" }, "HTTP :" + (ports.includes(80) ? 80 : ports[0] || 80) + " → instances :" + (lb.instancePort || "?"))];
     if (ports.includes(443)) listeners.push(h("span", { class: "listener" }, "HTTPS :443 (TLS terminated here)"));
-    const certs = lb.tlsCertificates || [];
-    const dp = lb.keyState || dataPlaneFor(lb.name);
+    const certs = lb.tlsCertificates;
+    const dp = lb.keyState;
     return h(
       "div",
       { class: "lb", "data-load-balancer": lb.name },
@@ -536,7 +502,7 @@
           h("h3", {}, "Instances"),
           renderInstances(lb),
           h("h3", {}, "TLS certificates"),
-          certs.length ? h("ul", { class: "plain" }, certs.map((c) => certLine(lb, c, ops))) : empty("None."),
+          certs.length ? h("ul", { class: "plain" }, certs.map((c) => certLine(lb, c))) : empty("None."),
         ),
         h("div", {}, h("h3", {}, "Requests per minute"), chart(lb.requests)),
       ),
@@ -566,47 +532,29 @@
     );
   }
 
-  function certLine(lb, c, ops) {
+  function certLine(lb, c) {
     const attached = !!c.isAttached;
-    const buttons = [];
-    if (!attached && ops.includes("AttachLoadBalancerTlsCertificate")) {
-      buttons.push(
-        h(
-          "button",
-          {
-            "data-action": "attach",
-            onclick: (ev) =>
-              call(LIGHTSAIL + ".AttachLoadBalancerTlsCertificate", { loadBalancerName: lb.name, certificateName: c.name }, "Attach certificate", ev.currentTarget),
-          },
-          "Attach",
-        ),
-      );
-    }
-    const ext = (state.operations || {}).lbproxy || [];
-    if (attached && (ext.includes("DetachLoadBalancerTlsCertificate") || ops.includes("DeleteLoadBalancerTlsCertificate"))) {
-      // lbproxy's detach keeps the certificate; Lightsail itself can only delete it (force) to detach it.
-      const keep = ext.includes("DetachLoadBalancerTlsCertificate");
-      buttons.push(
-        h(
+    const params = { loadBalancerName: lb.name, certificateName: c.name };
+    // lbproxy's detach keeps the certificate (Lightsail itself detaches only by deleting it or attaching another).
+    const buttons = attached
+      ? h(
           "button",
           {
             class: "danger",
             "data-action": "detach",
-            title: keep ? "detach (lbproxy extension): the grant is retired" : "DeleteLoadBalancerTlsCertificate with force: the grant is retired",
-            onclick: (ev) =>
-              keep
-                ? call("lbproxy.DetachLoadBalancerTlsCertificate", { loadBalancerName: lb.name, certificateName: c.name }, "Detach certificate", ev.currentTarget)
-                : call(
-                    LIGHTSAIL + ".DeleteLoadBalancerTlsCertificate",
-                    { loadBalancerName: lb.name, certificateName: c.name, force: true },
-                    "Delete certificate",
-                    ev.currentTarget,
-                  ),
+            title: "detach (lbproxy extension): the grant is retired",
+            onclick: (ev) => call("lbproxy.DetachLoadBalancerTlsCertificate", params, "Detach certificate", ev.currentTarget),
           },
-          keep ? "Detach" : "Delete (detach)",
-        ),
-      );
-    }
+          "Detach",
+        )
+      : h(
+          "button",
+          {
+            "data-action": "attach",
+            onclick: (ev) => call(LIGHTSAIL + ".AttachLoadBalancerTlsCertificate", params, "Attach certificate", ev.currentTarget),
+          },
+          "Attach",
+        );
     return h(
       "li",
       { "data-tls-certificate": c.name },
@@ -623,7 +571,6 @@
 
   // A stacked bar per minute (2xx/3xx/4xx/5xx), inline SVG.
   function chart(req) {
-    if (!req || !req.available) return empty("No metrics from this control plane.");
     const W = 300;
     const H = 110;
     const pad = { l: 28, r: 4, t: 8, b: 18 };
@@ -696,7 +643,7 @@
 
   function renderAudit() {
     const el = document.getElementById("audit");
-    const recs = (state.audit || []).slice().reverse();
+    const recs = state.audit.slice().reverse();
     el.replaceChildren(...(recs.length ? recs.map(auditLine) : [h("li", { class: "empty" }, "No API calls yet.")]));
   }
 
