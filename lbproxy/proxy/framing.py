@@ -1,32 +1,36 @@
 """Strict HTTP/1.1 request framing: the request head and chunked bodies, bytes in, values out (sans-IO).
 
-Why not httptools for requests: design.md lists what httptools (and h11) wrongly accept from a client: a
-missing or duplicate Host, a double space in the request line, absolute-form and ``GET *``,
+Why not httptools for requests: llhttp (httptools) and h11 accept from a client what a front proxy must
+refuse: a missing or duplicate Host, a double space in the request line, absolute-form and ``GET *``,
 ``Transfer_Encoding``, oversized heads arriving in one read; llhttp also cannot be stopped between
 pipelined requests, so a per-head check on top of it would miss the second request of a read. A front
 proxy must refuse ambiguous framing before anything is forwarded, so the request side is parsed here.
 Responses from instances are parsed by httptools (``upstream.py``).
 
-Speed (measured: a wrk head 2.7 -> ~2.3 us, a 480-byte browser head 15 -> ~9 us; opcodes per proxied
-request 1223 -> ~950): every step is a C-level call over the raw bytes, never a Python loop over all lines.
-One compiled regex validates the whole head's grammar (linear, no backtracking); then ``bytes.find``
-locates Host, and one ``search`` loop over the lower-cased head visits only the few lines that need work
-(framing, hop-by-hop, X-Forwarded-*). Everything else is forwarded as a *slice* of the raw head
-(``RequestHead.prefix``): the upstream head is ``prefix`` plus a per-connection constant, not a
-re-serialisation. A head with nothing special (wrk, curl, most API clients) leaves through an early return.
+Speed (measured in bench/README.md): every step is a C-level call over the raw bytes, never a Python loop
+over all lines, because a parse runs for every new head a client sends and the interpreter's per-line
+work would dominate it. One compiled regex validates the whole head's grammar (linear, no backtracking);
+then ``bytes.find`` locates Host, and one ``search`` loop over the lower-cased head visits only the few
+lines that need work (framing, hop-by-hop, X-Forwarded-*). Everything else is forwarded as a *slice* of
+the raw head (``RequestHead.prefix``): the upstream head is ``prefix`` plus a per-connection constant, not
+a re-serialisation. A head with nothing special (wrk, curl, most API clients) leaves through an early
+return after the regex, the Host ``find`` and one failed ``search``; the named steps below run only for
+the others (HAProxy's ``h1.c`` also gives each framing header its own function).
 
 Parts:
 - ``find_head_end`` / ``check_partial_head``: where a head ends in a buffer; limits (414/431) and bare LF
   while it is still incomplete.
-- ``parse_request_head``: one head -> ``RequestHead`` or ``FramingError(status, reason)``. Rules (after
-  RFC 9112 and AWS's ``http_desync_guardian`` that ALB uses): request line ``METHOD SP target SP
-  HTTP/1.x`` with single spaces; CRLF line ends only (bare LF, bare CR, NUL -> 400); no obs-fold; header
-  names are tokens; names that normalise to ``content-length``/``transfer-encoding`` (``Transfer_Encoding``)
-  -> 400; Content-Length and Transfer-Encoding together -> 400; more than one Content-Length -> 400;
-  Transfer-Encoding other than ``chunked`` (or on HTTP/1.0) -> 400/501; HTTP/1.1 without exactly one Host
-  -> 400; absolute-form only when it names the same authority as Host (rewritten to origin-form);
-  asterisk-form only for OPTIONS; CONNECT -> 405; ``Expect`` other than ``100-continue`` -> 417; a ``#``
-  in the request-target (a fragment is never sent) -> 400.
+- ``parse_request_head``: one head -> ``RequestHead`` or ``FramingError(status, reason)``, in steps:
+  ``_scan`` (grammar, limits), Host and the fast path, ``_special_lines``, ``_framing_headers``,
+  ``_connection_tokens``, ``_assemble``. Rules (after RFC 9112 and AWS's ``http_desync_guardian`` that
+  ALB uses): request line ``METHOD SP target SP HTTP/1.x`` with single spaces; CRLF line ends only (bare
+  LF, bare CR, NUL -> 400); no obs-fold; header names are tokens; names that normalise to
+  ``content-length``/``transfer-encoding`` (``Transfer_Encoding``) -> 400; Content-Length and
+  Transfer-Encoding together -> 400; more than one Content-Length -> 400; Transfer-Encoding other than
+  ``chunked`` (or on HTTP/1.0) -> 400/501; HTTP/1.1 without exactly one Host -> 400; absolute-form only
+  when it names the same authority as Host (rewritten to origin-form); asterisk-form only for OPTIONS;
+  CONNECT -> 405; ``Expect`` other than ``100-continue`` -> 417; a ``#`` in the request-target (a
+  fragment is never sent) -> 400.
 - Hop-by-hop (RFC 9110 7.6.1): ``Connection``, ``Keep-Alive``, ``TE``, ``Trailer``, ``Proxy-*``,
   ``Upgrade`` and ``HTTP2-Settings`` are never forwarded as sent, and neither is a header the client names in
   ``Connection`` (``Connection: X-Foo`` or ``Cookie``: dropped). Except a header that frames or routes the
@@ -209,9 +213,64 @@ def check_partial_head(buf: bytes | bytearray, max_request_line: int, max_header
 def parse_request_head(
     head: bytes, max_request_line: int = 16384, max_header_bytes: int = 65536, max_header_count: int = 100
 ) -> RequestHead:
-    """Parse and police one complete head (``head`` ends with the blank line)."""
-    n = len(head)
-    if n > max_header_bytes:
+    """Parse and police one complete head (``head`` ends with the blank line).
+
+    The steps: ``_scan`` (the grammar and the limits), Host, then either a fast path (nothing else to act
+    on: the prefix is one slice) or ``_special_lines`` (the few lines that need work), ``_framing_headers``
+    (Content-Length, Transfer-Encoding), the Host value, ``_connection_tokens`` (persistence, hop-by-hop
+    names, the upgrade) and ``_assemble`` (the request line and the lines forwarded). The order of the
+    checks decides which error a head with several faults gets, and is kept.
+    """
+    line_end = _scan(head, max_request_line, max_header_bytes, max_header_count)
+    method, target, version = head[:line_end].split(b" ")
+    http10 = version == b"HTTP/1.0"
+    request = RequestHead(method, http10, len(head))
+    lower = head.lower()
+    # Host, in every request: found with ``find`` rather than by the special-lines search.
+    host_at = lower.find(b"\r\nhost:", line_end)
+    if host_at >= 0:
+        host_at += 7
+        request.host = head[host_at : head.find(b"\r\n", host_at)].strip(b" \t")
+        if lower.find(b"\r\nhost:", host_at) >= 0:
+            raise FramingError(400, "more than one Host")
+    special = _SPECIAL_RE.search(lower, line_end)
+    if host_at >= 0 and not http10 and target[:1] == b"/":
+        host: bytes = request.host  # type: ignore[assignment]
+        if special is None:
+            # Fast path (wrk, curl, most API clients): origin-form HTTP/1.1, a Host, nothing else to act
+            # on. No body framing, persistent, and forwarded as it came: the prefix is one slice.
+            if host not in _HOST_OK:  # (the memo inline: no call for a host seen before)
+                _check_host(host)
+            request.target = target
+            request.prefix = head[:-4]
+            return request
+        if special.group(1) == _CONNECTION:
+            # Nearly as common (a client closing after this request): the same, less that one line,
+            # when its value is a single ``close``/``keep-alive`` and no other line needs work.
+            stop = head.find(b"\r\n", special.end())
+            value = lower[special.end() : stop].strip(b" \t")
+            if (value == b"close" or value == b"keep-alive") and _SPECIAL_RE.search(lower, stop) is None:
+                if host not in _HOST_OK:
+                    _check_host(host)
+                request.target = target
+                request.keep_alive = value != b"close"
+                request.prefix = head[: special.start()] + head[stop:-4]
+                return request
+    drops, tokens, transfer_encoding, content_length = _special_lines(request, head, lower, special)
+    restated = _framing_headers(request, transfer_encoding, content_length)
+    if request.host is not None:
+        _check_host(request.host)
+    elif not http10:
+        raise FramingError(400, "missing Host")
+    dropped_names = _connection_tokens(request, tokens)
+    _assemble(request, head, method, target, line_end, drops, restated, dropped_names)
+    return request
+
+
+def _scan(head: bytes, max_request_line: int, max_header_bytes: int, max_header_count: int) -> int:
+    """The whole head's grammar (one regex) and the size limits; returns where the request line ends."""
+    size = len(head)
+    if size > max_header_bytes:
         raise FramingError(431, "request header fields too large")
     if _HEAD_RE.fullmatch(head) is None:
         raise FramingError(400, _diagnose(head))
@@ -219,84 +278,67 @@ def parse_request_head(
     if line_end > max_request_line:
         raise FramingError(414, "request line too long")
     # A header line takes at least 4 bytes (``a:`` CRLF): a short head cannot hold too many; skip the count.
-    if n > 4 * max_header_count and head.count(b"\r\n") - 2 > max_header_count:
+    if size > 4 * max_header_count and head.count(b"\r\n") - 2 > max_header_count:
         raise FramingError(431, "too many header fields")
-    method, target, version = head[:line_end].split(b" ")
-    http10 = version == b"HTTP/1.0"
-    req = RequestHead(method, http10, n)
-    end = n - 4  # where the last header line ends
-    lower = head.lower()
-    find = head.find
-    host_count = 0
-    pos = lower.find(b"\r\nhost:", line_end)
-    if pos >= 0:
-        host_count = 1
-        pos += 7
-        req.host = head[pos : find(b"\r\n", pos)].strip(b" \t")
-        if lower.find(b"\r\nhost:", pos) >= 0:
-            raise FramingError(400, "more than one Host")
-    m = _SPECIAL_RE.search(lower, line_end)
-    if not http10 and target[:1] == b"/" and host_count:
-        if m is None:
-            # Fast path (wrk, curl, most API clients): origin-form HTTP/1.1, a Host, nothing else to act
-            # on. No body framing, persistent, and forwarded as it came: the prefix is one slice.
-            _check_host(req.host)  # type: ignore[arg-type]
-            req.target = target
-            req.prefix = head[:end]
-            return req
-        if m.group(1) == _CONNECTION:
-            # Nearly as common (a client closing after this request): the same, less that one line,
-            # when its value is a single ``close``/``keep-alive`` and no other line needs work.
-            stop = find(b"\r\n", m.end())
-            value = lower[m.end() : stop].strip(b" \t")
-            if (value == b"close" or value == b"keep-alive") and _SPECIAL_RE.search(lower, stop) is None:
-                _check_host(req.host)  # type: ignore[arg-type]
-                req.target = target
-                req.keep_alive = value != b"close"
-                req.prefix = head[: m.start()] + head[stop:end]
-                return req
-    # Spans [start, stop) of header lines not forwarded (each span starts at the CRLF before its line).
+    return line_end
+
+
+def _special_lines(
+    request: RequestHead, head: bytes, lower: bytes, match: re.Match[bytes] | None
+) -> tuple[list[int] | None, list[bytes] | None, bytes | None, bytes | None]:
+    """Read the lines ``_SPECIAL_RE`` finds (from ``match`` on), never every line.
+
+    Cookie and Expect (``100-continue``) are kept and forwarded; X-Forwarded-For and Upgrade are kept
+    (appended to, offered again by ``_connection_tokens``); Content-Length, Transfer-Encoding and
+    Connection are kept for the next steps; all but Cookie and Expect are dropped from the forwarded head,
+    as are the other hop-by-hop lines. A second Content-Length or Transfer-Encoding, an expectation other
+    than ``100-continue`` (417) and a name that normalises to a framing header are refused here.
+
+    Returns the spans of the dropped lines ([start, stop) pairs, each from the CRLF before its line), the
+    Connection tokens (lower-cased), and the Transfer-Encoding and Content-Length values.
+    """
     drops: list[int] | None = None
-    connection_tokens: list[bytes] | None = None
-    te: bytes | None = None
-    cl: bytes | None = None
+    tokens: list[bytes] | None = None
+    transfer_encoding: bytes | None = None
+    content_length: bytes | None = None
+    find = head.find
     search = _SPECIAL_RE.search
-    while m is not None:
-        name = m.group(1)
-        start = m.start()
-        vstart = m.end()
-        stop = find(b"\r\n", vstart)
-        value = head[vstart:stop].strip(b" \t")
-        m = search(lower, stop)
+    while match is not None:
+        name = match.group(1)
+        start = match.start()
+        value_start = match.end()
+        stop = find(b"\r\n", value_start)
+        value = head[value_start:stop].strip(b" \t")
+        match = search(lower, stop)
         if name == _COOKIE:
-            req.cookie = value if req.cookie is None else req.cookie + b"; " + value
+            request.cookie = value if request.cookie is None else request.cookie + b"; " + value
             continue
         if name == _CONNECTION:
-            lv = value.lower()
-            if connection_tokens is None:
-                connection_tokens = []
-            if b"," in lv:
-                connection_tokens.extend(t.strip(b" \t") for t in lv.split(b","))
+            lowered = value.lower()
+            if tokens is None:
+                tokens = []
+            if b"," in lowered:
+                tokens.extend(token.strip(b" \t") for token in lowered.split(b","))
             else:
-                connection_tokens.append(lv)
+                tokens.append(lowered)
         elif name == _CONTENT_LENGTH:
-            if cl is not None:
+            if content_length is not None:
                 raise FramingError(400, "more than one Content-Length")
-            cl = value
+            content_length = value
         elif name == _TRANSFER_ENCODING:
-            if te is not None:
+            if transfer_encoding is not None:
                 raise FramingError(400, "more than one Transfer-Encoding")
-            te = value
+            transfer_encoding = value
         elif name == _XFF:
-            req.xff = value if req.xff is None else req.xff + b", " + value
+            request.xff = value if request.xff is None else request.xff + b", " + value
         elif name == _EXPECT:
-            if not http10:
+            if not request.http10:
                 if value.lower() != b"100-continue":
                     raise FramingError(417, "unsupported expectation")
-                req.expect_continue = True
+                request.expect_continue = True
                 continue  # forwarded
         elif name == _UPGRADE:
-            req.upgrade = value if req.upgrade is None else req.upgrade + b", " + value
+            request.upgrade = value if request.upgrade is None else request.upgrade + b", " + value
         elif name in _SMUGGLING_NAMES:
             raise FramingError(400, "header name that normalises to a framing header")
         # Everything that reaches here is not forwarded as the client sent it.
@@ -304,8 +346,76 @@ def parse_request_head(
             drops = [start, stop]
         else:
             drops += (start, stop)
-    # The forwarded header lines: one slice of the raw head, or the slices between dropped lines.
-    fields: bytes | None = None
+    return drops, tokens, transfer_encoding, content_length
+
+
+def _framing_headers(request: RequestHead, transfer_encoding: bytes | None, content_length: bytes | None) -> bytes:
+    """The body's framing: exactly one of Content-Length, chunked, or no body. Returns the Content-Length
+    line to forward (its own line was dropped), or nothing."""
+    if transfer_encoding is not None:
+        if content_length is not None:
+            raise FramingError(400, "both Content-Length and Transfer-Encoding")
+        if request.http10:
+            raise FramingError(400, "Transfer-Encoding on HTTP/1.0")
+        codings = [coding.strip(b" \t").lower() for coding in transfer_encoding.split(b",")]
+        if codings[-1] != b"chunked":
+            raise FramingError(400, "final transfer coding is not chunked")
+        if len(codings) > 1:
+            raise FramingError(501, "transfer codings other than chunked")
+        request.chunked = True
+        request.content_length = -1
+        return b""
+    if content_length is not None:
+        if not content_length.isdigit() or len(content_length) > 18:
+            raise FramingError(400, "invalid Content-Length")
+        request.content_length = int(content_length)
+        return b"\r\nContent-Length: " + content_length
+    return b""
+
+
+def _connection_tokens(request: RequestHead, tokens: list[bytes] | None) -> frozenset[bytes] | None:
+    """Connection management: persistence (``close``, HTTP/1.0's ``keep-alive``), the upgrade (only to
+    WebSocket, only with ``Connection: upgrade`` on HTTP/1.1), and the header names the client lists as
+    hop-by-hop: returned, to be dropped (a framing or routing header among them is refused)."""
+    http10 = request.http10
+    dropped_names = None
+    if tokens is not None:
+        if b"close" in tokens:
+            request.keep_alive = False
+        elif http10:
+            request.keep_alive = b"keep-alive" in tokens
+        extra = [token for token in tokens if token not in _CONNECTION_STANDARD]
+        if extra:  # Connection-listed names are hop-by-hop too (rare: the slow path).
+            dropped_names = frozenset(extra)
+            for token in dropped_names:
+                if token.replace(b"_", b"-") in _CONNECTION_REFUSED:
+                    raise FramingError(400, "Connection lists a framing or routing header: " + token.decode("latin-1"))
+    elif http10:
+        request.keep_alive = False
+    if request.upgrade is not None:
+        if tokens is None or b"upgrade" not in tokens or http10:
+            request.upgrade = None  # an Upgrade header without ``Connection: upgrade`` is just dropped
+        else:
+            request.upgrade = _websocket_offer(request.upgrade)
+    request.plain = request.xff is None and not request.chunked and request.upgrade is None
+    return dropped_names
+
+
+def _assemble(
+    request: RequestHead,
+    head: bytes,
+    method: bytes,
+    target: bytes,
+    line_end: int,
+    drops: list[int] | None,
+    restated: bytes,
+    dropped_names: frozenset[bytes] | None,
+) -> None:
+    """The head the instance gets (``request.prefix``): the request line in origin-form and HTTP/1.1,
+    then the header lines kept, as slices of the raw head between the dropped spans, the restated
+    Content-Length, without the Connection-listed names, with the Host an absolute-form target implies."""
+    end = len(head) - 4  # where the last header line ends
+    fields: bytes | None = None  # None: every header line, as it came
     if drops is not None:
         pieces = []
         pos = line_end
@@ -313,64 +423,22 @@ def parse_request_head(
             pieces.append(head[pos : drops[i]])
             pos = drops[i + 1]
         pieces.append(head[pos:end])
-        fields = b"".join(pieces)
-    # Framing: exactly one of Content-Length, chunked, or no body.
-    if te is not None:
-        if cl is not None:
-            raise FramingError(400, "both Content-Length and Transfer-Encoding")
-        if http10:
-            raise FramingError(400, "Transfer-Encoding on HTTP/1.0")
-        codings = [c.strip(b" \t").lower() for c in te.split(b",")]
-        if codings[-1] != b"chunked":
-            raise FramingError(400, "final transfer coding is not chunked")
-        if len(codings) > 1:
-            raise FramingError(501, "transfer codings other than chunked")
-        req.chunked = True
-        req.content_length = -1
-    elif cl is not None:
-        if not cl.isdigit() or len(cl) > 18:
-            raise FramingError(400, "invalid Content-Length")
-        req.content_length = int(cl)
-        fields += b"\r\nContent-Length: " + cl  # type: ignore[operator]  # restated: its line was dropped
-    # Host
-    if req.host is not None:
-        _check_host(req.host)
-    if host_count == 0 and not http10:
-        raise FramingError(400, "missing Host")
-    # Connection management.
-    if connection_tokens is not None:
-        if b"close" in connection_tokens:
-            req.keep_alive = False
-        elif http10:
-            req.keep_alive = b"keep-alive" in connection_tokens
-        extra = [t for t in connection_tokens if t not in _CONNECTION_STANDARD]
-        if extra:  # Connection-listed names are hop-by-hop too (rare: the slow path).
-            drop = frozenset(extra)
-            for t in drop:
-                if t.replace(b"_", b"-") in _CONNECTION_REFUSED:
-                    raise FramingError(400, "Connection lists a framing or routing header: " + t.decode("latin-1"))
-            lines = (head[line_end:end] if fields is None else fields).split(b"\r\n")
-            fields = b"".join([b"\r\n" + ln for ln in lines[1:] if ln[: ln.find(b":")].lower() not in drop])
-    elif http10:
-        req.keep_alive = False
-    if req.upgrade is not None:
-        if connection_tokens is None or b"upgrade" not in connection_tokens or http10:
-            req.upgrade = None  # an Upgrade header without ``Connection: upgrade`` is just dropped
-        else:
-            req.upgrade = _websocket_offer(req.upgrade)
-    req.plain = req.xff is None and not req.chunked and req.upgrade is None
-    # Request target forms; the request line the instance gets.
+        fields = b"".join(pieces) + restated
+    if dropped_names is not None:
+        lines = (head[line_end:end] if fields is None else fields).split(b"\r\n")
+        fields = b"".join(
+            [b"\r\n" + line for line in lines[1:] if line[: line.find(b":")].lower() not in dropped_names]
+        )
     origin_form = target[:1] == b"/"
     if not origin_form:
-        target, extra_field = _other_target_form(req, method, target)
+        target, extra_field = _other_target_form(request, method, target)
         if extra_field:
             fields = (head[line_end:end] if fields is None else fields) + extra_field
-    req.target = target
-    if fields is None and origin_form and not http10:
-        req.prefix = head[:end]  # the common case: request line and headers forwarded as they came
+    request.target = target
+    if fields is None and origin_form and not request.http10:
+        request.prefix = head[:end]  # request line and headers forwarded as they came
     else:
-        req.prefix = b"%s %s HTTP/1.1%s" % (method, target, head[line_end:end] if fields is None else fields)
-    return req
+        request.prefix = b"%s %s HTTP/1.1%s" % (method, target, head[line_end:end] if fields is None else fields)
 
 
 #: ``remember_head``'s bounds: heads kept per process, and the longest head kept.
@@ -378,8 +446,8 @@ REMEMBERED_HEADS = 256
 REMEMBERED_HEAD_BYTES = 2048
 
 
-def remember_head(memo: dict[bytes, RequestHead], head: bytes, req: RequestHead) -> None:
-    """Keep ``req`` as the parse of every later identical ``head`` (``Dataplane.parsed_heads``).
+def remember_head(memo: dict[bytes, RequestHead], head: bytes, request: RequestHead) -> None:
+    """Keep ``request`` as the parse of every later identical ``head`` (``Dataplane.parsed_heads``).
 
     ``parse_request_head`` is a pure function of the head's bytes and the limits (fixed per process), so a
     head seen before (a client repeating a request: a browser's asset reloads, health checkers, API
@@ -389,11 +457,11 @@ def remember_head(memo: dict[bytes, RequestHead], head: bytes, req: RequestHead)
     ``REMEMBERED_HEAD_BYTES`` are not kept. The memo is per worker and shared by its clients; a hit is a
     little faster than a parse, which tells a client at most that someone sent exactly the bytes it sent.
     """
-    if req.host is None or len(head) > REMEMBERED_HEAD_BYTES:
+    if request.host is None or len(head) > REMEMBERED_HEAD_BYTES:
         return
     if len(memo) >= REMEMBERED_HEADS:
         memo.clear()
-    memo[head] = req
+    memo[head] = request
 
 
 def _websocket_offer(upgrade: bytes) -> bytes | None:
@@ -415,7 +483,7 @@ def _check_host(host: bytes) -> None:
         _HOST_OK[host] = True
 
 
-def _other_target_form(req: RequestHead, method: bytes, target: bytes) -> tuple[bytes, bytes]:
+def _other_target_form(request: RequestHead, method: bytes, target: bytes) -> tuple[bytes, bytes]:
     """(origin-form target, extra header line to forward) for a target not in origin-form."""
     if method == b"CONNECT":
         raise FramingError(405, "CONNECT is not supported")
@@ -432,11 +500,11 @@ def _other_target_form(req: RequestHead, method: bytes, target: bytes) -> tuple[
         authority, path = rest[:cut], rest[cut:]
         if not authority or b"@" in authority:
             raise FramingError(400, "invalid absolute-form target")
-        if req.host is not None and authority.lower() != req.host.lower():
+        if request.host is not None and authority.lower() != request.host.lower():
             raise FramingError(400, "absolute-form authority differs from Host")
         extra = b""
-        if req.host is None:
-            req.host = authority
+        if request.host is None:
+            request.host = authority
             extra = b"\r\nHost: " + authority
         return (path if path[:1] == b"/" else b"/" + path), extra
     raise FramingError(400, "invalid request target")
