@@ -86,20 +86,20 @@ class Balancer:
         if not routable:
             return None
         if pinned is not None:
-            inst = self._by_name.get(pinned)
-            if inst is not None and inst in routable and inst is not exclude:
-                return inst
-        inst = next(self.rotation)
-        if inst is exclude:
+            instance = self._by_name.get(pinned)
+            if instance is not None and instance in routable and instance is not exclude:
+                return instance
+        instance = next(self.rotation)
+        if instance is exclude:
             if len(routable) == 1:
                 return None
-            inst = next(self.rotation)
-        return inst
+            instance = next(self.rotation)
+        return instance
 
-    def mark_refused(self, inst: Instance, until: float) -> None:
+    def mark_refused(self, instance: Instance, until: float) -> None:
         """An instance refused a connection: skip it now, until ``until`` or its next passing check."""
-        if inst.name in self._by_name:
-            self._refused[inst.name] = until
+        if instance.name in self._by_name:
+            self._refused[instance.name] = until
             self._recompute()
 
     def expire_refusals(self, now: float) -> None:
@@ -119,14 +119,14 @@ class Balancer:
         start = 0
         old = self.routable
         if old and routable:
-            nxt = next(self.rotation)  # (this rotation is being replaced: taking one from it costs nothing)
-            last = old[(old.index(nxt) - 1) % len(old)]
+            upcoming = next(self.rotation)  # (this rotation is being replaced: taking one from it costs nothing)
+            last = old[(old.index(upcoming) - 1) % len(old)]
             order = self._instances
             i = order.index(last) if last in order else -1
             for step in range(1, len(order) + 1):
-                inst = order[(i + step) % len(order)]
-                if inst in routable:
-                    start = routable.index(inst)
+                instance = order[(i + step) % len(order)]
+                if instance in routable:
+                    start = routable.index(instance)
                     break
         self.routable = routable
         self.rotation = itertools.cycle(routable[start:] + routable[:start])

@@ -92,13 +92,13 @@ def whole_response(data: bytes) -> tuple[int, int, int] | None:
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
-    m = _WHOLE_HEAD_RE.fullmatch(data, 0, end)
-    if m is None or int(m.group(2)) != len(data) - end - 4:
+    match = _WHOLE_HEAD_RE.fullmatch(data, 0, end)
+    if match is None or int(match.group(2)) != len(data) - end - 4:
         return None
-    status = int(m.group(1))
+    status = int(match.group(1))
     if status == 204 or status == 304:
         return None
-    cut = m.start(3)
+    cut = match.start(3)
     return status, end if cut < 0 else cut, end
 
 
@@ -311,9 +311,9 @@ class Upstream(asyncio.Protocol):
         if lower.endswith(_NGINX_KEEP_ALIVE):
             head = head[:-24]
             lower = lower[:-24]
-        m = _HOP_RE.search(lower)
-        if m is not None:
-            head, framing = self._strip_hop_by_hop(head, lower, m, framing)
+        match = _HOP_RE.search(lower)
+        if match is not None:
+            head, framing = self._strip_hop_by_hop(head, lower, match, framing)
         if status == 200 and not self.is_head:
             # The common case: a body follows, framed as the head says.
             self.awaiting = False
@@ -354,26 +354,26 @@ class Upstream(asyncio.Protocol):
             self._complete(self.parser.should_keep_alive())
 
     def _strip_hop_by_hop(
-        self, head: bytes, lower: bytes, m: re.Match[bytes] | None, framing: int
+        self, head: bytes, lower: bytes, match: re.Match[bytes] | None, framing: int
     ) -> tuple[bytes, int]:
         """``head`` without its hop-by-hop lines; Transfer-Encoding makes the framing chunked."""
         pieces = []
         pos = 0
         find = head.find
         search = _HOP_RE.search
-        while m is not None:
-            name = m.group(1)
-            stop = find(b"\r\n", m.end())
+        while match is not None:
+            name = match.group(1)
+            stop = find(b"\r\n", match.end())
             if stop < 0:
                 stop = len(head)
             if name == _TRANSFER_ENCODING:
                 framing = FRAMING_CHUNKED
             elif name == _UPGRADE:
-                self.upgrade_value = head[m.end() : stop].strip(b" \t")
+                self.upgrade_value = head[match.end() : stop].strip(b" \t")
                 self.rare = True
-            pieces.append(head[pos : m.start()])
+            pieces.append(head[pos : match.start()])
             pos = stop
-            m = search(lower, stop)
+            match = search(lower, stop)
         pieces.append(head[pos:])
         return b"".join(pieces), framing
 
