@@ -58,13 +58,18 @@ def process_tree(root: int) -> list[int]:
 
 
 def scan(pid: int, patterns: dict[str, bytes]) -> set[str]:
-    """The names of the patterns found anywhere in ``pid``'s readable memory."""
+    """The names of the patterns found anywhere in ``pid``'s readable memory (none if the process is gone).
+
+    Raises ``PermissionError`` when the memory of a live process cannot be read (not root, or no
+    CAP_SYS_PTRACE): a scan that could not look must never pass for one that found nothing."""
     found: set[str] = set()
     try:
         maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
         mem = open(f"/proc/{pid}/mem", "rb", buffering=0)  # noqa: SIM115
-    except OSError:
-        return found
+    except (FileNotFoundError, ProcessLookupError):
+        return found  # exited: its memory is gone
+    except PermissionError as exc:
+        raise PermissionError(f"cannot read the memory of process {pid} (needs root with CAP_SYS_PTRACE)") from exc
     with mem:
         for line in maps:
             parts = line.split()

@@ -76,7 +76,6 @@ def key_state(driver: Any, lb: str) -> str:
     from selenium.webdriver.common.by import By
 
     badges = driver.find_elements(By.CSS_SELECTOR, f'[data-load-balancer="{lb}"] [data-keystate]')
-    badges = badges or driver.find_elements(By.CSS_SELECTOR, f'[data-dataplane="{lb}"] [data-keystate]')
     return str(badges[0].get_attribute("data-keystate")) if badges else ""
 
 

@@ -18,10 +18,6 @@ from lbproxy.keyservice.service import SYMMETRIC_DEFAULT, KeyService
 _KEY_SPEC_BYTES = {"AES_256": 32, "AES_128": 16}
 
 
-class _WipedOnSerialize(bytearray):
-    """A plaintext that is base64-encoded into the response and then zeroed."""
-
-
 def _check_algorithm(params: dict[str, Any]) -> None:
     algo = params.get("EncryptionAlgorithm", SYMMETRIC_DEFAULT)
     if algo != SYMMETRIC_DEFAULT:

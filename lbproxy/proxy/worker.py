@@ -1,6 +1,6 @@
 """A generation of key-holding worker processes (``python -m lbproxy.proxy.worker``, started by the supervisor).
 
-Why a generation *leader*: design.md wants two things that pull apart. The supervisor must never touch key
+Why a generation *leader*: two requirements pull apart. The supervisor must never touch key
 material (so its memory never needs wiping), yet the workers should be forked *after* the SSLContext is
 built so they share session-ticket keys (separate contexts never resume each other's tickets). Both hold
 when a fresh process leads each generation:

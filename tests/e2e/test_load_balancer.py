@@ -7,6 +7,7 @@ import os
 import socket
 import ssl
 import time
+from pathlib import Path
 
 import pytest
 from stack import Stack, get, handshake_fails, wait_until
@@ -101,9 +102,13 @@ def test_revocation_wipes_the_key_from_every_process(stack: Stack) -> None:
 
 
 def test_shutdown_wipes_and_exits_cleanly(stack: Stack) -> None:
+    """SIGTERM: exit 0, and every key-holding process is gone (process exit is the wipe), none left behind."""
     cert = stack.serve_https("c1")
     assert get(f"https://localhost:{stack.https_port}/", cert.client_context())[0] == 200
+    holders = list(stack.ready["workers"])
+    assert holders
     assert stack.stop_lb() == 0
+    assert not [pid for pid in holders if Path(f"/proc/{pid}").exists()], holders
 
 
 def test_a_load_balancer_without_certificate_serves_http_only(stack: Stack) -> None:
