@@ -1,7 +1,9 @@
 """One AWS operation, run the way the AWS API runs it, and the one CloudTrail-style audit record.
 
 - ``invoke``: look the operation up, validate its parameters against botocore's model, call the handler,
-  and audit the outcome (success or error; an unexpected exception becomes ``InternalFailure``). The
+  and audit the outcome (success or error; an unexpected exception becomes ``InternalFailure``). A target in
+  no model is ``UnknownOperationException`` (AWS's answer); an operation in the service's model that lbproxy
+  does not emulate is ``NotEmulatedException`` (``InternalFailure``, HTTP 501, naming the operation). The
   SigV4 route, lbproxy's own routes and the dashboard all call it, so an action taken anywhere is checked
   and audited exactly like the same call from the AWS CLI.
 - ``audit_record``: the record every audited call writes (CloudTrail's field names: ``eventSource``,
@@ -17,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from lbproxy.awsapi.errors import AwsError, InternalFailure, UnknownOperationException
+from lbproxy.awsapi.errors import AwsError, InternalFailure, NotEmulatedException, UnknownOperationException
 from lbproxy.awsapi.protocol import AwsJsonService, RequestContext
 from lbproxy.awsapi.shapes import operation_model, validate_input
 
@@ -63,10 +65,13 @@ async def invoke(
 ) -> Any:
     """Run one operation (see the module docstring). Raises ``AwsError``."""
     try:
-        handler = service.handlers().get(operation)
+        handlers = service.handlers()
+        handler = handlers.get(operation)
         op = operation_model(service.model_name, operation)
-        if handler is None or op is None:
+        if op is None:
             raise UnknownOperationException("")
+        if handler is None:
+            raise NotEmulatedException.for_operation(service.target_prefix, operation, service.model_name, handlers)
         validated = validate_input(op, params(), service.validation_error)
         result: Any = handler(ctx, validated)
         if inspect.isawaitable(result):

@@ -6,6 +6,7 @@ own wording. The protocol layer turns any ``AwsError`` into an AWS JSON 1.1 erro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 
@@ -59,6 +60,25 @@ class ValidationException(AwsError):
 class InternalFailure(AwsError):
     code = "InternalFailure"
     status = 500
+
+
+class NotEmulatedException(InternalFailure):
+    """An operation that is in the service's botocore model but that lbproxy does not emulate.
+
+    On the wire it is the common error ``InternalFailure`` (every SDK accepts it without a model class, and it
+    is what LocalStack answers for an operation it has not emulated) with HTTP 501 Not Implemented: that says
+    what is true, and 501 is not among the statuses the SDKs retry (500, 502, 503, 504), so a client fails at
+    once instead of backing off and trying again. The message names the operation and the ones lbproxy does
+    emulate. A target that is in no model stays ``UnknownOperationException`` (what AWS answers)."""
+
+    status = 501
+
+    @classmethod
+    def for_operation(cls, prefix: str, operation: str, model: str, emulated: Iterable[str]) -> NotEmulatedException:
+        return cls(
+            f"lbproxy does not emulate {prefix}.{operation}: it is an operation of the {model} API, but not one "
+            f"lbproxy implements. Operations lbproxy emulates for {model}: {', '.join(sorted(emulated))}."
+        )
 
 
 class RequestEntityTooLargeException(ValidationException):

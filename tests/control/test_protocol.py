@@ -7,6 +7,8 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -181,3 +183,51 @@ def test_event_stream_is_ordered_filtered_and_resumable(control: ControlThread) 
     assert later[0]["type"] == "key.enabled"
     admin_view = read_events(control.url, control.admin, want=5)
     assert {e["data"]["detail"].get("grantId") for e in admin_view} >= {g1["GrantId"], g2["GrantId"]}
+
+
+# -- what lbproxy does not emulate ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("service", "call", "target"),
+    [
+        ("kms", lambda c: c.describe_custom_key_stores(), "TrentService.DescribeCustomKeyStores"),
+        ("acm", lambda c: c.get_account_configuration(), "CertificateManager.GetAccountConfiguration"),
+        ("lightsail", lambda c: c.get_relational_databases(), "Lightsail_20161128.GetRelationalDatabases"),
+    ],
+)
+def test_an_operation_of_the_model_that_lbproxy_lacks_says_so(
+    control: ControlThread, service: str, call: Callable[[Any], Any], target: str
+) -> None:
+    """boto3 calls an operation its model has and lbproxy does not emulate: InternalFailure, HTTP 501 (not retried),
+    a message that names the operation and lists the ones lbproxy emulates; audited like any error."""
+    client = control.client(service)
+    with pytest.raises(ClientError) as e:
+        call(client)
+    err, meta = e.value.response["Error"], e.value.response["ResponseMetadata"]
+    assert err["Code"] == "InternalFailure"
+    assert meta["HTTPStatusCode"] == 501 and meta["RetryAttempts"] == 0
+    operation = target.split(".")[1]
+    assert err["Message"].startswith(f"lbproxy does not emulate {target}:"), err["Message"]
+    emulated = err["Message"].split("Operations lbproxy emulates for ")[1]
+    assert service in emulated and operation not in emulated
+    assert {"kms": "DescribeKey", "acm": "DescribeCertificate", "lightsail": "GetLoadBalancer"}[service] in emulated
+    records = [json.loads(x) for x in (control.settings.data_dir / "audit.jsonl").read_text().splitlines()]
+    assert records[-1]["eventName"] == operation and records[-1]["errorCode"] == "InternalFailure"
+
+
+@pytest.mark.parametrize(
+    ("target", "service"),
+    [
+        ("TrentService.MakeCoffee", "kms"),
+        ("CertificateManager.MakeCoffee", "acm"),
+        ("Lightsail_20161128.MakeCoffee", "lightsail"),
+        ("Lightsail_20161128.", "lightsail"),
+        ("NoSuchService.MakeCoffee", "kms"),
+    ],
+)
+def test_a_made_up_target_stays_unknown(control: ControlThread, target: str, service: str) -> None:
+    """A target in no model is what AWS answers for it: UnknownOperationException, HTTP 400."""
+    status, out = send(control.url, control.admin, target, b"{}", service=service)
+    assert (status, out["__type"]) == (400, "UnknownOperationException"), out
+    assert "lbproxy does not emulate" not in (out.get("message") or "")
