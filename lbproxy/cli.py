@@ -75,6 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="managed renewal starts this many days before expiry (default 60, as ACM)",
     )
     c.add_argument(
+        "--lb-provisioning-delay",
+        type=float,
+        default=2.0,
+        help="seconds a new load balancer stays provisioning, its CreateLoadBalancer operation Started (default 2)",
+    )
+    c.add_argument(
+        "--lb-operation-delay",
+        type=float,
+        default=1.0,
+        help="seconds the Lightsail operations AWS completes later stay Started (default 1)",
+    )
+    c.add_argument(
+        "--max-load-balancers", type=int, default=10, help="load balancers per region (default 10, as Lightsail)"
+    )
+    c.add_argument(
+        "--max-certificates-per-lb",
+        type=int,
+        default=2,
+        help="TLS certificates per load balancer (default 2, as Lightsail)",
+    )
+    c.add_argument(
         "--header-timeout",
         type=float,
         default=10.0,
@@ -181,6 +202,10 @@ def control_settings(args: argparse.Namespace) -> ControlSettings:
         instances_file=args.instances,
         validation_delay=args.validation_delay,
         renewal_window_days=args.renewal_window_days,
+        lb_provisioning_delay=args.lb_provisioning_delay,
+        lb_operation_delay=args.lb_operation_delay,
+        max_load_balancers=args.max_load_balancers,
+        max_certificates_per_lb=args.max_certificates_per_lb,
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
     )

@@ -8,6 +8,7 @@ unknown keys are rejected and every error names the field and the bad value.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -73,6 +74,15 @@ class ControlSettings:
     validation_delay: float = 2.0
     #: Managed renewal starts this many days before expiry (ACM: 60).
     renewal_window_days: int = 60
+    #: Seconds a new Lightsail load balancer stays ``provisioning`` (its CreateLoadBalancer operation ``Started``).
+    lb_provisioning_delay: float = 2.0
+    #: Seconds the other Lightsail operations AWS answers ``Started`` (attach/detach instances, delete a
+    #: certificate, SetIpAddressType) stay ``Started`` before ``Succeeded``; their change is made at once.
+    lb_operation_delay: float = 1.0
+    #: Load balancers per region (Lightsail's CreateLoadBalancer: "up to 10 load balancers per AWS Region").
+    max_load_balancers: int = 10
+    #: Certificates per load balancer (Lightsail's CreateLoadBalancerTlsCertificate: "up to 2 certificates").
+    max_certificates_per_lb: int = 2
     #: How often the renewal/validation sweep runs (seconds).
     sweep_interval: float = 1.0
     #: Seconds between keep-alive comments on the event stream.
@@ -88,6 +98,12 @@ class ControlSettings:
         for name in ("max_request_body", "header_timeout", "body_timeout", "sweep_interval", "event_heartbeat"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"invalid {name}: {getattr(self, name)!r} (must be positive)")
+        for name in ("lb_provisioning_delay", "lb_operation_delay"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) > 3600:
+                raise ConfigError(f"invalid {name}: {getattr(self, name)!r} (seconds, 0 to 3600)")
+        for name in ("max_load_balancers", "max_certificates_per_lb"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"invalid {name}: {getattr(self, name)!r} (must be at least 1)")
 
 
 def settings_from_mapping(cls: type[T], table: dict[str, Any], where: str = "") -> T:

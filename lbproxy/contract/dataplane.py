@@ -1,7 +1,8 @@
 """The documents the two planes exchange, as typed values (pure: JSON in, values out, and back).
 
 - ``DataPlaneConfig``: what ``GET /dataplane/v1/load-balancers/{name}`` answers: the load balancer, its
-  attributes (Lightsail's names), its instances, and the attached certificate with its sealed bundle and
+  attributes (Lightsail's names), its IP address type (``ipAddressType``: ``dualstack`` also listens on the IPv6
+  loopback, ``ipv4`` does not), its instances, and the attached certificate with its sealed bundle and
   grant (``CertificateEntry``, ``GrantEntry``). The control plane builds one and sends ``to_json()``; the
   data plane's agent and its key source read ``from_json()``.
 - ``DataPlaneReport``: what the data plane posts to ``.../report``: instance health (``InstanceHealthReport``,
@@ -34,6 +35,9 @@ from lbproxy.contract.vocabulary import (
 
 #: The longest text a data plane may report in a key-state field (a reason, an ARN).
 MAX_REPORTED_TEXT = 1024
+#: Lightsail's ``IpAddressType`` values; a load balancer is ``dualstack`` unless told otherwise (as AWS).
+IP_ADDRESS_TYPES = ("dualstack", "ipv4", "ipv6")
+DEFAULT_IP_ADDRESS_TYPE = "dualstack"
 
 
 class DocumentError(ValueError):
@@ -210,6 +214,14 @@ class DataPlaneConfig:
     certificate: CertificateEntry | None
     #: Subscribe to the event stream after this id and nothing is missed.
     last_event_id: int
+    #: Lightsail's ``ipAddressType``: ``dualstack`` (IPv4 and IPv6), ``ipv4`` or ``ipv6``.
+    ip_address_type: str = DEFAULT_IP_ADDRESS_TYPE
+
+    def __post_init__(self) -> None:
+        if self.ip_address_type not in IP_ADDRESS_TYPES:
+            raise DocumentError(
+                f"invalid ipAddressType: {self.ip_address_type!r} (expected one of {', '.join(IP_ADDRESS_TYPES)})"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -226,6 +238,7 @@ class DataPlaneConfig:
             "instances": [i.to_json() for i in self.instances],
             "certificate": self.certificate.to_json() if self.certificate is not None else None,
             "lastEventId": self.last_event_id,
+            "ipAddressType": self.ip_address_type,
         }
 
     @classmethod
@@ -252,6 +265,7 @@ class DataPlaneConfig:
             instances=tuple(InstanceEntry.from_json(item, f"instances[{n}]") for n, item in enumerate(raw_instances)),
             certificate=certificate,
             last_event_id=_count(doc, "lastEventId", ""),
+            ip_address_type=_text(doc, "ipAddressType", "", optional=True) or DEFAULT_IP_ADDRESS_TYPE,
         )
 
 

@@ -8,6 +8,13 @@ policy scoped to those resources: anything else (another load balancer, an insta
 that does not exist, the account-wide listings ``GetLoadBalancers`` / ``GetInstances``, every change) is
 ``AccessDeniedException``, and the answer does not say whether the other resource exists.
 ``GetLoadBalancerTlsPolicies`` (the fixed catalogue of TLS policies, about no resource) stays open to roles.
+The operation log (``GetOperation``, ``GetOperations``, ``GetOperationsForResource``) is the account's: users
+only.
+
+Operations served (the Lightsail coverage table in the README says what each enforces): load balancers
+(Create, Get, GetLoadBalancers, Delete, Attach/DetachInstances, UpdateLoadBalancerAttribute,
+GetLoadBalancerTlsPolicies, GetLoadBalancerMetricData), their TLS certificates (Create, Get, Attach, Delete),
+GetInstance(s), GetOperation(s), GetOperationsForResource, TagResource, UntagResource, SetIpAddressType.
 """
 
 from __future__ import annotations
@@ -62,6 +69,12 @@ class LightsailApi:
             "GetLoadBalancerMetricData": self.get_metric_data,
             "GetInstance": self.get_instance,
             "GetInstances": self.get_instances,
+            "GetOperation": self.get_operation,
+            "GetOperations": self.get_operations,
+            "GetOperationsForResource": self.get_operations_for_resource,
+            "TagResource": self.tag_resource,
+            "UntagResource": self.untag_resource,
+            "SetIpAddressType": self.set_ip_address_type,
         }
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -111,6 +124,9 @@ class LightsailApi:
             loadBalancerName=params["loadBalancerName"],
             instancePort=params["instancePort"],
             certificateName=params.get("certificateName"),
+            ipAddressType=params.get("ipAddressType"),
+            tlsPolicyName=params.get("tlsPolicyName"),
+            tagKeys=[t.get("key") for t in params.get("tags") or []] or None,
         )
         ops = self.service.create_load_balancer(
             params["loadBalancerName"],
@@ -130,8 +146,9 @@ class LightsailApi:
         return {"loadBalancer": self.service.get_load_balancer(params["loadBalancerName"])}
 
     def get_load_balancers(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "GetLoadBalancers")
-        return {"loadBalancers": self.service.get_load_balancers()}
+        self._audit(ctx, "GetLoadBalancers", pageToken=params.get("pageToken"))
+        lbs, token = self.service.get_load_balancers(params.get("pageToken"))
+        return _paged({"loadBalancers": lbs}, token)
 
     def delete_load_balancer(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         self._audit(ctx, "DeleteLoadBalancer", loadBalancerName=params["loadBalancerName"])
@@ -249,5 +266,65 @@ class LightsailApi:
         return {"instance": self.service.get_instance(params["instanceName"])}
 
     def get_instances(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        self._audit(ctx, "GetInstances")
-        return {"instances": self.service.get_instances()}
+        self._audit(ctx, "GetInstances", pageToken=params.get("pageToken"))
+        instances, token = self.service.get_instances(params.get("pageToken"))
+        return _paged({"instances": instances}, token)
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def get_operation(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "GetOperation", operationId=params["operationId"])
+        return {"operation": self.service.get_operation(params["operationId"])}
+
+    def get_operations(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(ctx, "GetOperations", pageToken=params.get("pageToken"))
+        ops, token = self.service.get_operations(params.get("pageToken"))
+        return _paged({"operations": ops}, token)
+
+    def get_operations_for_resource(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(
+            ctx, "GetOperationsForResource", resourceName=params["resourceName"], pageToken=params.get("pageToken")
+        )
+        ops, token = self.service.get_operations_for_resource(params["resourceName"], params.get("pageToken"))
+        return _paged({"operations": ops}, token)
+
+    # -- resources: tags, IP address type ----------------------------------------------------------
+
+    def tag_resource(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(
+            ctx,
+            "TagResource",
+            resourceName=params["resourceName"],
+            resourceArn=params.get("resourceArn"),
+            tagKeys=[t.get("key") for t in params["tags"]],
+        )
+        ops = self.service.tag_resource(params["resourceName"], params.get("resourceArn"), params["tags"])
+        return {"operations": ops}
+
+    def untag_resource(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(
+            ctx,
+            "UntagResource",
+            resourceName=params["resourceName"],
+            resourceArn=params.get("resourceArn"),
+            tagKeys=params["tagKeys"],
+        )
+        ops = self.service.untag_resource(params["resourceName"], params.get("resourceArn"), params["tagKeys"])
+        return {"operations": ops}
+
+    def set_ip_address_type(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        self._audit(
+            ctx,
+            "SetIpAddressType",
+            resourceType=params["resourceType"],
+            resourceName=params["resourceName"],
+            ipAddressType=params["ipAddressType"],
+        )
+        ops = self.service.set_ip_address_type(params["resourceType"], params["resourceName"], params["ipAddressType"])
+        return {"operations": ops}
+
+
+def _paged(result: dict[str, Any], token: str | None) -> dict[str, Any]:
+    if token is not None:
+        result["nextPageToken"] = token
+    return result

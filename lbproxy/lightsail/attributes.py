@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
+from lbproxy.contract import dataplane as dataplane_contract
 from lbproxy.contract.tlspolicies import DEFAULT_POLICY_NAME, TLS_POLICIES
 from lbproxy.core.principals import ACCOUNT_ID
 from lbproxy.lightsail.errors import InvalidInputException
@@ -38,10 +41,21 @@ ATTRIBUTE_NAMES = (HEALTH_CHECK_PATH, STICKINESS_ENABLED, COOKIE_DURATION, HTTPS
 DEFAULT_COOKIE_DURATION = 86400
 MAX_COOKIE_DURATION = 7 * 86400
 
-#: Limits as Lightsail documents them.
-MAX_CERTIFICATES_PER_LOAD_BALANCER = 2
+#: Limits as Lightsail documents them (the per-Region load balancer and per-load-balancer certificate limits are
+#: ``lbproxy control`` settings: ``max_load_balancers``, ``max_certificates_per_lb``).
 MAX_ALTERNATIVE_NAMES = 9
+#: Tags (Lightsail developer guide, "Tag restrictions"; TagResource's API reference): at most 50 per resource,
+#: keys 1-128 and values 0-256 Unicode characters (letters, numbers, spaces, ``+ - = . _ : / @``), case-sensitive,
+#: and the ``aws:`` prefix reserved for keys and values (AWS's tagging guide: in any upper- or lowercase).
 MAX_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+TAG_PUNCTUATION = frozenset("+-=._:/@")
+RESERVED_TAG_PREFIX = "aws:"
+
+#: Lightsail's ``IpAddressType`` values (the data-plane contract's), and a load balancer's default (AWS's).
+IP_ADDRESS_TYPES = dataplane_contract.IP_ADDRESS_TYPES
+DEFAULT_IP_ADDRESS_TYPE = dataplane_contract.DEFAULT_IP_ADDRESS_TYPE
 
 #: ``ResourceName``'s pattern in the Lightsail model (botocore does not enforce it client-side).
 RESOURCE_NAME_RE = re.compile(r"\w[\w\-]*\w")
@@ -174,17 +188,73 @@ def certificate_names(domain_name: str, alternative_names: list[str] | None) -> 
     return primary, alts
 
 
-def check_tags(tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
-    """Lightsail's ``tags``: each needs a key (the value defaults to ""), at most ``MAX_TAGS``."""
-    out = []
-    for t in tags or []:
-        key = t.get("key")
-        if not key:
-            raise InvalidInputException("Each tag needs a key.")
-        out.append({"key": key, "value": t.get("value", "")})
+def _tag_text(text: str) -> bool:
+    return all(c.isalnum() or c in TAG_PUNCTUATION or unicodedata.category(c) == "Zs" for c in text)
+
+
+def _check_tag(key: Any, value: Any) -> dict[str, str]:
+    if not isinstance(key, str) or not key:
+        raise InvalidInputException("Each tag needs a key.")
+    if value is None:
+        value = ""
+    if len(key) > MAX_TAG_KEY or not _tag_text(key):
+        raise InvalidInputException(
+            f"The tag key is not valid: {key}. A tag key has 1 to {MAX_TAG_KEY} letters, numbers, spaces or "
+            "+ - = . _ : / @"
+        )
+    if len(value) > MAX_TAG_VALUE or not _tag_text(value):
+        raise InvalidInputException(
+            f"The tag value for the key {key} is not valid. A tag value has up to {MAX_TAG_VALUE} letters, numbers, "
+            "spaces or + - = . _ : / @"
+        )
+    for what, text in (("key", key), ("value", value)):
+        if text.lower().startswith(RESERVED_TAG_PREFIX):
+            raise InvalidInputException(
+                f"The tag {what} {text} is not valid: the {RESERVED_TAG_PREFIX} prefix is reserved for AWS use."
+            )
+    return {"key": key, "value": value}
+
+
+def check_tags(tags: Iterable[dict[str, Any]] | None) -> list[dict[str, str]]:
+    """Lightsail's ``tags`` (a value may be absent or empty: a key-only tag), each checked against the tag rules,
+    keys unique, at most ``MAX_TAGS``."""
+    out = [_check_tag(t.get("key"), t.get("value")) for t in tags or []]
+    keys = [t["key"] for t in out]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise InvalidInputException(f"Tag keys must be unique per resource: {', '.join(duplicates)}")
     if len(out) > MAX_TAGS:
-        raise InvalidInputException(f"A resource can have at most {MAX_TAGS} tags.")
+        raise InvalidInputException(f"A resource can have a maximum of {MAX_TAGS} tags.")
     return out
+
+
+def tagged(current: list[dict[str, str]], new: list[dict[str, str]]) -> list[dict[str, str]]:
+    """TagResource: ``new`` (checked) added to ``current``, a key already there taking the new value; the result
+    may not exceed ``MAX_TAGS``."""
+    merged = {t["key"]: t["value"] for t in current}
+    merged.update({t["key"]: t["value"] for t in new})
+    if len(merged) > MAX_TAGS:
+        raise InvalidInputException(f"A resource can have a maximum of {MAX_TAGS} tags; this would make {len(merged)}.")
+    return [{"key": k, "value": v} for k, v in merged.items()]
+
+
+def untagged(current: list[dict[str, str]], keys: Iterable[str]) -> list[dict[str, str]]:
+    """UntagResource: the tags whose key is not in ``keys`` (a key that is not there is no error)."""
+    for key in keys:
+        if key.lower().startswith(RESERVED_TAG_PREFIX):
+            raise InvalidInputException(
+                f"The tag key {key} is not valid: the {RESERVED_TAG_PREFIX} prefix is reserved for AWS use."
+            )
+    gone = set(keys)
+    return [t for t in current if t["key"] not in gone]
+
+
+def check_ip_address_type(value: str) -> str:
+    if value not in IP_ADDRESS_TYPES:
+        raise InvalidInputException(
+            f"The IP address type is not valid: {value}. Valid types: {', '.join(IP_ADDRESS_TYPES)}"
+        )
+    return value
 
 
 def lightsail_arn(region: str, resource_type: str, resource_id: str) -> str:

@@ -3,8 +3,8 @@ documents ``lbproxy.contract.dataplane``):
 
 - who may read a load balancer's data-plane configuration: its own principal, or the admin
   (``authorize_data_plane``; anyone else is refused whether or not the load balancer exists);
-- the configuration document (``data_plane_config``): listeners, attributes, instances with their addresses,
-  and the attached certificate with its sealed bundle and grant when HTTPS is on;
+- the configuration document (``data_plane_config``): state, listeners, attributes, the IP address type,
+  instances with their addresses, and the attached certificate with its sealed bundle and grant when HTTPS is on;
 - reports (``report``): instance health (``loadbalancer.health_changed`` when it changes), metric samples
   (what GetLoadBalancerMetricData aggregates), and the key state: what the data plane holds and its worker
   processes (``loadbalancer.key_state_changed``, admin only, when it says something new).
@@ -69,7 +69,7 @@ class DataPlaneOperations(LightsailStore):
                 name=lb.name,
                 arn=self._lb_arn(lb),
                 principal_arn=lb.principal_arn,
-                state="active",
+                state=self._lb_state(lb),
                 instance_port=lb.instance_port,
                 http_port=HTTP_PORT,
                 https_port=HTTPS_PORT,
@@ -78,6 +78,7 @@ class DataPlaneOperations(LightsailStore):
                 instances=instances,
                 certificate=self._data_plane_certificate(lb) if https else None,
                 last_event_id=last_event_id,
+                ip_address_type=lb.ip_address_type,
             )
 
     def _data_plane_certificate(self, lb: LoadBalancer) -> CertificateEntry:

@@ -1,6 +1,21 @@
 """Lightsail's errors, in its own shape: ``{"__type", "code", "docs", "message", "tip"}``.
 
-One class per error code the Lightsail API reference lists for the operations lbproxy serves.
+One class per error code the Lightsail API reference lists for the operations lbproxy serves. ``code``, ``docs``
+and ``tip`` are members of every Lightsail exception in the model; ``code`` is the exception's own name
+(``NotFoundException``, ``InvalidInputException``, ...), the same as ``__type`` and ``X-Amzn-ErrorType``, so every
+SDK classifies the error as the modeled exception:
+
+- botocore (boto3, the AWS CLI) reads ``__type`` only;
+- aws-sdk-go-v2 (Terraform, OpenTofu) prefers the body's ``code`` over ``__type`` and over the header
+  (``restjson.GetErrorInfo``): any other ``code`` turns ``*types.NotFoundException`` into a generic error;
+- the AWS SDK for JavaScript v3 reads the header, then ``code``, then ``__type`` (``loadRestJsonErrorCode``), or,
+  since its schema-based clients, ``__type`` first (``loadJsonRpcErrorCode``).
+
+Real Lightsail puts another value in ``code``: ``DoesNotExist`` for a missing resource (every Lightsail resource
+of grucloud, a JS v3 tool run against AWS, ignores the error name ``DoesNotExist``; aws-sdk-js-v3 #6606 and
+Terraform's ``IsANotFoundError`` fallback on "DoesNotExist" record the same misclassification). lbproxy does
+not copy that: with its ``code`` a missing load balancer is ``NotFoundException`` in all four clients, which is
+what Terraform's ``IsANotFoundError`` tests first.
 """
 
 from __future__ import annotations
@@ -19,7 +34,7 @@ class LightsailError(AwsError):
 
     def __init__(self, message: str = "", *, tip: str | None = None, **extra: Any) -> None:
         super().__init__(message, **extra)
-        self.extra.setdefault("code", self.code.removesuffix("Exception"))
+        self.extra.setdefault("code", self.code)
         self.extra.setdefault("docs", DOCS_URL)
         self.extra.setdefault("tip", tip if tip is not None else self.tip)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lbproxy.config import ConfigError
-from lbproxy.lightsail import wire
+from lbproxy.lightsail import pages, wire
 from lbproxy.lightsail.errors import InvalidInputException, not_found
 from lbproxy.lightsail.instances import InstanceAddress, check_instance_name, load_instances_file, parse_address
 from lbproxy.lightsail.rows import SOURCE_API, SOURCE_FILE, Instance
@@ -75,8 +75,10 @@ class InstanceOperations(LightsailStore):
             raise not_found("Instance", name)
         return wire.instance(self.region, found)
 
-    def get_instances(self) -> list[dict[str, Any]]:
-        return [wire.instance(self.region, i) for i in self._instances()]
+    def get_instances(self, page_token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of instances in name order, and the token of the next (None: that was the last)."""
+        chunk, token = pages.page(self._instances(), page_token, pages.PAGE_SIZE, key=lambda i: i.name)
+        return [wire.instance(self.region, i) for i in chunk], token
 
     def list_instances_plain(self) -> list[dict[str, Any]]:
         """The extension's listing: name, address, where it came from."""

@@ -11,8 +11,11 @@ Pure: samples in, datapoints out. A report from the data plane carries, per Ligh
   report, optionally ``InstanceResponseTime_Min`` / ``_Max``; one sample per response.
 - gauges (``HealthyHostCount``, ``UnhealthyHostCount``): the value now; one sample per report.
 
-Datapoints follow CloudWatch: periods aligned on ``startTime``, only periods with samples, the requested
-statistics only, and no data when the requested ``unit`` is not the metric's published unit.
+Datapoints follow CloudWatch's GetMetricStatistics: ``startTime`` rounded down as CloudWatch rounds it
+(``round_start``: to the whole minute when it is less than 15 days ago, to 5 minutes up to 63 days, to the
+hour before), whole periods from there (a datapoint's ``timestamp`` is its period's start), only periods with
+samples, the requested statistics only, and no data when the requested ``unit`` is not the metric's published
+unit.
 """
 
 from __future__ import annotations
@@ -86,6 +89,15 @@ def samples_from_report(metrics: Mapping[str, Any], when: float) -> list[Sample]
             )
         )
     return out
+
+
+def round_start(start: float, now: float) -> float:
+    """CloudWatch's rounding of ``StartTime`` (its GetMetricStatistics reference): "Start time less than 15 days
+    ago - Round down to the nearest whole minute ... between 15 and 63 days ago - ... 5-minute clock interval ...
+    greater than 63 days ago - ... 1-hour clock interval"."""
+    age = now - start
+    step = 60 if age < 15 * 86400 else 300 if age <= 63 * 86400 else 3600
+    return math.floor(start / step) * step
 
 
 def check_query(metric: str, period: int, start: float, end: float) -> None:

@@ -7,6 +7,8 @@
 - ``Attachment``      an instance attached to a load balancer (``ls_lb_instances``) with its health as the
                       data plane last reported it.
 - ``LbCertificate``   a load-balancer TLS certificate (``ls_lb_certificates``) and the ACM certificate it wraps.
+- ``OperationRecord`` one Lightsail operation (``ls_operations``): what every change answers with and
+                      ``GetOperation`` reads back, ``Started`` until it is due, then ``Succeeded`` (or ``Failed``).
 - ``KeyStateRecord``  what a load balancer's data plane last reported about its key and its worker processes
                       (``ls_key_states``; never key material).
 """
@@ -33,6 +35,11 @@ ORIGIN_ACM = "acm"
 LB_TYPE = "LoadBalancer"
 CERT_TYPE = "LoadBalancerTlsCertificate"
 INSTANCE_TYPE = "Instance"
+
+#: Lightsail's ``OperationStatus`` values lbproxy uses (``NotStarted`` and ``Completed`` it never reports).
+STARTED, SUCCEEDED, FAILED = "Started", "Succeeded", "Failed"
+#: Lightsail's ``LoadBalancerState`` values lbproxy reports.
+PROVISIONING, ACTIVE = "provisioning", "active"
 
 Row = sqlite3.Row
 
@@ -65,6 +72,11 @@ class LoadBalancer:
     dns_name: str
     attached_certificate: str | None
     grant_id: str | None
+    #: Until when it is ``provisioning`` (its CreateLoadBalancer operation ``Started``); 0: active from the start.
+    ready_at: float = 0.0
+
+    def state(self, now: float) -> str:
+        return PROVISIONING if now < self.ready_at else ACTIVE
 
     @classmethod
     def from_row(cls, r: Row) -> LoadBalancer:
@@ -80,6 +92,7 @@ class LoadBalancer:
             dns_name=r["dns_name"],
             attached_certificate=r["attached_certificate"],
             grant_id=r["grant_id"],
+            ready_at=r["ready_at"],
         )
 
 
@@ -110,6 +123,54 @@ class LbCertificate:
     @classmethod
     def from_row(cls, r: Row) -> LbCertificate:
         return cls(r["lb_name"], r["name"], r["id"], r["acm_arn"], r["origin"], r["created_at"], json.loads(r["tags"]))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OperationRecord:
+    """One operation as stored: ``status`` is what was decided when it was recorded (``Started`` with the time
+    it is due, ``Succeeded`` at once, or ``Failed`` with its error); ``status_at(now)`` is what it is now."""
+
+    seq: int
+    id: str
+    resource_name: str
+    resource_type: str
+    operation_type: str
+    details: str
+    #: The load balancer the operation concerns (its pending operations fail if it goes first).
+    lb_name: str | None
+    zone: str
+    created_at: float
+    #: When a ``Started`` operation becomes ``Succeeded``.
+    due_at: float
+    status: str
+    status_changed_at: float
+    error_code: str | None
+    error_details: str | None
+
+    def status_at(self, now: float) -> tuple[str, float]:
+        """``(status, statusChangedAt)`` at ``now``: a ``Started`` operation whose time has come succeeded then."""
+        if self.status == STARTED and now >= self.due_at:
+            return SUCCEEDED, self.due_at
+        return self.status, self.status_changed_at
+
+    @classmethod
+    def from_row(cls, r: Row) -> OperationRecord:
+        return cls(
+            seq=r["seq"],
+            id=r["id"],
+            resource_name=r["resource_name"],
+            resource_type=r["resource_type"],
+            operation_type=r["operation_type"],
+            details=r["details"],
+            lb_name=r["lb_name"],
+            zone=r["zone"],
+            created_at=r["created_at"],
+            due_at=r["due_at"],
+            status=r["status"],
+            status_changed_at=r["status_changed_at"],
+            error_code=r["error_code"],
+            error_details=r["error_details"],
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

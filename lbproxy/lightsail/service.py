@@ -3,9 +3,9 @@
 State lives in the control plane's database (``store``); methods answer in Lightsail's wire shapes
 (``wire``), which ``api`` returns as they are. The operations live with their kind: ``instanceops``
 (instances, the instances file), ``loadbalancers`` (load balancers, attributes, metrics), ``tlscertificates``
-(certificates and their grants), ``dataplane`` (what a data plane reads and reports). ``LightsailService`` is
-all of them, plus ``overview``: what the control plane's dashboard shows, read directly (no API call, no audit
-record).
+(certificates and their grants), ``resources`` (tags, SetIpAddressType), ``operationlog`` (GetOperation(s)),
+``dataplane`` (what a data plane reads and reports). ``LightsailService`` is all of them, plus ``overview``:
+what the control plane's dashboard shows, read directly (no API call, no audit record).
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from lbproxy.lightsail.dataplane import DataPlaneOperations
 from lbproxy.lightsail.instanceops import InstanceOperations
 from lbproxy.lightsail.instances import load_instances_file
 from lbproxy.lightsail.loadbalancers import LoadBalancerOperations
+from lbproxy.lightsail.operationlog import OperationLog
+from lbproxy.lightsail.resources import ResourceOperations
 from lbproxy.lightsail.rows import KeyStateRecord, LbCertificate
-from lbproxy.lightsail.store import KEY_STATE_COLUMNS_ADDED, SCHEMA
+from lbproxy.lightsail.store import KEY_STATE_COLUMNS_ADDED, LB_COLUMNS_ADDED, SCHEMA, LightsailLimits
 from lbproxy.lightsail.tlscertificates import TlsCertificateOperations
 
 
@@ -52,7 +54,14 @@ class LoadBalancerView:
     key_state: KeyStateRecord | None
 
 
-class LightsailService(InstanceOperations, LoadBalancerOperations, TlsCertificateOperations, DataPlaneOperations):
+class LightsailService(
+    InstanceOperations,
+    LoadBalancerOperations,
+    TlsCertificateOperations,
+    ResourceOperations,
+    OperationLog,
+    DataPlaneOperations,
+):
     def __init__(
         self,
         db: Database,
@@ -62,15 +71,18 @@ class LightsailService(InstanceOperations, LoadBalancerOperations, TlsCertificat
         certificates: CertificateBroker,
         settings: Any,
     ) -> None:
+        """``settings``: the control plane's (``region``, ``instances_file`` and the ``LightsailLimits``)."""
         self._db = db
         self._principals = principals
         self._events = events
         self._clock = clock
         self.certificates = certificates
         self.region = settings.region
+        self.limits: LightsailLimits = settings
         self._instances_file = settings.instances_file
         self._lock = threading.RLock()
         db.ensure_schema(SCHEMA)
+        db.ensure_columns("ls_load_balancers", LB_COLUMNS_ADDED)
         db.ensure_columns("ls_key_states", KEY_STATE_COLUMNS_ADDED)
         if self._instances_file is not None:
             self.apply_instances_file(load_instances_file(self._instances_file))

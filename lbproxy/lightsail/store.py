@@ -1,9 +1,16 @@
 """``LightsailStore``: Lightsail's tables and the steps its operations share.
 
 The tables (``SCHEMA``, prefix ``ls_``): ``ls_instances``, ``ls_load_balancers``, ``ls_lb_instances`` (which
-instance is attached to which load balancer, and its health), ``ls_lb_certificates``, ``ls_metric_samples``
-and ``ls_key_states`` (each data plane's last key-state report). Their rows are typed in ``rows``; every
-INSERT names its columns.
+instance is attached to which load balancer, and its health), ``ls_lb_certificates``, ``ls_metric_samples``,
+``ls_key_states`` (each data plane's last key-state report) and ``ls_operations`` (every operation a change
+answered with, for ``GetOperation``). Their rows are typed in ``rows``; every INSERT names its columns.
+
+Operations (``_operation``): each change is made at once, in its transaction, and answers with the operations
+Lightsail answers with for it, recorded. Those AWS answers ``Started`` (a new load balancer, attaching or
+detaching instances, deleting a certificate, SetIpAddressType: see the AWS CLI's captured examples) stay
+``Started`` for ``lb_provisioning_delay`` / ``lb_operation_delay`` seconds of the control plane's clock, then
+read ``Succeeded``; the rest are ``Succeeded`` when returned. A load balancer deleted while some of its
+operations are still ``Started`` fails them (``errorCode`` ``NotFoundException``).
 
 Every change and the event that reports it are written in one transaction, so an event exists exactly when
 its change does. Events about a load balancer go to its principal (the admin sees them all).
@@ -26,7 +33,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from lbproxy.contract.vocabulary import LB_ATTRIBUTE_CHANGED, LB_CERTIFICATE_DETACHED, LB_INSTANCES_CHANGED
 from lbproxy.core.clock import Clock
@@ -35,10 +42,20 @@ from lbproxy.core.principals import Principals
 from lbproxy.core.store import Database
 from lbproxy.lightsail import attributes as attrs_mod
 from lbproxy.lightsail import wire
-from lbproxy.lightsail.attributes import HTTPS_REDIRECTION, MAX_CERTIFICATES_PER_LOAD_BALANCER, Attributes
+from lbproxy.lightsail.attributes import HTTPS_REDIRECTION, Attributes
 from lbproxy.lightsail.certificates import CertificateBroker
 from lbproxy.lightsail.errors import InvalidInputException, NotFoundException, OperationFailureException, not_found
-from lbproxy.lightsail.rows import ORIGIN_LIGHTSAIL, Attachment, LbCertificate, LoadBalancer
+from lbproxy.lightsail.rows import (
+    FAILED,
+    INSTANCE_TYPE,
+    ORIGIN_LIGHTSAIL,
+    STARTED,
+    SUCCEEDED,
+    Attachment,
+    LbCertificate,
+    LoadBalancer,
+    OperationRecord,
+)
 
 log = logging.getLogger("lbproxy.control")
 
@@ -63,7 +80,8 @@ CREATE TABLE IF NOT EXISTS ls_load_balancers (
     dns_name TEXT NOT NULL,
     attached_certificate TEXT,
     grant_id TEXT,
-    last_report_at REAL
+    last_report_at REAL,
+    ready_at REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS ls_lb_instances (
     lb_name TEXT NOT NULL REFERENCES ls_load_balancers(name) ON DELETE CASCADE,
@@ -93,6 +111,24 @@ CREATE TABLE IF NOT EXISTS ls_metric_samples (
     maximum REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ls_metric_samples_by_lb ON ls_metric_samples (lb_name, metric, time);
+CREATE TABLE IF NOT EXISTS ls_operations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    resource_name TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    operation_type TEXT NOT NULL,
+    details TEXT NOT NULL,
+    lb_name TEXT,
+    zone TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    status_changed_at REAL NOT NULL,
+    error_code TEXT,
+    error_details TEXT
+);
+CREATE INDEX IF NOT EXISTS ls_operations_by_resource ON ls_operations (resource_name, seq);
+CREATE INDEX IF NOT EXISTS ls_operations_by_lb ON ls_operations (lb_name, status);
 CREATE TABLE IF NOT EXISTS ls_key_states (
     lb_name TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -109,6 +145,8 @@ CREATE TABLE IF NOT EXISTS ls_key_states (
 );
 """
 
+#: ``ls_load_balancers`` columns added after its first version (a data dir made before gets them on start).
+LB_COLUMNS_ADDED = {"ready_at": "REAL NOT NULL DEFAULT 0"}
 #: ``ls_key_states`` columns added after its first version (a data dir made before gets them on start).
 KEY_STATE_COLUMNS_ADDED = {
     "workers_expected": "INTEGER NOT NULL DEFAULT 0",
@@ -118,10 +156,22 @@ KEY_STATE_COLUMNS_ADDED = {
 }
 
 
+class LightsailLimits(Protocol):
+    """What ``lbproxy control`` settles for Lightsail (``lbproxy.config.ControlSettings``)."""
+
+    lb_provisioning_delay: float
+    lb_operation_delay: float
+    max_load_balancers: int
+    max_certificates_per_lb: int
+
+
 class LightsailStore:
     """The tables and the steps every Lightsail operation shares (see the module docstring)."""
 
     region: str
+    #: Delays and limits (``ControlSettings``: ``lb_provisioning_delay``, ``lb_operation_delay``,
+    #: ``max_load_balancers``, ``max_certificates_per_lb``).
+    limits: LightsailLimits
     #: ACM through Lightsail's adapter (requests, status, associations and their grants, sealed bundles).
     certificates: CertificateBroker
     _db: Database
@@ -186,8 +236,42 @@ class LightsailStore:
     def _lb_ref(self, lb: LoadBalancer) -> dict[str, Any]:
         return wire.lb_ref(self.region, lb)
 
-    def _operation(self, resource: str, rtype: str, op: str, details: str = "") -> dict[str, Any]:
-        return wire.operation(self.region, self._clock.time(), resource, rtype, op, details)
+    def _operation(
+        self,
+        resource: str,
+        rtype: str,
+        op: str,
+        details: str = "",
+        *,
+        lb_name: str | None = None,
+        delay: float = 0.0,
+    ) -> dict[str, Any]:
+        """Record one operation (``Started`` for ``delay`` seconds when ``delay`` > 0, else ``Succeeded``) and
+        answer it as the wire shows it now."""
+        now = self._clock.time()
+        zone = f"{self.region}a" if rtype == INSTANCE_TYPE else "all"
+        status = STARTED if delay > 0 else SUCCEEDED
+        with self._db.transaction() as tx:
+            cur = tx.execute(
+                "INSERT INTO ls_operations (id, resource_name, resource_type, operation_type, details, lb_name, zone,"
+                " created_at, due_at, status, status_changed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (str(uuid.uuid4()), resource, rtype, op, details, lb_name, zone, now, now + delay, status, now),
+            )
+            row = tx.execute("SELECT * FROM ls_operations WHERE seq = ?", (cur.lastrowid,)).fetchone()
+        return wire.operation(self.region, OperationRecord.from_row(row), now)
+
+    def _fail_pending_operations(self, lb_name: str, error_code: str, error_details: str) -> None:
+        """Every operation of ``lb_name`` still ``Started`` now ends ``Failed`` with this error."""
+        now = self._clock.time()
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE ls_operations SET status = ?, status_changed_at = ?, error_code = ?, error_details = ?"
+                " WHERE lb_name = ? AND status = ? AND due_at > ?",
+                (FAILED, now, error_code, error_details, lb_name, STARTED, now),
+            )
+
+    def _lb_state(self, lb: LoadBalancer) -> str:
+        return lb.state(self._clock.time())
 
     # == shared steps =============================================================================
 
@@ -261,10 +345,10 @@ class LightsailStore:
         certs = self._certs(lb_name)
         if any(c.name == cert_name for c in certs):
             raise InvalidInputException(f"A certificate with the name {cert_name} already exists on {lb_name}.")
-        if len(certs) >= MAX_CERTIFICATES_PER_LOAD_BALANCER:
+        limit = self.limits.max_certificates_per_lb
+        if len(certs) >= limit:
             raise InvalidInputException(
-                f"The load balancer {lb_name} already has {MAX_CERTIFICATES_PER_LOAD_BALANCER} certificates, the "
-                "maximum. Delete one first."
+                f"The load balancer {lb_name} already has {limit} certificates, the maximum. Delete one first."
             )
 
     def _insert_certificate(

@@ -6,6 +6,11 @@ A Lightsail certificate wraps an ACM certificate (``certificates.CertificateBrok
 association and its KMS grant (``IssuedThroughACM``); swapping creates the new grant before the old one is
 retired; detaching, deleting the certificate and deleting the load balancer retire it.
 
+Operations as AWS answers them (the AWS CLI's captured examples): creating and attaching answer two
+``Succeeded`` operations (the certificate's and the load balancer's); deleting answers two that stay
+``Started`` for ``lb_operation_delay`` seconds. A load balancer holds at most ``max_certificates_per_lb``
+certificates (Lightsail: 2, the CreateLoadBalancerTlsCertificate API reference).
+
 Events (audience: the load balancer's principal): ``loadbalancer.certificate_attached`` (``swapped`` when it
 replaced another), ``loadbalancer.certificate_detached``. The key service adds ``grant.created`` /
 ``grant.retired`` / ``grant.revoked`` (the principal is the grantee) and ACM ``certificate.renewed`` (the
@@ -34,8 +39,12 @@ class TlsCertificateOperations(LightsailStore):
         tags: list[dict[str, str]] | None,
     ) -> list[dict[str, Any]]:
         """CreateLoadBalancerTlsCertificate: ACM is asked for a certificate (DNS validation)."""
-        self._new_certificate(lb_name, cert_name, domain_name, alternative_names, tags)
-        return [self._operation(cert_name, CERT_TYPE, "CreateLoadBalancerTlsCertificate", lb_name)]
+        with self._lock, self._db.transaction():
+            self._new_certificate(lb_name, cert_name, domain_name, alternative_names, tags)
+            return [
+                self._operation(cert_name, CERT_TYPE, "CreateLoadBalancerTlsCertificate", lb_name, lb_name=lb_name),
+                self._operation(lb_name, LB_TYPE, "CreateLoadBalancerTlsCertificate", cert_name, lb_name=lb_name),
+            ]
 
     def add_acm_certificate(self, lb_name: str, cert_name: str, acm_arn: str) -> dict[str, Any]:
         """The lbproxy extension: wrap an existing (e.g. imported) ACM certificate as a load-balancer
@@ -101,8 +110,8 @@ class TlsCertificateOperations(LightsailStore):
 
     def _attach_ops(self, lb_name: str, cert_name: str) -> list[dict[str, Any]]:
         return [
-            self._operation(lb_name, LB_TYPE, "AttachLoadBalancerTlsCertificate", cert_name),
-            self._operation(cert_name, CERT_TYPE, "AttachLoadBalancerTlsCertificate", lb_name),
+            self._operation(lb_name, LB_TYPE, "AttachLoadBalancerTlsCertificate", cert_name, lb_name=lb_name),
+            self._operation(cert_name, CERT_TYPE, "AttachLoadBalancerTlsCertificate", lb_name, lb_name=lb_name),
         ]
 
     def detach_certificate(self, lb_name: str, cert_name: str) -> list[dict[str, Any]]:
@@ -113,7 +122,8 @@ class TlsCertificateOperations(LightsailStore):
             if lb.attached_certificate != cert_name:
                 raise InvalidInputException(f"The certificate {cert_name} is not attached to {lb_name}.")
             self._detach(lb, reason="detached")
-        return [self._operation(lb_name, LB_TYPE, "AttachLoadBalancerTlsCertificate", f"detached {cert_name}")]
+            details = f"detached {cert_name}"
+            return [self._operation(lb_name, LB_TYPE, "AttachLoadBalancerTlsCertificate", details, lb_name=lb_name)]
 
     def delete_certificate(self, lb_name: str, cert_name: str, force: bool) -> list[dict[str, Any]]:
         with self._lock, self._db.transaction():
@@ -127,4 +137,8 @@ class TlsCertificateOperations(LightsailStore):
                     )
                 self._detach(lb, reason="deleted")
             self._drop_certificate(cert)
-        return [self._operation(cert_name, CERT_TYPE, "DeleteLoadBalancerTlsCertificate", lb_name)]
+            delay = self.limits.lb_operation_delay
+            return [
+                self._operation(cert_name, CERT_TYPE, "DeleteLoadBalancerTlsCertificate", lb_name=lb_name, delay=delay),
+                self._operation(lb_name, LB_TYPE, "DeleteLoadBalancerTlsCertificate", lb_name=lb_name, delay=delay),
+            ]

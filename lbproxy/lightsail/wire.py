@@ -3,20 +3,30 @@
 - ``instance``         ``Instance`` (GetInstance, GetInstances).
 - ``load_balancer``    ``LoadBalancer`` (GetLoadBalancer, GetLoadBalancers).
 - ``tls_certificate``  ``LoadBalancerTlsCertificate`` (GetLoadBalancerTlsCertificates), from ACM's detail.
-- ``operation``        ``Operation``: what every change answers (lbproxy's changes are synchronous: each
-                       operation is terminal and ``Succeeded`` when it is returned).
+- ``operation``        ``Operation``: what every change answers and ``GetOperation`` reads back, from its
+                       record and the time now (``Started`` until it is due, then ``Succeeded``; or ``Failed``
+                       with ``errorCode`` / ``errorDetails``).
 - ``lb_ref`` / ``cert_ref``  the names every event about a load balancer or its certificate carries.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lbproxy.lightsail.attributes import HTTP_PORT, HTTPS_PORT, lightsail_arn, support_code
-from lbproxy.lightsail.rows import CERT_TYPE, INSTANCE_TYPE, LB_TYPE, Attachment, Instance, LbCertificate, LoadBalancer
+from lbproxy.lightsail.rows import (
+    CERT_TYPE,
+    FAILED,
+    INSTANCE_TYPE,
+    LB_TYPE,
+    Attachment,
+    Instance,
+    LbCertificate,
+    LoadBalancer,
+    OperationRecord,
+)
 
 #: ACM ``FailureReason`` values Lightsail passes on as they are (anything else is ``OTHER``).
 FAILURE_REASONS = (
@@ -57,12 +67,17 @@ def _location(region: str, zone: str = "all") -> dict[str, str]:
     return {"availabilityZone": zone, "regionName": region}
 
 
-def instance(region: str, inst: Instance) -> dict[str, Any]:
+def instance_ip_address_type(inst: Instance) -> str:
+    """An instance's ``ipAddressType`` follows its registered address: ``ipv6`` for an IPv6 one, else ``ipv4``."""
     try:
         ip = ipaddress.ip_address(inst.host)
     except ValueError:
-        ip = None
-    v6 = ip is not None and ip.version == 6
+        return "ipv4"
+    return "ipv6" if ip.version == 6 else "ipv4"
+
+
+def instance(region: str, inst: Instance) -> dict[str, Any]:
+    v6 = instance_ip_address_type(inst) == "ipv6"
     ports = [inst.port] if inst.port else [HTTP_PORT]
     shape: dict[str, Any] = {
         "name": inst.name,
@@ -76,7 +91,7 @@ def instance(region: str, inst: Instance) -> dict[str, Any]:
         "blueprintName": "lbproxy registered instance",
         "bundleId": "lbproxy_local",
         "isStaticIp": False,
-        "ipAddressType": "ipv6" if v6 else "ipv4",
+        "ipAddressType": instance_ip_address_type(inst),
         "hardware": {"cpuCount": 1, "disks": [], "ramSizeInGb": 0.5},
         "networking": {
             "monthlyTransfer": {"gbPerMonthAllocated": 0},
@@ -86,7 +101,7 @@ def instance(region: str, inst: Instance) -> dict[str, Any]:
                     "toPort": p,
                     "protocol": "tcp",
                     "accessFrom": "Anywhere (0.0.0.0/0 and ::/0)",
-                    "accessType": "public",
+                    "accessType": "Public",
                     "commonName": "",
                     "accessDirection": "inbound",
                     "cidrs": ["0.0.0.0/0"],
@@ -112,8 +127,11 @@ def load_balancer(
     attached: Iterable[Attachment],
     certificates: Iterable[LbCertificate],
     https: bool,
+    state: str,
 ) -> dict[str, Any]:
-    """``https``: an ISSUED certificate is attached (the HTTPS listener is on)."""
+    """``https``: an ISSUED certificate is attached (the HTTPS listener is on); ``state``: ``provisioning`` or
+    ``active``. Every field Terraform's ``aws_lightsail_lb*`` resources read is always there (``createdAt``,
+    ``healthCheckPath``, ``ipAddressType``, ``httpsRedirectionEnabled``, ``configurationOptions``)."""
     health = []
     for a in attached:
         entry = {"instanceName": a.instance_name, "instanceHealth": a.state}
@@ -129,7 +147,7 @@ def load_balancer(
         "resourceType": LB_TYPE,
         "tags": lb.tags,
         "dnsName": lb.dns_name,
-        "state": "active",
+        "state": state,
         "protocol": "HTTP_HTTPS" if https else "HTTP",
         "publicPorts": [HTTP_PORT, HTTPS_PORT] if https else [HTTP_PORT],
         "healthCheckPath": lb.attributes.health_check_path,
@@ -197,18 +215,23 @@ def tls_certificate(
     return shape
 
 
-def operation(region: str, now: float, resource: str, rtype: str, op: str, details: str = "") -> dict[str, Any]:
+def operation(region: str, rec: OperationRecord, now: float) -> dict[str, Any]:
+    """``Operation`` as it stands at ``now`` (see ``OperationRecord.status_at``)."""
+    status, changed_at = rec.status_at(now)
     out: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "resourceName": resource,
-        "resourceType": rtype,
-        "createdAt": now,
-        "location": _location(region, "all" if rtype != INSTANCE_TYPE else f"{region}a"),
-        "isTerminal": True,
-        "operationType": op,
-        "status": "Succeeded",
-        "statusChangedAt": now,
+        "id": rec.id,
+        "resourceName": rec.resource_name,
+        "resourceType": rec.resource_type,
+        "createdAt": rec.created_at,
+        "location": _location(region, rec.zone),
+        "isTerminal": status != "Started",
+        "operationType": rec.operation_type,
+        "status": status,
+        "statusChangedAt": changed_at,
     }
-    if details:
-        out["operationDetails"] = details
+    if rec.details:
+        out["operationDetails"] = rec.details
+    if status == FAILED:
+        out["errorCode"] = rec.error_code or "OperationFailure"
+        out["errorDetails"] = rec.error_details or ""
     return out

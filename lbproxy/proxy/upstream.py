@@ -408,7 +408,11 @@ class Upstream(asyncio.Protocol):
 
 
 class Pool:
-    """Idle keep-alive connections per instance; ``acquire`` and ``release`` are the per-request fast path."""
+    """Idle keep-alive connections per instance.
+
+    ``acquire`` and ``release`` are the per-request fast path, the only copy of it: ``Downstream`` calls
+    them (a call each per request; bench/README.md measures them against the inlined copies they
+    replaced, about 1 % of a request's interpreter work)."""
 
     __slots__ = ("connect_timeout", "idle", "idle_timeout", "loop", "max_idle")
 

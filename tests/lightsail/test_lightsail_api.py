@@ -41,8 +41,14 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
     ops = lightsail.create_load_balancer(
         loadBalancerName="demo-lb", instancePort=8080, healthCheckPath="/health", tags=[{"key": "env", "value": "test"}]
     )["operations"]
-    assert ops[0]["operationType"] == "CreateLoadBalancer" and ops[0]["status"] == "Succeeded"
-    assert ops[0]["isTerminal"] is True and ops[0]["location"]["regionName"] == "us-east-1"
+    # Provisioning first, as AWS: the operation is Started until lb_provisioning_delay (2 s) has passed.
+    assert ops[0]["operationType"] == "CreateLoadBalancer" and ops[0]["status"] == "Started"
+    assert ops[0]["isTerminal"] is False and ops[0]["location"]["regionName"] == "us-east-1"
+    assert lightsail.get_load_balancer(loadBalancerName="demo-lb")["loadBalancer"]["state"] == "provisioning"
+    ls.clock.advance(seconds=2)  # type: ignore[attr-defined]
+    op = lightsail.get_operation(operationId=ops[0]["id"])["operation"]
+    assert (op["status"], op["isTerminal"]) == ("Succeeded", True)
+    assert op["statusChangedAt"].timestamp() == pytest.approx(ops[0]["createdAt"].timestamp() + 2)
     creds = configparser.ConfigParser()
     creds.read(tmp_path / "data" / "credentials")
     assert "demo-lb" in creds and creds["demo-lb"]["aws_access_key_id"] == ls.principal("demo-lb").access_key_id
@@ -181,7 +187,12 @@ def test_create_with_certificate_and_the_grant_survives_nothing_else(ls: Lightsa
     ops = lightsail.create_load_balancer(
         loadBalancerName="lb-one", instancePort=80, certificateName="c1", certificateDomainName="one.example.com"
     )["operations"]
-    assert [o["operationType"] for o in ops] == ["CreateLoadBalancer", "CreateLoadBalancerTlsCertificate"]
+    # As AWS answers it: the load balancer's operation, then the certificate's and the load balancer's.
+    assert [(o["operationType"], o["resourceName"], o["status"]) for o in ops] == [
+        ("CreateLoadBalancer", "lb-one", "Started"),
+        ("CreateLoadBalancerTlsCertificate", "c1", "Succeeded"),
+        ("CreateLoadBalancerTlsCertificate", "lb-one", "Succeeded"),
+    ]
     ls.issue_pending()
     lightsail.attach_load_balancer_tls_certificate(loadBalancerName="lb-one", certificateName="c1")
     (g,) = grants(kms)
@@ -307,7 +318,7 @@ def test_errors_on_an_existing_load_balancer(ls: LightsailControl) -> None:
     # Lightsail's error body: code, docs, message, tip (botocore parses the modeled members).
     resp = e.value.response
     assert resp["Error"]["Message"].startswith("The period must be a multiple of 60")
-    assert resp["code"] == "InvalidInput" and resp["docs"].startswith("https://") and resp["tip"]
+    assert resp["code"] == "InvalidInputException" and resp["docs"].startswith("https://") and resp["tip"]
 
 
 def test_a_load_balancer_role_may_read_but_not_change(ls: LightsailControl) -> None:

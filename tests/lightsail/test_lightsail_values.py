@@ -194,5 +194,6 @@ def test_every_insert_names_its_columns() -> None:
         "ls_lb_certificates",
         "ls_metric_samples",
         "ls_key_states",
+        "ls_operations",
     }
     assert [s for s in statements if s[2] != "("] == []
