@@ -13,19 +13,10 @@ from typing import Any
 from lbproxy.awsapi.errors import AwsError, ValidationException
 from lbproxy.awsapi.protocol import Handler, RequestContext
 from lbproxy.keyservice import envelope
+from lbproxy.keyservice.crypto import refuse_recipient
 from lbproxy.keyservice.service import SYMMETRIC_DEFAULT, KeyService
 
 _KEY_SPEC_BYTES = {"AES_256": 32, "AES_128": 16}
-
-
-def _check_algorithm(params: dict[str, Any]) -> None:
-    algo = params.get("EncryptionAlgorithm", SYMMETRIC_DEFAULT)
-    if algo != SYMMETRIC_DEFAULT:
-        from lbproxy.keyservice.errors import InvalidKeyUsageException
-
-        raise InvalidKeyUsageException(
-            f"The encryption algorithm {algo} is not supported by symmetric encryption keys."
-        )
 
 
 class KmsApi:
@@ -64,6 +55,19 @@ class KmsApi:
             "ListRetirableGrants": self.list_retirable_grants,
             "RetireGrant": self.retire_grant,
             "RevokeGrant": self.revoke_grant,
+            "UpdateAlias": self.update_alias,
+            "UpdateKeyDescription": self.update_key_description,
+            "TagResource": self.tag_resource,
+            "UntagResource": self.untag_resource,
+            "ListResourceTags": self.list_resource_tags,
+            "GenerateRandom": self.generate_random,
+            "GenerateDataKeyPair": self.generate_data_key_pair,
+            "GenerateDataKeyPairWithoutPlaintext": self.generate_data_key_pair_without_plaintext,
+            "Sign": self.sign,
+            "Verify": self.verify,
+            "GetPublicKey": self.get_public_key,
+            "GenerateMac": self.generate_mac,
+            "VerifyMac": self.verify_mac,
         }
 
     # ---------------------------------------------------------------- helpers
@@ -90,8 +94,9 @@ class KmsApi:
             ctx.principal,
             description=p.get("Description", ""),
             policy=p.get("Policy"),
-            key_usage=p.get("KeyUsage", "ENCRYPT_DECRYPT"),
-            key_spec=p.get("KeySpec", p.get("CustomerMasterKeySpec", SYMMETRIC_DEFAULT)),
+            key_usage=p.get("KeyUsage"),
+            key_spec=p.get("KeySpec"),
+            customer_master_key_spec=p.get("CustomerMasterKeySpec"),
             origin=p.get("Origin", "AWS_KMS"),
             tags=p.get("Tags"),
             bypass_lockout_check=p.get("BypassPolicyLockoutSafetyCheck", False),
@@ -171,41 +176,39 @@ class KmsApi:
     # ---------------------------------------------------------------- cryptography
 
     def encrypt(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
-        _check_algorithm(p)
         context = p.get("EncryptionContext")
-        self._note_key(ctx, p["KeyId"], encryptionContextKeys=self._context_keys(context))
+        algorithm = p.get("EncryptionAlgorithm", SYMMETRIC_DEFAULT)
+        self._note_key(
+            ctx, p["KeyId"], encryptionContextKeys=self._context_keys(context), encryptionAlgorithm=algorithm
+        )
         plaintext = p["Plaintext"]
         try:
-            blob = self.kms.encrypt(ctx.principal, p["KeyId"], plaintext, context, ctx.audit, p.get("DryRun", False))
+            blob = self.kms.encrypt(
+                ctx.principal, p["KeyId"], plaintext, context, ctx.audit, p.get("DryRun", False), algorithm
+            )
         finally:
             envelope.wipe(plaintext)
-        return {
-            "CiphertextBlob": blob,
-            "KeyId": self.kms.key_arn(p["KeyId"]),
-            "EncryptionAlgorithm": SYMMETRIC_DEFAULT,
-        }
+        return {"CiphertextBlob": blob, "KeyId": self.kms.key_arn(p["KeyId"]), "EncryptionAlgorithm": algorithm}
 
     def decrypt(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
-        _check_algorithm(p)
         context = p.get("EncryptionContext")
-        self._note_key(ctx, p.get("KeyId"), encryptionContextKeys=self._context_keys(context))
-        if p.get("Recipient"):
-            from lbproxy.keyservice.errors import UnsupportedOperationException
-
-            raise UnsupportedOperationException("Recipient (Nitro Enclaves attestation) is not supported.")
-        out = self.kms.decrypt(
-            ctx.principal, p["CiphertextBlob"], context, p.get("KeyId"), ctx.audit, p.get("DryRun", False)
+        algorithm = p.get("EncryptionAlgorithm", SYMMETRIC_DEFAULT)
+        self._note_key(
+            ctx, p.get("KeyId"), encryptionContextKeys=self._context_keys(context), encryptionAlgorithm=algorithm
         )
-        return {
-            "KeyId": out.key_arn,
-            "Plaintext": out.plaintext,
-            "EncryptionAlgorithm": SYMMETRIC_DEFAULT,
-        }
+        refuse_recipient(p.get("Recipient"))
+        out = self.kms.decrypt(
+            ctx.principal,
+            p["CiphertextBlob"],
+            context,
+            p.get("KeyId"),
+            ctx.audit,
+            p.get("DryRun", False),
+            algorithm=algorithm,
+        )
+        return {"KeyId": out.key_arn, "Plaintext": out.plaintext, "EncryptionAlgorithm": out.algorithm}
 
     def re_encrypt(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
-        for name in ("SourceEncryptionAlgorithm", "DestinationEncryptionAlgorithm"):
-            if p.get(name, SYMMETRIC_DEFAULT) != SYMMETRIC_DEFAULT:
-                _check_algorithm({"EncryptionAlgorithm": p[name]})
         self._note_key(
             ctx,
             p["DestinationKeyId"],
@@ -221,6 +224,8 @@ class KmsApi:
             p.get("SourceKeyId"),
             ctx.audit,
             p.get("DryRun", False),
+            p.get("SourceEncryptionAlgorithm", SYMMETRIC_DEFAULT),
+            p.get("DestinationEncryptionAlgorithm", SYMMETRIC_DEFAULT),
         )
 
     def _data_key_size(self, p: dict[str, Any]) -> int:
@@ -310,3 +315,139 @@ class KmsApi:
         self._note_key(ctx, p["KeyId"], grantId=p["GrantId"])
         self.kms.revoke_grant(ctx.principal, p["KeyId"], p["GrantId"], ctx.audit, p.get("DryRun", False))
         return {}
+
+    # ---------------------------------------------------------------- aliases, descriptions, tags
+
+    def update_alias(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        self._note_key(ctx, p["TargetKeyId"], aliasName=p["AliasName"])
+        self.kms.update_alias(ctx.principal, p["AliasName"], p["TargetKeyId"])
+        return {}
+
+    def update_key_description(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        self._note_key(ctx, p["KeyId"], description=p["Description"])
+        self.kms.update_key_description(ctx.principal, p["KeyId"], p["Description"])
+        return {}
+
+    def tag_resource(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        self._note_key(ctx, p["KeyId"], tags=p["Tags"])
+        self.kms.tag_resource(ctx.principal, p["KeyId"], p["Tags"])
+        return {}
+
+    def untag_resource(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        self._note_key(ctx, p["KeyId"], tagKeys=p["TagKeys"])
+        self.kms.untag_resource(ctx.principal, p["KeyId"], p["TagKeys"])
+        return {}
+
+    def list_resource_tags(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        self._note_key(ctx, p["KeyId"])
+        return self.kms.list_resource_tags(ctx.principal, p["KeyId"], p.get("Limit", 50), p.get("Marker"))
+
+    # ---------------------------------------------------------------- random bytes and data key pairs
+
+    def generate_random(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        ctx.audit["requestParameters"] = {"numberOfBytes": p.get("NumberOfBytes")}
+        refuse_recipient(p.get("Recipient"))
+        random = self.kms.generate_random(ctx.principal, p.get("NumberOfBytes"), p.get("CustomKeyStoreId"))
+        return {"Plaintext": random}
+
+    def _data_key_pair(self, ctx: RequestContext, p: dict[str, Any], action: str) -> Any:
+        context = p.get("EncryptionContext")
+        self._note_key(ctx, p["KeyId"], keyPairSpec=p["KeyPairSpec"], encryptionContextKeys=self._context_keys(context))
+        refuse_recipient(p.get("Recipient"))
+        return self.kms.generate_data_key_pair(
+            ctx.principal,
+            p["KeyId"],
+            p["KeyPairSpec"],
+            context,
+            audit=ctx.audit,
+            action=action,
+            dry_run=p.get("DryRun", False),
+        )
+
+    def generate_data_key_pair(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        pair = self._data_key_pair(ctx, p, "GenerateDataKeyPair")
+        return {
+            "PrivateKeyCiphertextBlob": pair.private_ciphertext_blob,
+            "PrivateKeyPlaintext": pair.private_plaintext,  # a bytearray: wiped once serialized
+            "PublicKey": pair.public_key,
+            "KeyId": pair.key_arn,
+            "KeyPairSpec": pair.key_pair_spec,
+        }
+
+    def generate_data_key_pair_without_plaintext(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        pair = self._data_key_pair(ctx, p, "GenerateDataKeyPairWithoutPlaintext")
+        envelope.wipe(pair.private_plaintext)
+        return {
+            "PrivateKeyCiphertextBlob": pair.private_ciphertext_blob,
+            "PublicKey": pair.public_key,
+            "KeyId": pair.key_arn,
+            "KeyPairSpec": pair.key_pair_spec,
+        }
+
+    # ---------------------------------------------------------------- signatures and MACs
+
+    def sign(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        message_type = p.get("MessageType", "RAW")
+        self._note_key(ctx, p["KeyId"], signingAlgorithm=p["SigningAlgorithm"], messageType=message_type)
+        try:
+            return self.kms.sign(
+                ctx.principal,
+                p["KeyId"],
+                p["Message"],
+                p["SigningAlgorithm"],
+                message_type,
+                audit=ctx.audit,
+                dry_run=p.get("DryRun", False),
+            )
+        finally:
+            envelope.wipe(p["Message"])
+
+    def verify(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        message_type = p.get("MessageType", "RAW")
+        self._note_key(ctx, p["KeyId"], signingAlgorithm=p["SigningAlgorithm"], messageType=message_type)
+        try:
+            return self.kms.verify(
+                ctx.principal,
+                p["KeyId"],
+                p["Message"],
+                p["Signature"],
+                p["SigningAlgorithm"],
+                message_type,
+                audit=ctx.audit,
+                dry_run=p.get("DryRun", False),
+            )
+        finally:
+            envelope.wipe(p["Message"])
+
+    def get_public_key(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        self._note_key(ctx, p["KeyId"])
+        return self.kms.get_public_key(ctx.principal, p["KeyId"], audit=ctx.audit)
+
+    def generate_mac(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        self._note_key(ctx, p["KeyId"], macAlgorithm=p["MacAlgorithm"])
+        try:
+            return self.kms.generate_mac(
+                ctx.principal,
+                p["KeyId"],
+                p["Message"],
+                p["MacAlgorithm"],
+                audit=ctx.audit,
+                dry_run=p.get("DryRun", False),
+            )
+        finally:
+            envelope.wipe(p["Message"])
+
+    def verify_mac(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        self._note_key(ctx, p["KeyId"], macAlgorithm=p["MacAlgorithm"])
+        try:
+            return self.kms.verify_mac(
+                ctx.principal,
+                p["KeyId"],
+                p["Message"],
+                p["Mac"],
+                p["MacAlgorithm"],
+                audit=ctx.audit,
+                dry_run=p.get("DryRun", False),
+            )
+        finally:
+            envelope.wipe(p["Message"])

@@ -75,6 +75,18 @@ class TagException(AwsError):
     code = "TagException"
 
 
+class KMSInvalidSignatureException(AwsError):
+    code = "KMSInvalidSignatureException"
+
+
+class KMSInvalidMacException(AwsError):
+    code = "KMSInvalidMacException"
+
+
+class CustomKeyStoreNotFoundException(AwsError):
+    code = "CustomKeyStoreNotFoundException"
+
+
 class KMSInternalException(AwsError):
     code = "KMSInternalException"
     status = 500

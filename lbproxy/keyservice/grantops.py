@@ -2,7 +2,9 @@
 ``kms_grants``; what a grant allows and who may retire it are pure, in ``grants``).
 
 CreateGrant with a Name and the same parameters returns the existing grant. A grant made through another
-grant is at least as constrained as that one. Every change publishes a ``grant.*`` event addressed to the
+grant is at least as constrained as that one. A grant allows only operations its key supports, and carries an
+encryption-context constraint only on a symmetric encryption key (``keyspecs.check_grant``: a grant for Sign on a
+symmetric key is a ``ValidationException``). Every change publishes a ``grant.*`` event addressed to the
 grantee and the retiring principal: a load balancer learns at once that its grant is gone.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 
 from lbproxy.contract.vocabulary import GRANT_CREATED, GRANT_RETIRED, GRANT_REVOKED
 from lbproxy.core.principals import Principal, account_root_arn
-from lbproxy.keyservice import envelope, pages
+from lbproxy.keyservice import envelope, keyspecs, pages
 from lbproxy.keyservice.errors import (
     InvalidGrantTokenException,
     NotFoundException,
@@ -58,6 +60,7 @@ class GrantOperations(KeyStore):
             raise access_denied(principal.arn, "CreateGrant", key.arn)
         self._usable(key)
         ops, checked = checked_request(operations, constraints, name)
+        keyspecs.check_grant(key.key_spec, key.key_usage, ops, checked)
         check_dry_run(dry_run)
         with self._db.transaction() as tx:
             if name:

@@ -40,6 +40,9 @@ GRANT_OPERATIONS = (
 #: Operations a grant's encryption-context constraints do not apply to.
 CONTEXT_FREE_OPERATIONS = frozenset({"DescribeKey", "RetireGrant", "CreateGrant", "GetPublicKey"})
 _GRANT_NAME_RE = re.compile(r"^[a-zA-Z0-9:/_-]+$")
+#: An encryption-context constraint: at most 8 pairs, each value at most 384 characters (CreateGrant's doc).
+MAX_CONSTRAINT_PAIRS = 8
+MAX_CONSTRAINT_VALUE = 384
 _GRANT_ID_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -124,6 +127,8 @@ def checked_request(
             "1 validation error detected: Value '[]' at 'operations' failed to "
             "satisfy constraint: Member must have length greater than or equal to 1"
         )
+    if list(dict.fromkeys(operations)) == ["CreateGrant"]:
+        raise ValidationException("Grants must not contain only the CreateGrant operation.")
     checked: dict[str, dict[str, str]] | None = None
     if constraints:
         checked = {k: dict(v) for k, v in constraints.items() if v is not None}
@@ -131,6 +136,12 @@ def checked_request(
             raise ValidationException(
                 "Grant constraints may contain EncryptionContextEquals or EncryptionContextSubset, not both."
             )
+        for member, pairs in checked.items():
+            if len(pairs) > MAX_CONSTRAINT_PAIRS or any(len(v) > MAX_CONSTRAINT_VALUE for v in pairs.values()):
+                raise ValidationException(
+                    f"{member} may hold at most {MAX_CONSTRAINT_PAIRS} encryption context pairs, each value at most "
+                    f"{MAX_CONSTRAINT_VALUE} characters."
+                )
     if name is not None and not _GRANT_NAME_RE.match(name):
         raise ValidationException(
             f"1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: "

@@ -1,8 +1,10 @@
 """KMS keys as records, pure: what a key is, what ``DescribeKey`` shows of it, which states allow what.
 
 A key is a row of ``kms_keys`` (``keystore``); its material lives apart, one wrapped version per
-rotation. The states are AWS's: ``Enabled``, ``Disabled``, ``PendingDeletion`` (deleted by the sweep when
-the waiting period is over). Only an ``Enabled`` key encrypts, decrypts or takes new grants.
+rotation (an asymmetric key's public key too, in the clear). Its kind (symmetric, HMAC, asymmetric) is its key
+spec and key usage (``keyspecs``). The states are AWS's: ``Enabled``, ``Disabled``, ``PendingDeletion``
+(deleted by the sweep when the waiting period is over). Only an ``Enabled`` key does cryptography or takes new
+grants.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from lbproxy.core.principals import ACCOUNT_ID
+from lbproxy.keyservice import keyspecs
 from lbproxy.keyservice.errors import DisabledException, KMSInvalidStateException
 
-SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+SYMMETRIC_DEFAULT = keyspecs.SYMMETRIC_DEFAULT
 ACM_KEY_DESCRIPTION = "Default key that protects my ACM private keys when no other key is defined"
 DEFAULT_ROTATION_DAYS = 365
 DAY = 86400
@@ -34,12 +37,26 @@ class DataKey:
 
 
 @dataclass(slots=True)
+class DataKeyPair:
+    """GenerateDataKeyPair's answer: the private key as PKCS#8 DER (the caller wipes it), the same encrypted
+    under the KMS key, and the public key (DER SubjectPublicKeyInfo)."""
+
+    private_plaintext: bytearray
+    private_ciphertext_blob: bytes
+    public_key: bytes
+    key_arn: str
+    key_pair_spec: str
+
+
+@dataclass(slots=True)
 class Decrypted:
-    """Decrypt's answer: the plaintext (the caller wipes it), the key, and the grant that allowed it."""
+    """Decrypt's answer: the plaintext (the caller wipes it), the key, the grant that allowed it, and the
+    algorithm."""
 
     plaintext: bytearray
     key_arn: str
     grant_id: str | None
+    algorithm: str = SYMMETRIC_DEFAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +79,19 @@ class Key:
     next_rotation: dt.datetime | None
     tags: list[dict[str, str]]
     current_version: int
+
+    @property
+    def kind(self) -> str:
+        """``keyspecs.SYMMETRIC``, ``HMAC``, ``ASYMMETRIC_ENCRYPTION`` or ``ASYMMETRIC_SIGNING``."""
+        return keyspecs.kind(self.key_spec, self.key_usage)
+
+    def check_operation(self, operation: str) -> None:
+        """``InvalidKeyUsageException`` unless a key of this kind supports ``operation``."""
+        keyspecs.check_operation(self.arn, self.key_spec, self.key_usage, operation)
+
+    def check_algorithm(self, algorithm: str) -> None:
+        """``InvalidKeyUsageException`` unless ``algorithm`` is one of this key's."""
+        keyspecs.check_algorithm(self.key_spec, self.key_usage, algorithm)
 
 
 def utc(value: float | None) -> dt.datetime | None:
@@ -100,7 +130,7 @@ def metadata(key: Key) -> dict[str, Any]:
         "KeyManager": key.key_manager,
         "CustomerMasterKeySpec": key.key_spec,
         "KeySpec": key.key_spec,
-        "EncryptionAlgorithms": [SYMMETRIC_DEFAULT],
+        **keyspecs.algorithm_metadata(key.key_spec, key.key_usage),
         "MultiRegion": False,
     }
     if key.state == PENDING_DELETION:

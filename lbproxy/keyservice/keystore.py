@@ -1,14 +1,16 @@
 """``KeyStore``: the key service's tables and what every operation does first.
 
 The tables (``SCHEMA``): ``kms_keys`` (one row per key), ``kms_key_material`` (a key's material, one
-version per rotation, wrapped under the root key), ``kms_aliases`` and ``kms_grants``. The steps every
+version per rotation, wrapped under the root key: 32 random bytes for a symmetric key, the spec's length for an
+HMAC key, a PKCS#8 DER private key for an asymmetric one), ``kms_public_keys`` (an asymmetric key's public key),
+``kms_aliases`` and ``kms_grants``. The steps every
 operation shares live here: resolve an identifier to its ``Key`` (``_resolve``), authorize the caller
 through the key policy or a grant (``_authorize``; the decisions themselves are pure, in ``policy`` and
 ``grants``), unwrap the material for one operation and wipe it after (``_material``), publish the event a
 change causes to the key's grantees (``_publish_key_event``).
 
-The operation classes (``management``, ``aliases``, ``crypto``, ``grantops``, ``schedule``) build on this
-one; ``service.KeyService`` is all of them together.
+The operation classes (``management``, ``aliases``, ``crypto``, ``keypairs``, ``signing``, ``macs``,
+``grantops``, ``tagops``, ``schedule``) build on this one; ``service.KeyService`` is all of them together.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from lbproxy.core.clock import Clock
 from lbproxy.core.events import EventLog
 from lbproxy.core.principals import ACCOUNT_ID, ACM_SERVICE_PRINCIPAL, Principal
 from lbproxy.core.store import Database
-from lbproxy.keyservice import envelope, names
+from lbproxy.keyservice import asymmetric, envelope, keyspecs, names
 from lbproxy.keyservice.errors import (
     InvalidCiphertextException,
     NotFoundException,
@@ -43,6 +45,7 @@ from lbproxy.keyservice.keys import (
     check_usable,
     utc,
 )
+from lbproxy.keyservice.keyspecs import ENCRYPT_DECRYPT
 from lbproxy.keyservice.policy import CONTEXT_KEY_PREFIX, Caller, acm_managed_key_policy, evaluate
 
 SCHEMA = """
@@ -71,6 +74,10 @@ CREATE TABLE IF NOT EXISTS kms_key_material (
     created REAL NOT NULL,
     PRIMARY KEY (key_id, version)
 );
+CREATE TABLE IF NOT EXISTS kms_public_keys (
+    key_id TEXT PRIMARY KEY,
+    der BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kms_aliases (
     name TEXT PRIMARY KEY,
     key_id TEXT NOT NULL,
@@ -91,9 +98,6 @@ CREATE TABLE IF NOT EXISTS kms_grants (
     seq INTEGER NOT NULL
 );
 """
-
-#: Master key material: 256 bits, AES-256-GCM (``envelope``).
-MATERIAL_BYTES = 32
 
 
 def caller(principal: Principal) -> Caller:
@@ -154,10 +158,12 @@ class KeyStore:
         key_manager: str,
         tags: list[dict[str, str]],
         rotation_enabled: bool = False,
+        key_spec: str = SYMMETRIC_DEFAULT,
+        key_usage: str = ENCRYPT_DECRYPT,
     ) -> str:
         key_id = str(uuid.uuid4())
         now = self._clock.time()
-        wrapped = self._new_material(key_id, 1)
+        wrapped, public = self._new_material(key_id, 1, key_spec)
         next_rotation = now + DEFAULT_ROTATION_DAYS * DAY if rotation_enabled else None
         with self._db.transaction() as tx:
             tx.execute(
@@ -167,8 +173,8 @@ class KeyStore:
                 (
                     key_id,
                     description,
-                    "ENCRYPT_DECRYPT",
-                    SYMMETRIC_DEFAULT,
+                    key_usage,
+                    key_spec,
                     "AWS_KMS",
                     key_manager,
                     ENABLED,
@@ -181,13 +187,21 @@ class KeyStore:
                 ),
             )
             self._insert_material(tx, key_id, 1, wrapped, now)
+            if public is not None:
+                tx.execute("INSERT INTO kms_public_keys (key_id, der) VALUES (?,?)", (key_id, public))
         return key_id
 
-    def _new_material(self, key_id: str, version: int) -> bytes:
-        """Fresh material for ``version`` of a key, wrapped under the root key (the plaintext is wiped)."""
-        material = envelope.random_bytes(MATERIAL_BYTES)
+    def _new_material(self, key_id: str, version: int, key_spec: str = SYMMETRIC_DEFAULT) -> tuple[bytes, bytes | None]:
+        """Fresh material for ``version`` of a key, wrapped under the root key (the plaintext is wiped), and the
+        public key of an asymmetric key."""
+        spec = keyspecs.SPECS[key_spec]
+        if spec.family in ("symmetric", "hmac"):
+            assert isinstance(spec.size, int)
+            material, public = envelope.random_bytes(spec.size), None
+        else:
+            material, public = asymmetric.new_key_pair(key_spec)
         try:
-            return envelope.wrap_material(self._root, key_id, version, material)
+            return envelope.wrap_material(self._root, key_id, version, material), public
         finally:
             envelope.wipe(material)
 
@@ -312,6 +326,13 @@ class KeyStore:
             yield material, v
         finally:
             envelope.wipe(material)
+
+    def _public_key(self, key: Key) -> bytes:
+        """An asymmetric key's public key (DER SubjectPublicKeyInfo)."""
+        row = self._db.query_one("SELECT der FROM kms_public_keys WHERE key_id = ?", (key.key_id,))
+        if row is None:
+            raise InvalidCiphertextException("")
+        return bytes(row["der"])
 
     # ---------------------------------------------------------------- events
 

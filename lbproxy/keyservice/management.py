@@ -1,9 +1,12 @@
-"""Key management: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey, GetKeyPolicy, PutKeyPolicy.
+"""Key management: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey, UpdateKeyDescription, GetKeyPolicy,
+PutKeyPolicy.
 
-lbproxy's keys are symmetric (``SYMMETRIC_DEFAULT``, ``ENCRYPT_DECRYPT``, origin ``AWS_KMS``, single
-Region); anything else is ``UnsupportedOperationException``. A key policy is checked when it is set
-(``policy.parse_policy``) and, unless the caller bypasses the lockout check, must still let the caller
-change it afterwards. AWS managed keys (``alias/aws/acm``) keep their policy.
+CreateKey makes symmetric encryption keys, HMAC keys and asymmetric RSA and ECC keys (``keyspecs`` says which key
+usage goes with which key spec, and what is not emulated), origin ``AWS_KMS``, single Region; other origins and
+multi-Region keys are ``UnsupportedOperationException``. Its tags follow ``tags``' rules. A key policy is checked
+when it is set (``policy.parse_policy``) and, unless the caller bypasses the lockout check, must still let the
+caller change it afterwards. AWS managed keys (``alias/aws/acm``) keep their policy and description (their key
+policy gives the account no ``kms:UpdateKeyDescription``). A key pending deletion takes no new description.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 from lbproxy.contract.vocabulary import KEY_DISABLED, KEY_ENABLED
 from lbproxy.core.principals import Principal
-from lbproxy.keyservice import pages
+from lbproxy.keyservice import keyspecs, pages
+from lbproxy.keyservice import tags as tag_rules
 from lbproxy.keyservice.errors import (
     MalformedPolicyDocumentException,
     NotFoundException,
@@ -22,7 +26,6 @@ from lbproxy.keyservice.errors import (
 from lbproxy.keyservice.keys import (
     DISABLED,
     ENABLED,
-    SYMMETRIC_DEFAULT,
     Key,
     metadata,
     refuse_pending_deletion,
@@ -40,19 +43,18 @@ class KeyManagement(KeyStore):
         principal: Principal,
         description: str = "",
         policy: str | None = None,
-        key_usage: str = "ENCRYPT_DECRYPT",
-        key_spec: str = SYMMETRIC_DEFAULT,
+        key_usage: str | None = None,
+        key_spec: str | None = None,
         origin: str = "AWS_KMS",
         tags: list[dict[str, str]] | None = None,
         bypass_lockout_check: bool = False,
         multi_region: bool = False,
+        customer_master_key_spec: str | None = None,
     ) -> dict[str, Any]:
+        """A new customer managed key. ``key_usage`` may be left out only for a symmetric encryption key."""
         self._require_iam(principal, "CreateKey")
-        if key_spec != SYMMETRIC_DEFAULT or key_usage != "ENCRYPT_DECRYPT":
-            raise UnsupportedOperationException(
-                f"lbproxy's key service supports KeySpec SYMMETRIC_DEFAULT with KeyUsage ENCRYPT_DECRYPT only, "
-                f"not {key_spec}/{key_usage}."
-            )
+        spec, usage = keyspecs.checked_spec(key_spec, customer_master_key_spec, key_usage)
+        checked_tags = tag_rules.with_tags([], tags or [])
         if origin != "AWS_KMS":
             raise UnsupportedOperationException(f"Origin {origin} is not supported; use AWS_KMS.")
         if multi_region:
@@ -60,7 +62,7 @@ class KeyManagement(KeyStore):
         doc = default_key_policy()
         if policy is not None:
             doc = self._checked_policy(policy, principal, bypass_lockout_check)
-        key_id = self._insert_key(description, doc, "CUSTOMER", tags or [])
+        key_id = self._insert_key(description, doc, "CUSTOMER", checked_tags, key_spec=spec, key_usage=usage)
         return self._metadata(self._resolve(key_id))
 
     def _checked_policy(self, text: str, principal: Principal, bypass: bool) -> dict[str, Any]:
@@ -106,6 +108,13 @@ class KeyManagement(KeyStore):
 
     def disable_key(self, principal: Principal, key_id: str) -> None:
         self._set_state(principal, key_id, "DisableKey", DISABLED, KEY_DISABLED)
+
+    def update_key_description(self, principal: Principal, key_id: str, description: str) -> None:
+        key = self._resolve(key_id)
+        self._authorize(principal, key, "UpdateKeyDescription")
+        refuse_pending_deletion(key)
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE kms_keys SET description = ? WHERE key_id = ?", (description, key.key_id))
 
     def get_key_policy(self, principal: Principal, key_id: str, policy_name: str = "default") -> dict[str, Any]:
         key = self._resolve(key_id)

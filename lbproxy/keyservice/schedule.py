@@ -1,10 +1,12 @@
 """What happens to keys over time: ScheduleKeyDeletion, CancelKeyDeletion, automatic rotation
 (EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus) and ``tick``, the sweep that carries them out.
 
-A key scheduled for deletion waits ``PendingWindowInDays`` in ``PendingDeletion`` (cancelling leaves it
-``Disabled``); when the window is over the sweep deletes the key with its material, aliases and grants.
-Rotation adds a new material version and makes it current; older versions stay, so ciphertexts they
-sealed still decrypt. AWS managed keys rotate every year and their rotation cannot be changed.
+A key scheduled for deletion waits ``PendingWindowInDays`` (7 to 30 days, as KMS enforces beyond the model's
+1-365; 30 by default) in ``PendingDeletion`` (cancelling leaves it ``Disabled``); when the window is over the
+sweep deletes the key with its material, public key, aliases and grants. Rotation adds a new material version
+and makes it current; older versions stay, so ciphertexts they sealed still decrypt. Only symmetric encryption
+keys rotate (``UnsupportedOperationException`` for the others, whose rotation status is always off). AWS
+managed keys rotate every year and their rotation cannot be changed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from lbproxy.contract.vocabulary import KEY_DELETED, KEY_PENDING_DELETION, KEY_ROTATED
 from lbproxy.core.principals import Principal
-from lbproxy.keyservice.errors import KMSInvalidStateException, UnsupportedOperationException
+from lbproxy.keyservice.errors import KMSInvalidStateException, UnsupportedOperationException, ValidationException
 from lbproxy.keyservice.keys import (
     DAY,
     DEFAULT_ROTATION_DAYS,
@@ -25,16 +27,43 @@ from lbproxy.keyservice.keys import (
     rotation_status,
     utc,
 )
+from lbproxy.keyservice.keyspecs import SYMMETRIC
 from lbproxy.keyservice.keystore import KeyStore
 
 #: The event CancelKeyDeletion publishes (the key is ``Disabled`` again).
 KEY_DELETION_CANCELLED = "key.deletion_cancelled"
+#: ScheduleKeyDeletion's waiting period, in days (the operation's documentation: "between 7 and 30, inclusive").
+MIN_PENDING_DAYS, MAX_PENDING_DAYS = 7, 30
+
+
+def check_pending_window(days: int) -> None:
+    """The model allows 1-365; KMS enforces 7-30 (said in the model's own wording)."""
+    if MIN_PENDING_DAYS <= days <= MAX_PENDING_DAYS:
+        return
+    bound = (
+        f"greater than or equal to {MIN_PENDING_DAYS}"
+        if days < MIN_PENDING_DAYS
+        else f"less than or equal to {MAX_PENDING_DAYS}"
+    )
+    raise ValidationException(
+        f"1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: "
+        f"Member must have value {bound}"
+    )
+
+
+def refuse_rotation(key: Key) -> None:
+    """Automatic rotation is for symmetric encryption keys only."""
+    if key.kind != SYMMETRIC:
+        raise UnsupportedOperationException(
+            "You cannot perform this operation on a non-symmetric key or a key with non-ENCRYPT_DECRYPT key usage."
+        )
 
 
 class KeySchedule(KeyStore):
     # ---------------------------------------------------------------- deletion
 
     def schedule_key_deletion(self, principal: Principal, key_id: str, pending_days: int = 30) -> dict[str, Any]:
+        check_pending_window(pending_days)
         key = self._resolve(key_id)
         self._authorize(principal, key, "ScheduleKeyDeletion")
         refuse_pending_deletion(key)
@@ -72,6 +101,7 @@ class KeySchedule(KeyStore):
             tx.execute("DELETE FROM kms_grants WHERE key_id = ?", (key.key_id,))
             tx.execute("DELETE FROM kms_aliases WHERE key_id = ?", (key.key_id,))
             tx.execute("DELETE FROM kms_key_material WHERE key_id = ?", (key.key_id,))
+            tx.execute("DELETE FROM kms_public_keys WHERE key_id = ?", (key.key_id,))
             tx.execute("DELETE FROM kms_keys WHERE key_id = ?", (key.key_id,))
 
     # ---------------------------------------------------------------- rotation
@@ -80,6 +110,7 @@ class KeySchedule(KeyStore):
         key = self._resolve(key_id)
         self._authorize(principal, key, "EnableKeyRotation")
         self._usable(key)
+        refuse_rotation(key)
         if key.key_manager == "AWS":
             raise UnsupportedOperationException(f"{key.arn} is an AWS managed key; it rotates every year.")
         period, when = next_rotation(key, self._clock.time(), period_days)
@@ -93,6 +124,7 @@ class KeySchedule(KeyStore):
         key = self._resolve(key_id)
         self._authorize(principal, key, "DisableKeyRotation")
         self._usable(key)
+        refuse_rotation(key)
         if key.key_manager == "AWS":
             raise UnsupportedOperationException(f"{key.arn} is an AWS managed key; its rotation cannot be changed.")
         with self._db.transaction() as tx:
@@ -106,7 +138,7 @@ class KeySchedule(KeyStore):
     def rotate_now(self, key: Key) -> None:
         """A new material version becomes current; the next rotation is one period from now."""
         version = key.current_version + 1
-        wrapped = self._new_material(key.key_id, version)
+        wrapped, _ = self._new_material(key.key_id, version, key.key_spec)
         now = self._clock.time()
         with self._db.transaction() as tx:
             self._insert_material(tx, key.key_id, version, wrapped, now)

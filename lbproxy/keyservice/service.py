@@ -5,9 +5,10 @@ through the key policy or a grant (``policy``, ``grants``), (3) checks the key's
 one database transaction that also appends the event it causes. Master key material is unwrapped
 from the root key into a ``bytearray`` for the length of one operation and wiped after it.
 
-The operations live with their kind: ``management`` (keys and key policies), ``aliases``, ``crypto``
-(encrypt, data keys, decrypt, re-encrypt), ``grantops`` (grants), ``schedule`` (deletion, rotation and the
-sweep); the steps they share and the tables are in ``keystore``. ``KeyService`` is all of them.
+The operations live with their kind: ``management`` (keys, descriptions and key policies), ``aliases``,
+``crypto`` (encrypt, data keys, decrypt, re-encrypt, random bytes), ``keypairs`` (data key pairs), ``signing``
+(sign, verify, public keys), ``macs`` (HMAC), ``grantops`` (grants), ``tagops`` (tags), ``schedule`` (deletion,
+rotation and the sweep); the steps they share and the tables are in ``keystore``. ``KeyService`` is all of them.
 """
 
 from __future__ import annotations
@@ -21,18 +22,23 @@ from lbproxy.core.store import Database
 from lbproxy.keyservice.aliases import AliasOperations
 from lbproxy.keyservice.crypto import CryptoOperations
 from lbproxy.keyservice.grantops import GrantOperations
+from lbproxy.keyservice.keypairs import DataKeyPairOperations
 from lbproxy.keyservice.keys import (
     ACM_KEY_DESCRIPTION,
     DEFAULT_ROTATION_DAYS,
     SYMMETRIC_DEFAULT,
     DataKey,
+    DataKeyPair,
     Decrypted,
     Key,
 )
 from lbproxy.keyservice.keystore import SCHEMA
+from lbproxy.keyservice.macs import MacOperations
 from lbproxy.keyservice.management import KeyManagement
 from lbproxy.keyservice.rootkey import load_root_key
 from lbproxy.keyservice.schedule import KeySchedule
+from lbproxy.keyservice.signing import SigningOperations
+from lbproxy.keyservice.tagops import TagOperations
 
 __all__ = [
     "ACM_KEY_ALIAS",
@@ -40,13 +46,24 @@ __all__ = [
     "DEFAULT_ROTATION_DAYS",
     "SYMMETRIC_DEFAULT",
     "DataKey",
+    "DataKeyPair",
     "Decrypted",
     "Key",
     "KeyService",
 ]
 
 
-class KeyService(KeyManagement, AliasOperations, CryptoOperations, GrantOperations, KeySchedule):
+class KeyService(
+    KeyManagement,
+    AliasOperations,
+    CryptoOperations,
+    DataKeyPairOperations,
+    SigningOperations,
+    MacOperations,
+    GrantOperations,
+    TagOperations,
+    KeySchedule,
+):
     def __init__(self, db: Database, events: EventLog, clock: Clock, data_dir: Path, region: str) -> None:
         self._db = db
         self._events = events
