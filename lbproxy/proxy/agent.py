@@ -79,6 +79,7 @@ def spec_from_config(cfg: DataPlaneConfig) -> LoadBalancerSpec:
         https_redirection_enabled=_truthy(attrs.get("HttpsRedirectionEnabled", False)) and cfg.https_enabled,
         tls_policy_name=attrs.get("TlsPolicyName") or DEFAULT_POLICY_NAME,
         https_enabled=cfg.https_enabled,
+        ip_address_type=cfg.ip_address_type,
     )
 
 

@@ -3,7 +3,7 @@
 ``Dataplane`` is what a worker process serves with, and what tests run in-process. It owns:
 - the listeners (HTTP always; HTTPS through a ``TlsTerminator``, refusing handshakes without a key,
   each connection's TLS driven by a ``tlsconnection.TlsConnection``), serving sockets that were bound
-  elsewhere (the supervisor) or by ``bind_listener``;
+  elsewhere (the supervisor's ``listeners``, or a test's ``listeners.bind_listener``);
 - the shared routing state the protocols read on the hot path (``balancer``, ``pool``, ``metrics``,
   ``signer``, settings copied to plain attributes);
 - the sweeper: a ``call_later`` chain (no task) every ``tick`` seconds that refreshes the coarse clock
@@ -26,6 +26,7 @@ import functools
 import logging
 import socket
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lbproxy.proxy.balancer import Balancer
@@ -46,17 +47,6 @@ log = logging.getLogger("lbproxy.proxy")
 STOP_REVOKE = "revoke"
 STOP_ROTATE = "rotate"
 STOP_SHUTDOWN = "shutdown"
-
-
-def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """A listening TCP socket (non-blocking, ``SO_REUSEADDR``), shared by every worker of every generation."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
 
 
 class Dataplane:
@@ -138,27 +128,30 @@ class Dataplane:
             self.terminator.revoke()
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    async def start(self, http_sock: socket.socket | None, https_sock: socket.socket | None) -> None:
+    async def start(self, http_socks: Sequence[socket.socket], https_socks: Sequence[socket.socket]) -> None:
+        """Serve on sockets bound elsewhere (``listeners``): the configured address first, then the same port
+        on the other IP family. HTTPS only with a ``terminator`` (a key-less one refuses handshakes)."""
         loop = self.loop
-        if http_sock is not None:
-            self.http_port = http_sock.getsockname()[1]
-            tail = forwarded_tail("http", self.http_port)
+        if http_socks:
+            self.http_port = http_socks[0].getsockname()[1]
+        tail = forwarded_tail("http", self.http_port)
+        for sock in http_socks:
             self._servers.append(
-                await loop.create_server(functools.partial(Downstream, self, False, tail), sock=http_sock, backlog=1024)
+                await loop.create_server(functools.partial(Downstream, self, False, tail), sock=sock, backlog=1024)
             )
-        if https_sock is not None and self.terminator is not None:
-            self.https_port = https_sock.getsockname()[1]
+        if https_socks:
+            self.https_port = https_socks[0].getsockname()[1]
+        if self.terminator is not None:
             tail_s = forwarded_tail("https", self.https_port)
-            self._servers.append(
-                await loop.create_server(
-                    # (a partial, not a lambda: one Python frame less per accepted connection)
-                    functools.partial(TlsConnection, self, self.terminator.base, tail_s),
-                    sock=https_sock,
-                    backlog=1024,
+            for sock in https_socks:
+                self._servers.append(
+                    await loop.create_server(
+                        # (a partial, not a lambda: one Python frame less per accepted connection)
+                        functools.partial(TlsConnection, self, self.terminator.base, tail_s),
+                        sock=sock,
+                        backlog=1024,
+                    )
                 )
-            )
-        elif https_sock is not None:
-            self.https_port = https_sock.getsockname()[1]
         self._sweep_handle = loop.call_later(self.tick, self._sweep)
 
     def stop_accepting(self) -> None:

@@ -72,6 +72,7 @@ class Generation:
     key_source: KeySourceRef | None
     tls_policy_name: str
     https_enabled: bool
+    ip_address_type: str
     has_key: bool = False
     #: Why the key was not loaded, and whether trying again may help (``keys.KEY_UNAVAILABLE``).
     key_error: str | None = None

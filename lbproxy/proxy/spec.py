@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any
 
 from lbproxy.config import ConfigError, parse_hostport, settings_from_mapping
+from lbproxy.contract.dataplane import DEFAULT_IP_ADDRESS_TYPE, IP_ADDRESS_TYPES
 from lbproxy.contract.tlspolicies import DEFAULT_POLICY_NAME, TLS_POLICIES
 
 
@@ -54,6 +55,9 @@ class LoadBalancerSpec:
     tls_policy_name: str = DEFAULT_POLICY_NAME
     #: A certificate is attached and valid: the HTTPS listener terminates TLS (else it refuses handshakes).
     https_enabled: bool = False
+    #: Lightsail's ``ipAddressType``: ``dualstack`` (also the same ports on the other IP family), ``ipv4``,
+    #: ``ipv6`` (see ``listeners``).
+    ip_address_type: str = DEFAULT_IP_ADDRESS_TYPE
 
     def __post_init__(self) -> None:
         if not self.health_check_path.startswith("/"):
@@ -65,6 +69,10 @@ class LoadBalancerSpec:
         if not 1 <= self.stickiness_cookie_duration <= 7 * 86400:
             raise ConfigError(
                 f"invalid stickiness_cookie_duration: {self.stickiness_cookie_duration!r} (1 s to 7 days)"
+            )
+        if self.ip_address_type not in IP_ADDRESS_TYPES:
+            raise ConfigError(
+                f"invalid ip_address_type: {self.ip_address_type!r} (expected one of {', '.join(IP_ADDRESS_TYPES)})"
             )
         names = [i.name for i in self.instances]
         if len(set(names)) != len(names):

@@ -50,10 +50,11 @@ from typing import Any, cast
 from aiohttp import web
 
 from lbproxy.config import parse_hostport
-from lbproxy.proxy.dataplane import STOP_REVOKE, STOP_ROTATE, STOP_SHUTDOWN, bind_listener
+from lbproxy.proxy.dataplane import STOP_REVOKE, STOP_ROTATE, STOP_SHUTDOWN
 from lbproxy.proxy.generation import Generation, GenerationError, WorkerHandle
 from lbproxy.proxy.health import HealthChecker
 from lbproxy.proxy.keys import KEY_UNAVAILABLE, KeySourceRef, become_subreaper
+from lbproxy.proxy.listeners import HTTP, HTTPS, Listeners
 from lbproxy.proxy.metrics import MetricsAggregator, render_prometheus, render_worker_status
 from lbproxy.proxy.restarts import RestartBackoff, describe_exit, returncode_from_wait_status
 from lbproxy.proxy.spec import LoadBalancerSpec, ProxySettings, settings_to_mapping, spec_to_mapping
@@ -64,6 +65,12 @@ log = logging.getLogger("lbproxy.proxy")
 _KEEP = object()
 #: How long the supervisor waits to learn a dead worker's exit status before it logs without one.
 _EXIT_STATUS_WAIT = 2.0
+
+
+def _shape(spec: LoadBalancerSpec) -> tuple[str, bool, str]:
+    """What a generation is built with and cannot change live: the TLS policy (in its SSL contexts), whether
+    HTTPS is on, and the IP families it listens on (the sockets it inherited)."""
+    return spec.tls_policy_name, spec.https_enabled, spec.ip_address_type
 
 
 class LoadBalancer:
@@ -84,8 +91,8 @@ class LoadBalancer:
         self._python = python
         self._generation_timeout = generation_timeout
         self._secret = os.urandom(32)  # stickiness HMAC key: shared by every worker, forgotten at exit
-        self._http: socket.socket | None = None
-        self._https: socket.socket | None = None
+        #: The listening sockets (both schemes, both IP families as ``ipAddressType`` says); workers inherit them.
+        self._listeners = Listeners(settings.http_listen, settings.https_listen, spec.ip_address_type)
         self._admin: web.AppRunner | None = None
         self._gen: Generation | None = None
         self._generations = 0
@@ -124,12 +131,10 @@ class LoadBalancer:
     async def start(self) -> None:
         s = self.settings
         become_subreaper()  # orphaned siblings of a dead leader are adopted here, to drain and be reaped
-        host, port = parse_hostport(s.http_listen, field="http_listen")
-        self._http = bind_listener(host, port)
-        self.http_port = self._http.getsockname()[1]
-        host, port = parse_hostport(s.https_listen, field="https_listen")
-        self._https = bind_listener(host, port)
-        self.https_port = self._https.getsockname()[1]
+        self._listeners.open()
+        self.http_port = self._listeners.http_port
+        self.https_port = self._listeners.https_port
+        log.info("listening on %s", ", ".join(self._listeners.addresses()))
         self._health = HealthChecker(self.spec, s, self._on_health)
         await self._health.check_all()
         self._health.start()
@@ -165,9 +170,7 @@ class LoadBalancer:
                     await task
             for task in list(self._background):
                 task.cancel()
-            for sock in (self._http, self._https):
-                if sock is not None:
-                    sock.close()
+            self._listeners.close()
             if self._admin is not None:
                 await self._admin.cleanup()
                 self._admin = None
@@ -179,7 +182,9 @@ class LoadBalancer:
             old, self.spec = self.spec, spec
             if self._health is not None:
                 self._health.update(spec)
-            policy_changed = (old.tls_policy_name, old.https_enabled) != (spec.tls_policy_name, spec.https_enabled)
+            if self._listeners.apply(spec.ip_address_type):
+                log.info("listening on %s", ", ".join(self._listeners.addresses()))
+            policy_changed = _shape(old) != _shape(spec)
             if key_source is not _KEEP and (key_source is not None or self.has_key or policy_changed):
                 await self._rotate_locked(key_source)  # type: ignore[arg-type]
             elif policy_changed:
@@ -285,7 +290,7 @@ class LoadBalancer:
         gen = self._gen
         if gen is None or not gen.intact:
             return False
-        if (gen.tls_policy_name, gen.https_enabled) != (self.spec.tls_policy_name, self.spec.https_enabled):
+        if (gen.tls_policy_name, gen.https_enabled, gen.ip_address_type) != _shape(self.spec):
             return False
         if gen.key_source != self._key_source:
             return False
@@ -422,7 +427,6 @@ class LoadBalancer:
 
     async def _spawn(self, key_source: KeySourceRef | None) -> Generation:
         """Start a generation and wait until every worker is ready (it is then not yet current)."""
-        assert self._http is not None and self._https is not None
         self._generations += 1
         number = self._generations
         n = self.settings.workers
@@ -430,15 +434,17 @@ class LoadBalancer:
         child_fds = [b.fileno() for _, b in pairs]
         cmd = [
             self._python, "-m", "lbproxy.proxy.worker",
-            "--http", str(self._http.fileno()),
-            "--https", str(self._https.fileno()),
+            "--http", ",".join(str(sock.fileno()) for sock in self._listeners.of(HTTP)),
+            "--https", ",".join(str(sock.fileno()) for sock in self._listeners.of(HTTPS)),
             "--ctrl", ",".join(map(str, child_fds)),
             "--generation", str(number),
             "--supervisor", str(os.getpid()),
         ]  # fmt: skip
         try:
             proc = subprocess.Popen(
-                cmd, pass_fds=[self._http.fileno(), self._https.fileno(), *child_fds], stdin=subprocess.DEVNULL
+                cmd,
+                pass_fds=[sock.fileno() for sock in self._listeners.sockets.values()] + child_fds,
+                stdin=subprocess.DEVNULL,
             )
         except OSError as exc:
             for a, b in pairs:
@@ -454,7 +460,7 @@ class LoadBalancer:
             w = WorkerHandle(f"g{number}w{i}", reader, writer, loop.create_future(), ready=loop.create_future())
             workers.append(w)
         spec = self.spec
-        gen = Generation(number, proc, workers, key_source, spec.tls_policy_name, spec.https_enabled)
+        gen = Generation(number, proc, workers, key_source, *_shape(spec))
         self._live.add(gen)
         cfg = {
             "settings": settings_to_mapping(self.settings),

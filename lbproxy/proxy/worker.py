@@ -118,8 +118,8 @@ async def _serve(
     index: int,
     generation: int,
     ctrl: socket.socket,
-    http_sock: socket.socket | None,
-    https_sock: socket.socket | None,
+    http_socks: list[socket.socket],
+    https_socks: list[socket.socket],
     cfg: dict[str, Any],
     settings: ProxySettings,
     spec: LoadBalancerSpec,
@@ -175,7 +175,7 @@ async def _serve(
             msg = json.loads(line)
             op = msg.get("op")
             if op == "serve":  # the supervisor made this generation the current one: accept connections now
-                await dp.start(http_sock, https_sock)
+                await dp.start(http_socks, https_socks)
             elif op == "update":
                 dp.update(spec_from_mapping(msg["spec"]))
             elif op == "health":
@@ -235,8 +235,8 @@ def _watch_sibling(loop: asyncio.AbstractEventLoop, pid: int, send: Any) -> None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lbproxy.proxy.worker")
-    parser.add_argument("--http", type=int, default=-1)
-    parser.add_argument("--https", type=int, default=-1)
+    parser.add_argument("--http", default="", help="comma-separated listening socket fds (HTTP)")
+    parser.add_argument("--https", default="", help="comma-separated listening socket fds (HTTPS)")
     parser.add_argument("--ctrl", required=True, help="comma-separated control socket fds, one per worker")
     parser.add_argument("--generation", type=int, default=0)
     parser.add_argument("--supervisor", type=int, default=0, help="the supervisor's pid (default: the parent)")
@@ -281,14 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     ctrl = ctrl0 if index == 0 else socket.socket(fileno=ctrl_fds[index])
     if index != 0:
         os.close(ctrl_fds[0])
-    http_sock = socket.socket(fileno=args.http) if args.http >= 0 else None
-    https_sock = socket.socket(fileno=args.https) if args.https >= 0 else None
+    http_socks = [socket.socket(fileno=int(fd)) for fd in args.http.split(",") if fd]
+    https_socks = [socket.socket(fileno=int(fd)) for fd in args.https.split(",") if fd]
     import uvloop
 
     try:
         uvloop.run(
             _serve(
-                index, args.generation, ctrl, http_sock, https_sock, cfg, settings, spec, terminator, error,
+                index, args.generation, ctrl, http_socks, https_socks, cfg, settings, spec, terminator, error,
                 children, supervisor,
             )
         )  # fmt: skip

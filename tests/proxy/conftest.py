@@ -26,7 +26,8 @@ import trustme
 from aiohttp import WSMsgType, web
 
 from lbproxy.contract.tlspolicies import get_policy
-from lbproxy.proxy.dataplane import Dataplane, bind_listener
+from lbproxy.proxy.dataplane import Dataplane
+from lbproxy.proxy.listeners import bind_listener
 from lbproxy.proxy.spec import InstanceSpec, LoadBalancerSpec, ProxySettings
 from lbproxy.proxy.tls import TlsTerminator, keyed_context
 
@@ -191,7 +192,7 @@ async def dataplane_factory() -> AsyncIterator[Callable[..., Awaitable[Running]]
         dp.set_healthy([i.name for i in instances] if healthy is None else healthy)
         http = bind_listener("127.0.0.1", 0)
         https = bind_listener("127.0.0.1", 0)
-        await dp.start(http, https)
+        await dp.start([http], [https])
         planes.append(dp)
         return Running(dp, http.getsockname()[1], https.getsockname()[1])
 
