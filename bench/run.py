@@ -13,6 +13,7 @@ What it does, in order:
    - ``http``     keep-alive HTTP
    - ``full``     a full TLS handshake per request (``Connection: close`` + the no-resume shim)
    - ``resumed``  a resumed TLS handshake per request (``Connection: close``; wrk resumes by itself)
+   - ``close``    a new plain TCP connection per request (HTTP, ``Connection: close``)
    It reports req/s, p50/p99 latency, errors, and requests per proxy-CPU-second (utime+stime of the
    proxy and all its children from /proc), and the lbproxy/HAProxy ratios.
 4. Writes a new ``bench/RESULTS-<date>-<time>.md`` (or ``--out``) with the command line and the environment.
@@ -366,7 +367,15 @@ def setup_load_balancer(stack: LbproxyStack, name: str, certs: CertSet, backends
     ls.attach_load_balancer_tls_certificate(loadBalancerName=name, certificateName=f"{name}-cert")
 
 
-def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, workers: int, admin_port: int) -> Proc:
+def start_lb(
+    stack: LbproxyStack,
+    name: str,
+    http_port: int,
+    https_port: int,
+    workers: int,
+    admin_port: int,
+    extra: tuple[str, ...] = (),
+) -> Proc:
     env = {**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(stack.credentials), "AWS_PROFILE": name}
     p = subprocess.Popen(
         [
@@ -388,6 +397,7 @@ def start_lb(stack: LbproxyStack, name: str, http_port: int, https_port: int, wo
             str(workers),
             "--admin-listen",
             f"{LOOPBACK}:{admin_port}",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=(stack.data_dir / f"lb-{workers}.log").open("wb"),
@@ -496,6 +506,7 @@ SCENARIOS = {
     "http": ("http", False, False),
     "full": ("https", True, True),
     "resumed": ("https", True, False),
+    "close": ("http", True, False),
 }
 
 
@@ -602,9 +613,10 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     ap.add_argument(
         "--scenarios",
-        default="https,http,full,resumed",
+        default="https,http,full,resumed,close",
         help="comma-separated: https (keep-alive HTTPS), http (keep-alive HTTP), full (a full TLS handshake per "
-        "request), resumed (a resumed TLS handshake per request) (default: all four)",
+        "request), resumed (a resumed TLS handshake per request), close (a new plain TCP connection per request) "
+        "(default: all five)",
     )
     ap.add_argument("--keys", default="ec,rsa", help="certificate key types, comma-separated: ec, rsa (default both)")
     ap.add_argument("--workers", default="1,2", help="lbproxy --workers values to measure (default 1,2)")
@@ -723,7 +735,8 @@ def main() -> int:
         "nginx (1 worker each). Load: wrk, 1 thread. lbproxy: `lbproxy lb` set up through the control plane "
         "(imported certificate attached, key decrypted through its grant).\n"
         "- Scenarios: `https`/`http` keep-alive; `full`: a full TLS handshake per request (`Connection: close` + "
-        "bench/noresume.c); `resumed`: a resumed handshake per request (`Connection: close`; wrk resumes).\n"
+        "bench/noresume.c); `resumed`: a resumed handshake per request (`Connection: close`; wrk resumes); "
+        "`close`: a new plain TCP connection per request (HTTP, `Connection: close`).\n"
         "- Handshake check (lbproxy's TLSFullHandshakeCount / TLSResumedHandshakeCount during each run): "
         + ("; ".join(checks) or "not measured")
         + ".\n"
