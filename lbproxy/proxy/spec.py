@@ -143,6 +143,12 @@ class ProxySettings:
     upstream_pool_size: int = 64
     #: Bytes of pipelined requests buffered before the downstream is paused.
     pipeline_buffer_bytes: int = 65536
+    #: With several workers: one ``SO_REUSEPORT`` listening socket per worker slot (the kernel spreads new
+    #: connections; no worker wakes for another's) instead of one socket all workers share.
+    listen_reuseport: bool = False
+    #: ``TCP_DEFER_ACCEPT`` seconds on the listeners: a connection reaches a worker once its first bytes came
+    #: (0: off).
+    tcp_defer_accept: int = 0
     #: Simultaneous downstream connections per worker; more are closed and counted as RejectedConnectionCount.
     max_connections: int = 10000
     #: Revocation/shutdown: seconds in-flight requests may take before connections are aborted.

@@ -92,7 +92,13 @@ class LoadBalancer:
         self._generation_timeout = generation_timeout
         self._secret = os.urandom(32)  # stickiness HMAC key: shared by every worker, forgotten at exit
         #: The listening sockets (both schemes, both IP families as ``ipAddressType`` says); workers inherit them.
-        self._listeners = Listeners(settings.http_listen, settings.https_listen, spec.ip_address_type)
+        self._listeners = Listeners(
+            settings.http_listen,
+            settings.https_listen,
+            spec.ip_address_type,
+            slots=settings.workers if settings.listen_reuseport else 1,
+            defer_accept=settings.tcp_defer_accept,
+        )
         self._admin: web.AppRunner | None = None
         self._gen: Generation | None = None
         self._generations = 0
@@ -434,8 +440,8 @@ class LoadBalancer:
         child_fds = [b.fileno() for _, b in pairs]
         cmd = [
             self._python, "-m", "lbproxy.proxy.worker",
-            "--http", ",".join(str(sock.fileno()) for sock in self._listeners.of(HTTP)),
-            "--https", ",".join(str(sock.fileno()) for sock in self._listeners.of(HTTPS)),
+            "--http", self._slot_fds(HTTP),
+            "--https", self._slot_fds(HTTPS),
             "--ctrl", ",".join(map(str, child_fds)),
             "--generation", str(number),
             "--supervisor", str(os.getpid()),
@@ -443,7 +449,7 @@ class LoadBalancer:
         try:
             proc = subprocess.Popen(
                 cmd,
-                pass_fds=[sock.fileno() for sock in self._listeners.sockets.values()] + child_fds,
+                pass_fds=[sock.fileno() for sock in self._listeners.all()] + child_fds,
                 stdin=subprocess.DEVNULL,
             )
         except OSError as exc:
@@ -545,6 +551,11 @@ class LoadBalancer:
             if gen.gone:
                 self._live.discard(gen)
             self._worker_exited(gen, w)
+
+    def _slot_fds(self, scheme: str) -> str:
+        """``--http``/``--https`` for a worker: each slot's fds comma-separated, slots separated by ``/``."""
+        slots = range(self._listeners.slots)
+        return "/".join(",".join(str(sock.fileno()) for sock in self._listeners.of(scheme, i)) for i in slots)
 
     @staticmethod
     async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float | None = None) -> int | None:

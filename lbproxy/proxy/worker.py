@@ -233,10 +233,24 @@ def _watch_sibling(loop: asyncio.AbstractEventLoop, pid: int, send: Any) -> None
     loop.add_reader(fd, reap)
 
 
+def _slot_sockets(arg: str, index: int) -> list[socket.socket]:
+    """This worker's listening sockets from ``--http``/``--https``: with one group every worker shares it; with
+    a group per slot (``SO_REUSEPORT``), worker ``index`` takes its own and closes the others' fds."""
+    groups = [[int(fd) for fd in group.split(",") if fd] for group in arg.split("/")] if arg else []
+    mine = groups[index] if len(groups) > 1 else (groups[0] if groups else [])
+    for group in groups:
+        if group is not mine:
+            for fd in group:
+                os.close(fd)
+    return [socket.socket(fileno=fd) for fd in mine]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lbproxy.proxy.worker")
-    parser.add_argument("--http", default="", help="comma-separated listening socket fds (HTTP)")
-    parser.add_argument("--https", default="", help="comma-separated listening socket fds (HTTPS)")
+    parser.add_argument(
+        "--http", default="", help="listening socket fds (HTTP): comma-separated, one group per worker slot split by /"
+    )
+    parser.add_argument("--https", default="", help="listening socket fds (HTTPS), as --http")
     parser.add_argument("--ctrl", required=True, help="comma-separated control socket fds, one per worker")
     parser.add_argument("--generation", type=int, default=0)
     parser.add_argument("--supervisor", type=int, default=0, help="the supervisor's pid (default: the parent)")
@@ -281,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ctrl = ctrl0 if index == 0 else socket.socket(fileno=ctrl_fds[index])
     if index != 0:
         os.close(ctrl_fds[0])
-    http_socks = [socket.socket(fileno=int(fd)) for fd in args.http.split(",") if fd]
-    https_socks = [socket.socket(fileno=int(fd)) for fd in args.https.split(",") if fd]
+    http_socks = _slot_sockets(args.http, index)
+    https_socks = _slot_sockets(args.https, index)
     import uvloop
 
     try:
