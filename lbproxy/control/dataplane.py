@@ -15,7 +15,7 @@ the admin may call it too; any other principal gets 403, whether or not the load
       "name": "demo-lb",
       "arn": "arn:aws:lightsail:us-east-1:000000000000:LoadBalancer/<uuid>",
       "principalArn": "arn:aws:iam::000000000000:role/demo-lb",
-      "state": "active",
+      "state": "active" | "provisioning",
       "instancePort": 80,
       "listeners": {"http": {"port": 80, "enabled": true}, "https": {"port": 443, "enabled": false}},
       "attributes": {"HealthCheckPath": "/", "SessionStickinessEnabled": false,
@@ -34,12 +34,15 @@ the admin may call it too; any other principal gets 403, whether or not the load
                     "name": "IssuedThroughACM"},
           "kmsKeyArn": "arn:aws:kms:...:key/<id>"
       },
-      "lastEventId": 42
+      "lastEventId": 42,
+      "ipAddressType": "dualstack" | "ipv4" | "ipv6"
     }
 
 ``listeners.https.enabled`` is true exactly when an ISSUED certificate is attached; ``certificate`` is
 null otherwise. ``lastEventId`` is read before the snapshot is taken: subscribe to ``GET /events`` with
 ``Last-Event-ID: lastEventId`` and nothing is missed (at worst an event already reflected is replayed).
+``ipAddressType`` is Lightsail's (SetIpAddressType): ``dualstack`` listens on the IPv6 loopback too, ``ipv4``
+does not; a document without it means ``dualstack``.
 To use the key: KMS ``Decrypt`` of ``bundle.EncryptedDataKey`` with ``EncryptionContext`` =
 ``encryptionContext`` (optionally ``GrantTokens: [grant.grantToken]``), then
 ``lbproxy.contract.sealed.open_sealed_key(bundle, plaintext_data_key)``.
@@ -59,7 +62,8 @@ GetLoadBalancer's ``instanceHealthSummary`` and GetLoadBalancerMetricData answer
 Events for the data plane (``GET /events``, audience the load balancer's principal; detail always has
 ``loadBalancerName``, ``loadBalancerArn``, ``principalArn``): ``loadbalancer.instances_changed``
 (``attached``, ``detached``, ``changed``, ``instances``), ``loadbalancer.attribute_changed``
-(``attributeName``, ``value``, ``attributes``), ``loadbalancer.certificate_attached`` (``certificateName``,
+(``attributeName``, ``value``, ``attributes``; ``attributeName`` ``IpAddressType`` with ``ipAddressType`` after
+SetIpAddressType), ``loadbalancer.certificate_attached`` (``certificateName``,
 ``certificateArn``, ``acmCertificateArn``, ``grantId``, ``keyArn``, ``swapped``, ``previousCertificateName``),
 ``loadbalancer.certificate_detached`` (same, ``reason``: detached | deleted | loadbalancer_deleted),
 ``loadbalancer.health_changed``, ``loadbalancer.deleted``; plus ``grant.created/retired/revoked``,
