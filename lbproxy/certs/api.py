@@ -9,6 +9,9 @@ may only read (``DescribeCertificate``, ``GetCertificate``, ``ListTagsForCertifi
 balancer uses (the association in ``InUseBy`` names the role), as if IAM scoped its policy to that certificate:
 any other ARN, existing or not, and ``ListCertificates`` (account-wide) are ``AccessDeniedException``. A load
 balancer gets its key through ``seal_for`` and its grant, never here.
+
+These are the account's operations (``for_account=True``): a certificate another service owns (a Lightsail
+load-balancer certificate) can be read and tagged here, never deleted, renewed or exported (``CertificateManager``).
 """
 
 from __future__ import annotations
@@ -131,7 +134,7 @@ class AcmApi:
         arn = params["CertificateArn"]
         self._authorize(ctx, "DeleteCertificate", arn)
         self._audit(ctx, arn)
-        self.manager.delete_certificate(arn)
+        self.manager.delete_certificate(arn, for_account=True)
         return {}
 
     def import_certificate(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +163,7 @@ class AcmApi:
             arn = params["CertificateArn"]
             self._authorize(ctx, "ExportCertificate", arn)
             self._audit(ctx, arn)
-            return self.manager.export_certificate(arn, passphrase)
+            return self.manager.export_certificate(arn, passphrase, for_account=True)
         finally:
             passphrase[:] = bytes(len(passphrase))
 
@@ -168,7 +171,7 @@ class AcmApi:
         arn = params["CertificateArn"]
         self._authorize(ctx, "RenewCertificate", arn)
         self._audit(ctx, arn)
-        self.manager.renew_certificate(arn)
+        self.manager.renew_certificate(arn, for_account=True)
         return {}
 
     def add_tags_to_certificate(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

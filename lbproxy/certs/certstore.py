@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from lbproxy.certs import certinfo, keys
 from lbproxy.certs.ca import LocalCA
-from lbproxy.certs.errors import not_found
+from lbproxy.certs.errors import ResourceInUseException, not_found
 from lbproxy.certs.records import (
     AMAZON_ISSUED,
     ISSUED,
@@ -38,6 +38,7 @@ from lbproxy.config import ControlSettings
 from lbproxy.contract.sealed import SealedKey
 from lbproxy.contract.vocabulary import CERTIFICATE_RENEWED
 from lbproxy.core.clock import Clock
+from lbproxy.core.principals import ACCOUNT_ID
 from lbproxy.core.store import Database
 
 SCHEMA = """
@@ -161,6 +162,16 @@ class CertificateStore:
         return self._db.query(
             "SELECT * FROM acm_in_use WHERE certificate_arn=? ORDER BY added_at, resource_arn", (arn,)
         )
+
+    def _refuse_owned(self, cert: Certificate, what: str) -> None:
+        """The account's ACM operations read a certificate another service owns, never change it: in AWS a Lightsail
+        load-balancer certificate is Lightsail's (``ResourceInUseException``, naming the owner)."""
+        if cert.owner is not None:
+            raise ResourceInUseException(
+                f"Certificate {cert.arn} in account {ACCOUNT_ID} is in use: it is managed by {cert.owner} and cannot "
+                f"be {what} through ACM (use {cert.owner}'s own operations, e.g. "
+                "lightsail delete-load-balancer-tls-certificate)."
+            )
 
     # == state ====================================================================================
 

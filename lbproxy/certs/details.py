@@ -128,11 +128,13 @@ def summary(cert: Certificate, status: str, in_use: bool, eligible: bool) -> dic
 
 @dataclass(frozen=True, slots=True)
 class ListFilter:
-    """ListCertificates' ``CertificateStatuses`` and ``Includes`` (only ``RSA_2048`` keys unless
-    ``keyTypes`` says otherwise, as ACM does)."""
+    """ListCertificates' ``CertificateStatuses`` and ``Includes``. Without ``keyTypes``, only ``RSA_1024`` and
+    ``RSA_2048`` certificates that have at least one domain, as the API reference's ``Filters.keyTypes`` says (the
+    operation's own summary says "only RSA_2048"; the more precise member documentation wins)."""
 
     statuses: frozenset[str]
     key_types: frozenset[str]
+    default_key_types: bool
     export_option: str | None
     managed_by: str | None
     key_usages: frozenset[str]
@@ -143,7 +145,8 @@ class ListFilter:
         inc = dict(includes or {})
         return cls(
             statuses=frozenset(statuses or ()),
-            key_types=frozenset(inc.get("keyTypes") or [keys.DEFAULT_KEY_ALGORITHM]),
+            key_types=frozenset(inc.get("keyTypes") or keys.DEFAULT_LIST_KEY_TYPES),
+            default_key_types=not inc.get("keyTypes"),
             export_option=inc.get("exportOption"),
             managed_by=inc.get("managedBy"),
             key_usages=frozenset(inc.get("keyUsage") or []),
@@ -154,6 +157,8 @@ class ListFilter:
         if self.statuses and status_at(cert, now) not in self.statuses:
             return False
         if cert.key_algorithm not in self.key_types:
+            return False
+        if self.default_key_types and not cert.domain_name and not cert.names:
             return False
         if self.export_option and cert.export_option != self.export_option:
             return False

@@ -89,11 +89,14 @@ class ImportExport(CertificateStore):
                     self._publish_renewed(rec, REASON_REIMPORTED)
         return arn
 
-    def export_certificate(self, arn: str, passphrase: bytearray) -> dict[str, str]:
-        """Certificate, chain and the key as encrypted PKCS#8 PEM; only with ``Options.Export = ENABLED``."""
+    def export_certificate(self, arn: str, passphrase: bytearray, *, for_account: bool = False) -> dict[str, str]:
+        """Certificate, chain and the key as encrypted PKCS#8 PEM; only with ``Options.Export = ENABLED``, and never
+        (``for_account``) a certificate another service owns."""
         try:
             with self._lock:
                 cert = self._get(arn)
+                if for_account:
+                    self._refuse_owned(cert, "exported")
                 if cert.export_option != "ENABLED" or cert.type != AMAZON_ISSUED:
                     raise ValidationException(
                         f"Certificate {arn} is not exportable. Only certificates requested with "

@@ -1,10 +1,15 @@
 """Issuance: RequestCertificate, and validation (``PENDING_VALIDATION`` -> ``ISSUED``).
 
-A request is checked (names, validation method, key algorithm, options, tags) and recorded as
-``PENDING_VALIDATION``; the same request with the same ``IdempotencyToken`` within an hour returns the
-same ARN. Once ``validation_delay`` has passed (``lifecycle.validation_due``) the key pair is generated,
-the local CA signs the certificate and the key is sealed under ``alias/aws/acm`` with
-``{"aws:acm:arn": arn}``; a key-service error on the way makes the certificate ``FAILED``.
+A request is checked (names, validation method, key algorithm: ``RSA_2048``, ``EC_prime256v1`` or
+``EC_secp384r1``, as ACM issues; options, tags) and recorded as ``PENDING_VALIDATION``; the same request with the
+same ``IdempotencyToken`` within an hour returns the same ARN. Once ``validation_delay`` has passed
+(``lifecycle.validation_due``) the key pair is generated, the local CA signs the certificate and the key is sealed
+under ``alias/aws/acm`` with ``{"aws:acm:arn": arn}``; a key-service error on the way makes the certificate
+``FAILED``.
+
+A certificate another service requests for itself names that service as its ``owner`` (Lightsail's load-balancer
+certificates: ``LIGHTSAIL_OWNER``): the account's ACM operations may read it but not delete, renew, export or
+re-import over it (``CertificateManager``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from lbproxy.awsapi.errors import AwsError
 from lbproxy.certs import domains, keys
 from lbproxy.certs.certstore import CertificateStore
-from lbproxy.certs.errors import InvalidArnException, InvalidParameterException
+from lbproxy.certs.errors import InvalidArnException, InvalidParameterException, ValidationException
 from lbproxy.certs.lifecycle import validation_due
 from lbproxy.certs.records import AMAZON_ISSUED, FAILED, ISSUED, PENDING_VALIDATION, Certificate
 from lbproxy.certs.tags import with_tags
@@ -53,7 +58,9 @@ class Issuance(CertificateStore):
         tags: Sequence[Mapping[str, Any]] | None = None,
         key_algorithm: str | None = None,
         managed_by: str | None = None,
+        owner: str | None = None,
     ) -> str:
+        """Request a certificate; ``owner`` names the service it is for (None: the account's)."""
         names = domains.request_names(domain_name, subject_alternative_names)
         if len(names) > domains.MAX_NAMES:
             raise InvalidParameterException(
@@ -67,8 +74,8 @@ class Issuance(CertificateStore):
                 f"Private CA {certificate_authority_arn} not found: lbproxy issues from its local CA only"
             )
         algorithm = key_algorithm or keys.DEFAULT_KEY_ALGORITHM
-        if algorithm not in keys.REQUESTABLE:
-            raise InvalidParameterException(f"The key algorithm {algorithm} is not supported for public certificates.")
+        if algorithm not in keys.REQUESTABLE:  # the message real ACM gives (research: floci-io/floci#3027)
+            raise ValidationException(f"Encryption Algorithm {algorithm} is not supported in {self.region} region")
         opts = {
             "CertificateTransparencyLoggingPreference": "ENABLED",
             "Export": "DISABLED",
@@ -99,6 +106,8 @@ class Issuance(CertificateStore):
                 "exported": False,
                 "managed_by": managed_by,
             }
+            if owner is not None:
+                meta["owner"] = owner
             self._save(Certificate(arn, AMAZON_ISSUED, PENDING_VALIDATION, now, meta), insert=True)
             if idempotency_token:
                 tx.execute(

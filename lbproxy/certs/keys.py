@@ -15,8 +15,12 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 DEFAULT_KEY_ALGORITHM = "RSA_2048"
-#: Algorithms ACM issues (RequestCertificate); RSA_1024 and EC_secp521r1 only exist for imports.
-REQUESTABLE = ("RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1")
+#: Algorithms RequestCertificate accepts: "RSA_2048, EC_prime256v1, EC_secp384r1. Other listed algorithms are for
+#: imported certificates only" (the model's KeyAlgorithm documentation; real ACM refuses the others, as observed).
+REQUESTABLE = ("RSA_2048", "EC_prime256v1", "EC_secp384r1")
+#: What ListCertificates lists when ``Includes.keyTypes`` is not given: "Default filtering returns only RSA_1024 and
+#: RSA_2048 certificates that have at least one domain" (the ACM API reference, ``Filters.keyTypes``).
+DEFAULT_LIST_KEY_TYPES = ("RSA_1024", "RSA_2048")
 #: Algorithms ImportCertificate accepts.
 IMPORTABLE = ("RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1")
 

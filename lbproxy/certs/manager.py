@@ -14,6 +14,12 @@ injected ``Clock``; transitions (``lifecycle``) are applied lazily whenever a ce
 The operations live with their kind: ``issuance`` (RequestCertificate), ``renewal`` (RenewCertificate),
 ``importexport`` (ImportCertificate, ExportCertificate), ``associations`` (``InUseBy``, the load balancer's
 grant and bundle); the reads, deletion and tags are here, over the pure ``details`` and ``tags``.
+
+Certificates another service owns (``owner``: Lightsail's load-balancer certificates) are protected from the
+account's ACM operations, not hidden: the ACM API (``for_account=True``) lists, describes, gets and tags them, but
+DeleteCertificate, RenewCertificate and ExportCertificate are ``ResourceInUseException`` naming the owner (and
+ImportCertificate never re-imports over a certificate ACM issued). The owner itself calls these methods without
+``for_account``: Lightsail deletes its certificate when its load-balancer certificate goes.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from lbproxy.certs.records import (
     ACM_ARN_CONTEXT,
     ARN_PATTERN,
     LIGHTSAIL_ARN_CONTEXT,
+    LIGHTSAIL_OWNER,
     PENDING_VALIDATION,
     Certificate,
     association_context,
@@ -54,6 +61,7 @@ __all__ = [
     "GRANT_OPERATIONS",
     "IDEMPOTENCY_WINDOW",
     "LIGHTSAIL_ARN_CONTEXT",
+    "LIGHTSAIL_OWNER",
     "MAX_TAGS",
     "REASON_MANAGED",
     "REASON_REIMPORTED",
@@ -159,15 +167,28 @@ class CertificateManager(Issuance, Renewal, ImportExport, Associations):
 
     # == changes ==================================================================================
 
-    def delete_certificate(self, arn: str) -> None:
+    def delete_certificate(self, arn: str, *, for_account: bool = False) -> None:
+        """Delete (DeleteCertificate). ``for_account``: the account asks, so another service's certificate is
+        refused."""
         with self._lock:
             cert = self._get(arn)
+            if for_account:
+                self._refuse_owned(cert, "deleted")
             if self._in_use_rows(arn):
                 raise in_use(arn)
             with self._db.transaction() as tx:
                 tx.execute("DELETE FROM acm_certificates WHERE arn = ?", (cert.arn,))
                 tx.execute("DELETE FROM acm_idempotency WHERE certificate_arn = ?", (cert.arn,))
                 self._events.publish(CERTIFICATE_DELETED, {"certificateArn": cert.arn})
+
+    def assign_owner(self, arn: str, owner: str) -> None:
+        """Make a certificate ``owner``'s (for certificates a service requested before it passed ``owner`` to
+        ``request_certificate``); idempotent."""
+        with self._lock:
+            cert = self._require(arn)
+            if cert.owner != owner:
+                cert.meta["owner"] = owner
+                self._save(cert)
 
     # == tags =====================================================================================
 

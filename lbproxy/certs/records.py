@@ -34,6 +34,9 @@ EXPIRED = "EXPIRED"
 ACM_ARN_CONTEXT = "aws:acm:arn"
 LIGHTSAIL_ARN_CONTEXT = "aws:lightsail:arn"
 
+#: The ``owner`` of a certificate Lightsail requests for a load balancer (``request_certificate(owner=...)``).
+LIGHTSAIL_OWNER = "lightsail"
+
 #: ``Arn``'s pattern from the ACM model, and the shape of a certificate ARN.
 ARN_PATTERN = r"arn:[\w+=/,.@-]+:acm:[\w+=/,.@-]*:[0-9]+:[\w+=,.@-]+(/[\w+=,.@-]+)*"
 _ARN_RE = re.compile(ARN_PATTERN)
@@ -71,6 +74,12 @@ class Certificate:
     @property
     def key_algorithm(self) -> str:
         return str(self.meta.get("key_algorithm", keys.DEFAULT_KEY_ALGORITHM))
+
+    @property
+    def owner(self) -> str | None:
+        """The service the certificate is for (``LIGHTSAIL_OWNER``), or None: the account's own."""
+        owner = self.meta.get("owner")
+        return str(owner) if owner else None
 
     @property
     def export_option(self) -> str:

@@ -11,7 +11,9 @@ import pytest
 import trustme
 from botocore.exceptions import ClientError
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from lbproxy.certs.manager import CertificateManager
 from lbproxy.core.clock import ManualClock
@@ -99,7 +101,10 @@ def test_ec_key_algorithms(acm: Any, issue: Callable[..., str], clock: ManualClo
             {"DomainName": "ok.example.com", "SubjectAlternativeNames": [f"n{i}.example.com" for i in range(101)]},
             "ValidationException",
         ),
-        ({"DomainName": "ok.example.com", "KeyAlgorithm": "RSA_1024"}, "InvalidParameterException"),
+        ({"DomainName": "ok.example.com", "KeyAlgorithm": "RSA_1024"}, "ValidationException"),
+        ({"DomainName": "ok.example.com", "KeyAlgorithm": "RSA_3072"}, "ValidationException"),
+        ({"DomainName": "ok.example.com", "KeyAlgorithm": "RSA_4096"}, "ValidationException"),
+        ({"DomainName": "ok.example.com", "KeyAlgorithm": "EC_secp521r1"}, "ValidationException"),
         ({"DomainName": "ok.example.com", "KeyAlgorithm": "RSA_512"}, "ValidationException"),
         (
             {
@@ -114,6 +119,18 @@ def test_request_rejections(acm: Any, kwargs: dict[str, Any], error: str) -> Non
     with pytest.raises(ClientError) as e:
         acm.request_certificate(**kwargs)
     assert code(e) == error
+    if kwargs.get("KeyAlgorithm") in ("RSA_1024", "RSA_3072", "RSA_4096", "EC_secp521r1"):  # for imports only
+        assert message(e) == f"Encryption Algorithm {kwargs['KeyAlgorithm']} is not supported in us-east-1 region"
+
+
+def test_request_key_algorithms_as_acm_issues(acm: Any, issue: Callable[..., str]) -> None:
+    for algorithm, shown in (
+        ("RSA_2048", "RSA-2048"),
+        ("EC_prime256v1", "EC-prime256v1"),
+        ("EC_secp384r1", "EC-secp384r1"),
+    ):
+        arn = issue(f"{algorithm.lower().replace('_', '-')}.example.com", KeyAlgorithm=algorithm)
+        assert acm.describe_certificate(CertificateArn=arn)["Certificate"]["KeyAlgorithm"] == shown
 
 
 def test_idempotency_tokens(acm: Any, clock: ManualClock) -> None:
@@ -130,8 +147,14 @@ def test_list_filters_and_pages(acm: Any, clock: ManualClock) -> None:
     rsa = [acm.request_certificate(DomainName=f"r{i}.example.com")["CertificateArn"] for i in range(3)]
     ec = acm.request_certificate(DomainName="e.example.com", KeyAlgorithm="EC_prime256v1")["CertificateArn"]
     exp = acm.request_certificate(DomainName="x.example.com", Options={"Export": "ENABLED"})["CertificateArn"]
+    rsa1024 = acm.import_certificate(**_self_signed("old.example.com", rsa_bits=1024))["CertificateArn"]
+    rsa4096 = acm.import_certificate(**_self_signed("big.example.com", rsa_bits=4096))["CertificateArn"]
     listed = [s["CertificateArn"] for s in acm.list_certificates()["CertificateSummaryList"]]
-    assert listed == [*rsa, exp]  # by default ACM lists RSA_2048 certificates only
+    assert listed == [*rsa, exp, rsa1024]  # by default ACM lists RSA_1024 and RSA_2048 certificates only
+    everything = acm.list_certificates(Includes={"keyTypes": ["RSA_4096"]})["CertificateSummaryList"]
+    assert [s["CertificateArn"] for s in everything] == [rsa4096]
+    for arn in (rsa1024, rsa4096):
+        acm.delete_certificate(CertificateArn=arn)
     ec_only = acm.list_certificates(Includes={"keyTypes": ["EC_prime256v1"]})["CertificateSummaryList"]
     assert [s["CertificateArn"] for s in ec_only] == [ec] and ec_only[0]["KeyAlgorithm"] == "EC_prime256v1"
     assert ec_only[0]["Status"] == "PENDING_VALIDATION" and ec_only[0]["InUse"] is False
@@ -196,6 +219,30 @@ def test_unknown_and_malformed_arns(acm: Any) -> None:
     with pytest.raises(ClientError) as e:
         acm.get_certificate(CertificateArn="arn:aws:acm:us-east-1:000000000000:something/else")
     assert code(e) == "InvalidArnException"
+
+
+def _self_signed(name: str, rsa_bits: int) -> dict[str, bytes]:
+    """ImportCertificate's arguments for a self-signed certificate with an RSA key of ``rsa_bits``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return {
+        "Certificate": cert.public_bytes(serialization.Encoding.PEM),
+        "PrivateKey": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    }
 
 
 def _import_material(name: str = "import.example.com") -> tuple[trustme.CA, bytes, bytes]:
@@ -355,12 +402,29 @@ def test_managed_renewal_with_injected_clock(
     assert acm.list_certificates(CertificateStatuses=["EXPIRED"])["CertificateSummaryList"][0]["CertificateArn"] == idle
 
 
-def test_renew_certificate_operation(acm: Any, issue: Callable[..., str], clock: ManualClock) -> None:
-    arn = issue()
-    serial = serial_of(acm, arn)
-    acm.renew_certificate(CertificateArn=arn)
-    c = acm.describe_certificate(CertificateArn=arn)["Certificate"]
-    assert c["Serial"] != serial and c["RenewalSummary"]["RenewalStatus"] == "SUCCESS"
+def test_renew_certificate_operation(
+    acm: Any, issue: Callable[..., str], clock: ManualClock, manager: CertificateManager, acm_control: ControlThread
+) -> None:
+    """RenewCertificate renews what DescribeCertificate calls ELIGIBLE (in use or exported, issued, not expired)."""
+    idle = issue()
+    assert acm.describe_certificate(CertificateArn=idle)["Certificate"]["RenewalEligibility"] == "INELIGIBLE"
+    with pytest.raises(ClientError) as e:
+        acm.renew_certificate(CertificateArn=idle)
+    assert code(e) == "ValidationException" and "not eligible for renewal" in message(e)
+    exported = issue("exported.example.com", Options={"Export": "ENABLED"})
+    acm.export_certificate(CertificateArn=exported, Passphrase=b"passphrase")
+    used = issue("used.example.com")
+    acm_control.call(lambda: manager.add_in_use(used, LB_ARN))
+    for arn in (exported, used):
+        assert acm.describe_certificate(CertificateArn=arn)["Certificate"]["RenewalEligibility"] == "ELIGIBLE"
+        serial = serial_of(acm, arn)
+        acm.renew_certificate(CertificateArn=arn)
+        c = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        assert c["Serial"] != serial and c["RenewalSummary"]["RenewalStatus"] == "SUCCESS"
+    clock.set(acm.describe_certificate(CertificateArn=used)["Certificate"]["NotAfter"] + dt.timedelta(seconds=1))
+    with pytest.raises(ClientError) as e:  # expired: not renewed any more
+        acm.renew_certificate(CertificateArn=used)
+    assert code(e) == "ValidationException"
     pending = acm.request_certificate(DomainName="p.example.com")["CertificateArn"]
     with pytest.raises(ClientError) as e:
         acm.renew_certificate(CertificateArn=pending)
