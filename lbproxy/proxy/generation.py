@@ -38,6 +38,8 @@ class WorkerHandle:
     pid: int = 0
     tls: bool = False
     ready: asyncio.Future[None] | None = None
+    #: It said ``serving``: it accepts connections.
+    serving: bool = False
     #: It said ``stopped``: the exit that follows was asked for.
     stopped: bool = False
     #: A pidfd for signalling it without pid-reuse races (-1: none).
@@ -98,8 +100,8 @@ class Generation:
 
     @property
     def serving(self) -> int:
-        """Workers that are ready and alive."""
-        return 0 if self.starting else sum(1 for w in self.workers if w.alive)
+        """Workers that accept connections (they said ``serving``) and are alive."""
+        return sum(1 for w in self.workers if w.alive and w.serving)
 
     @property
     def intact(self) -> bool:

@@ -537,6 +537,9 @@ class LoadBalancer:
                         gen.key_error_kind = msg.get("kind")
                 elif op == "exited":  # the leader reaped a sibling
                     gen.sibling_exits[int(msg["pid"])] = int(msg["returncode"])
+                elif op == "serving":
+                    w.serving = True
+                    self.status_changed.set()
                 elif op == "stopped":
                     w.stopped = True
         except (OSError, ValueError, KeyError, TypeError):

@@ -14,17 +14,19 @@ when a fresh process leads each generation:
    base context whose ticket keys all workers will share.
 3. It forks ``workers - 1`` siblings (single-threaded, no event loop yet), each dying with the leader
    (``PR_SET_PDEATHSIG``), itself dying with the supervisor. Every process then runs its own uvloop
-   ``Dataplane`` on the shared listening sockets and talks to the supervisor over its own socketpair.
+   ``Dataplane`` on the listening sockets it inherited and talks to the supervisor over its own socketpair.
+   Once the generation serves, a sibling outlives a dead leader as the supervisor's adopted child (it keeps
+   its connections and drains when told; see ``LEADER_GONE``).
 4. ``stop`` (revocation, rotation, shutdown) ends the generation: stop accepting, refuse handshakes,
    drain, abort TLS transports, report final counters, exit. The leader waits for its siblings before it
-   exits, so "the leader exited" means "the generation is gone". Process exit is the wipe guarantee.
+   exits; the supervisor waits for every worker's channel to close. Process exit is the wipe guarantee.
 
 A generation accepts connections only once the supervisor made it the current one (``serve``): a generation
 that is discarded (its key could not be loaded while the current one holds it; a revocation arrived while
 it started) never held a client's connection.
 
 Messages (JSON lines). Supervisor -> worker: ``serve``, ``update {spec}``, ``health {healthy}``, ``revoke``,
-``stop {mode}``. Worker -> supervisor: ``ready {pid, worker, tls}``, ``metrics {counters}``,
+``stop {mode}``. Worker -> supervisor: ``ready {pid, worker, tls}``, ``serving``, ``metrics {counters}``,
 ``error {message, key, kind}``, ``exited {pid, returncode}`` (the leader reaped a sibling), ``stopped``.
 """
 
@@ -73,8 +75,10 @@ def _read_line(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     return bytes(data)
 
 
-#: A sibling's parent-death signal: its leader died. It stays (and drains when told) only if the supervisor
-#: adopted it; any other new parent means the supervisor is gone too, and a key holder never outlives it.
+#: A serving sibling's parent-death signal: its leader died. It stays (and drains when told) only if the
+#: supervisor adopted it; any other new parent means the supervisor is gone too, and a key holder never
+#: outlives it. Until its generation serves, a sibling dies with its leader (SIGKILL): a generation discarded
+#: while it started leaves nothing behind.
 LEADER_GONE = signal.SIGUSR1
 
 
@@ -175,7 +179,10 @@ async def _serve(
             msg = json.loads(line)
             op = msg.get("op")
             if op == "serve":  # the supervisor made this generation the current one: accept connections now
+                if index != 0:  # from now on, outlive a dead leader only as the supervisor's adopted child
+                    die_with_parent(LEADER_GONE)  # (had the leader died before this line, SIGKILL came first)
                 await dp.start(http_socks, https_socks)
+                send({"op": "serving"})
             elif op == "update":
                 dp.update(spec_from_mapping(msg["spec"]))
             elif op == "health":
@@ -280,10 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         if pid == 0:
             index = i
             children = []
-            # Outlive a dead leader only as the supervisor's adopted child (it drains this process).
-            signal.signal(LEADER_GONE, lambda *_: _stay_only_with_supervisor(supervisor))
-            die_with_parent(LEADER_GONE)
-            if os.getppid() not in (leader, supervisor):  # orphaned before the line above
+            die_with_parent()  # (until the generation serves: see LEADER_GONE)
+            if os.getppid() != leader:  # orphaned before the line above
                 os._exit(1)
             break
         children.append(pid)

@@ -44,6 +44,10 @@ async def _until(predicate, timeout: float = 10.0) -> float:  # type: ignore[no-
     raise AssertionError(f"not within {timeout}s")
 
 
+async def _serving(lb: LoadBalancer, workers: int) -> bool:
+    return bool(lb.status()["workers"] == workers)
+
+
 async def _restored(lb: LoadBalancer, victims: list[int], workers: int) -> bool:
     pids = lb.worker_pids()
     return len(pids) == workers and set(pids).isdisjoint(victims) and lb.status()["degraded"] is None
@@ -61,6 +65,7 @@ async def test_killed_worker_is_replaced(
     ctx = tls_files.client_context()
     caplog.set_level(logging.WARNING, logger="lbproxy.proxy")
     async with running(spec, settings, tls_files.key_source()) as lb:
+        await _until(lambda: _serving(lb, workers))
         pids = lb.worker_pids()
         victims = {"only": pids, "leader": pids[:1], "sibling": pids[1:], "all": pids}[which]
         for pid in victims:
@@ -260,3 +265,30 @@ async def test_a_generation_without_its_key_never_takes_a_connection(
         writer.transport.abort()
         await lb._discard(candidate)
         assert lb.restarts == 0 and lb.worker_pids() == serving
+
+
+async def test_a_generation_that_never_served_dies_whole_with_its_leader(backend_factory, tls_files) -> None:
+    """Until its generation serves, a forked sibling dies with its leader: a candidate discarded while it started
+    (a revocation, a failed start) never leaves a key holder behind, adopted or orphaned."""
+    a = await backend_factory("a")
+    spec = LoadBalancerSpec(name="lb", instances=(a.spec,), https_enabled=True)
+    async with running(spec, multiprocess_settings(workers=2), tls_files.key_source()) as lb:
+        serving = lb.worker_pids()
+        candidate = await lb._spawn(tls_files.key_source())  # started, holding the key, never made current
+        leader, sibling = candidate.pids
+        os.kill(leader, signal.SIGKILL)
+
+        async def sibling_gone() -> bool:
+            return not _running(sibling)
+
+        await _until(sibling_gone, timeout=5)
+        await lb._discard(candidate)
+        assert lb.has_key and lb.worker_pids() == serving  # the current generation did not notice
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
