@@ -3,18 +3,32 @@
 Pure data, no I/O: the control plane imports this table to answer ``GetLoadBalancerTlsPolicies`` and to
 validate ``TlsPolicyName``; the data plane turns a policy into an ``ssl.SSLContext`` (``tls.py``).
 
-Names, protocols and cipher lists follow AWS's documentation of Lightsail's three policies (which mirror
-the ELB policies ``ELBSecurityPolicy-2016-08``, ``ELBSecurityPolicy-FS-1-1-2019-08`` and
-``ELBSecurityPolicy-FS-1-2-Res-2019-08``). Cipher names are OpenSSL's, in order of preference.
+What Lightsail offers (``LIGHTSAIL_POLICY_NAMES``), from its developer guide ("Configure TLS security policies
+for your Lightsail load balancer"): ``TLS-2016-08``, the default ("TLS version 1.0, 1.1, and 1.2", the most
+compatible) and ``TLS-FS-1-2-Res-2019-08`` ("TLS version 1.2", the most secure); the guide's AWS CLI section names
+exactly these two, and no Lightsail source names another or mentions TLS 1.3. They mirror the ELB policies
+``ELBSecurityPolicy-2016-08`` and ``ELBSecurityPolicy-FS-1-2-Res-2019-08``, whose protocols and ciphers they take,
+in the ELB table's order (server order preference). Cipher names are OpenSSL's.
+
+Names lbproxy used before, so that a data dir made then keeps working:
+
+- ``TLS-FS-Res-1-2-2019-08`` is an alias of ``TLS-FS-1-2-Res-2019-08`` (``POLICY_ALIASES``): the same policy under
+  a word order no AWS source uses. ``TLS_POLICIES[old]``, ``old in TLS_POLICIES`` and ``get_policy(old)`` find the
+  new one; the control plane stores and shows the new name.
+- ``TLS-FS-Res-1-1-2019-08`` (TLS 1.1 and 1.2, forward secrecy only; ``ELBSecurityPolicy-FS-1-1-2019-08``'s
+  ciphers) has no Lightsail counterpart: it is ``LEGACY_POLICY_NAMES``, still served for a load balancer that
+  holds it but neither listed nor accepted by the API.
 
 Two documented lbproxy choices:
 - ``TLSv1`` / ``TLSv1.1`` need ``@SECLEVEL=0`` on OpenSSL 3 (it refuses them at its default level).
 - Every policy also offers TLS 1.3 (``EXTENSION_TLS13``) so session resumption uses TLS 1.3 tickets, as
-  the data-plane issue asks; AWS's Lightsail policies list TLS 1.2 as their highest version.
+  the data-plane issue asks; AWS's Lightsail policies list TLS 1.2 as their highest version, and so does
+  ``protocols`` here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 DEFAULT_POLICY_NAME = "TLS-2016-08"
@@ -59,62 +73,88 @@ _FS_256 = (
 )
 _FS_256_SHA1 = ("ECDHE-RSA-AES256-SHA", "ECDHE-ECDSA-AES256-SHA")
 
-TLS_POLICIES: dict[str, TlsPolicy] = {
-    p.name: p
-    for p in (
-        TlsPolicy(
-            name="TLS-2016-08",
-            is_default=True,
-            description="This policy supports TLS 1.0, 1.1 and 1.2, for the widest client compatibility.",
-            protocols=("TLSv1", "TLSv1.1", "TLSv1.2"),
-            ciphers=(
-                *_FS_GCM_AND_CBC_SHA2,
-                *_FS_SHA1,
-                *_FS_256,
-                *_FS_256_SHA1,
-                "AES128-GCM-SHA256",
-                "AES128-SHA256",
-                "AES128-SHA",
-                "AES256-GCM-SHA384",
-                "AES256-SHA256",
-                "AES256-SHA",
-            ),
+_POLICIES = (
+    TlsPolicy(
+        name="TLS-2016-08",
+        is_default=True,
+        description="TLS 1.0, 1.1 and 1.2: the most compatible with browsers (Lightsail's default).",
+        protocols=("TLSv1", "TLSv1.1", "TLSv1.2"),
+        ciphers=(
+            *_FS_GCM_AND_CBC_SHA2,
+            *_FS_SHA1,
+            *_FS_256,
+            *_FS_256_SHA1,
+            "AES128-GCM-SHA256",
+            "AES128-SHA256",
+            "AES128-SHA",
+            "AES256-GCM-SHA384",
+            "AES256-SHA256",
+            "AES256-SHA",
         ),
-        TlsPolicy(
-            name="TLS-FS-Res-1-1-2019-08",
-            is_default=False,
-            description="This policy supports TLS 1.1 and 1.2 with forward-secrecy ciphers only.",
-            protocols=("TLSv1.1", "TLSv1.2"),
-            ciphers=(*_FS_GCM_AND_CBC_SHA2, *_FS_SHA1, *_FS_256, *_FS_256_SHA1),
-        ),
-        TlsPolicy(
-            name="TLS-FS-Res-1-2-2019-08",
-            is_default=False,
-            description="This policy supports only TLS 1.2 with forward-secrecy ciphers.",
-            protocols=("TLSv1.2",),
-            ciphers=(
-                "ECDHE-ECDSA-AES128-GCM-SHA256",
-                "ECDHE-RSA-AES128-GCM-SHA256",
-                "ECDHE-ECDSA-AES256-GCM-SHA384",
-                "ECDHE-RSA-AES256-GCM-SHA384",
-                "ECDHE-ECDSA-AES128-SHA256",
-                "ECDHE-RSA-AES128-SHA256",
-                "ECDHE-ECDSA-AES256-SHA384",
-                "ECDHE-RSA-AES256-SHA384",
-            ),
-        ),
-    )
-}
+    ),
+    TlsPolicy(
+        name="TLS-FS-1-2-Res-2019-08",
+        is_default=False,
+        description="TLS 1.2 only, forward-secrecy ciphers only: the most secure; older browsers may not connect.",
+        protocols=("TLSv1.2",),
+        ciphers=(*_FS_GCM_AND_CBC_SHA2, *_FS_256),
+    ),
+    TlsPolicy(
+        name="TLS-FS-Res-1-1-2019-08",
+        is_default=False,
+        description="lbproxy's former TLS 1.1 and 1.2 forward-secrecy policy (not a Lightsail policy).",
+        protocols=("TLSv1.1", "TLSv1.2"),
+        ciphers=(*_FS_GCM_AND_CBC_SHA2, *_FS_SHA1, *_FS_256, *_FS_256_SHA1),
+    ),
+)
+
+#: The policies Lightsail offers: what GetLoadBalancerTlsPolicies lists and ``TlsPolicyName`` accepts.
+LIGHTSAIL_POLICY_NAMES = ("TLS-2016-08", "TLS-FS-1-2-Res-2019-08")
+#: Served when a load balancer holds it (a data dir from before), never offered.
+LEGACY_POLICY_NAMES = ("TLS-FS-Res-1-1-2019-08",)
+#: Former name -> the policy's name now.
+POLICY_ALIASES = {"TLS-FS-Res-1-2-2019-08": "TLS-FS-1-2-Res-2019-08"}
+
+
+class PolicyTable(Mapping[str, TlsPolicy]):
+    """Every policy the data plane can serve, by name; a former name (``POLICY_ALIASES``) finds the policy it
+    became (``in``, ``[]``, ``get``), while iterating yields each policy's own name once."""
+
+    def __init__(self, policies: tuple[TlsPolicy, ...], aliases: Mapping[str, str]) -> None:
+        self._by_name = {p.name: p for p in policies}
+        self._aliases = dict(aliases)
+
+    def canonical(self, name: str) -> str:
+        """The policy's name now (``name`` itself unless it is a former one)."""
+        return self._aliases.get(name, name)
+
+    def __getitem__(self, name: str) -> TlsPolicy:
+        return self._by_name[self.canonical(name)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+TLS_POLICIES = PolicyTable(_POLICIES, POLICY_ALIASES)
 
 #: Lightsail protocol spelling -> position in ascending order (for min/max version).
 PROTOCOL_ORDER = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 
 def get_policy(name: str) -> TlsPolicy:
+    """The policy by its name or a former name (``POLICY_ALIASES``)."""
     try:
         return TLS_POLICIES[name]
     except KeyError:
         raise KeyError(f"unknown TLS policy: {name!r} (expected one of {', '.join(TLS_POLICIES)})") from None
+
+
+def canonical_policy_name(name: str) -> str:
+    """``name``, or the name a former name (``POLICY_ALIASES``) stands for."""
+    return TLS_POLICIES.canonical(name)
 
 
 def needs_seclevel0(policy: TlsPolicy) -> bool:

@@ -15,7 +15,10 @@ attribute                                     default                 accepted v
                                                                       lists
 ============================================  ======================  ==============================
 
-TLS policies come from ``lbproxy.contract.tlspolicies`` (one table for control and data plane).
+TLS policies come from ``lbproxy.contract.tlspolicies`` (one table for control and data plane): Lightsail's two
+(``TLS-2016-08``, ``TLS-FS-1-2-Res-2019-08``). A former lbproxy name of one (``TLS-FS-Res-1-2-2019-08``) is
+accepted and stored as the policy's name now, and one read from a data dir made before shows that name too. The
+former third policy (``TLS-FS-Res-1-1-2019-08``) is not accepted, but a load balancer that holds it keeps it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from lbproxy.contract import dataplane as dataplane_contract
-from lbproxy.contract.tlspolicies import DEFAULT_POLICY_NAME, TLS_POLICIES
+from lbproxy.contract.tlspolicies import (
+    DEFAULT_POLICY_NAME,
+    LIGHTSAIL_POLICY_NAMES,
+    POLICY_ALIASES,
+    TLS_POLICIES,
+    canonical_policy_name,
+)
 from lbproxy.core.principals import ACCOUNT_ID
 from lbproxy.lightsail.errors import InvalidInputException
 
@@ -92,8 +101,12 @@ class Attributes:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Attributes:
+        """As stored; a former TLS policy name reads as the policy's name now."""
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in fields})
+        values = {k: v for k, v in doc.items() if k in fields}
+        if isinstance(values.get("tls_policy_name"), str):
+            values["tls_policy_name"] = canonical_policy_name(values["tls_policy_name"])
+        return cls(**values)
 
 
 def check_health_check_path(value: str) -> str:
@@ -105,11 +118,21 @@ def check_health_check_path(value: str) -> str:
 
 
 def check_tls_policy(value: str) -> str:
-    if value not in TLS_POLICIES:
+    """One of Lightsail's policies (or a former lbproxy name of one: ``POLICY_ALIASES``); its name now."""
+    name = canonical_policy_name(value)
+    if name not in LIGHTSAIL_POLICY_NAMES:
         raise InvalidInputException(
-            f"The TLS policy name is not valid: {value}. Valid names: {', '.join(TLS_POLICIES)}"
+            f"The TLS policy name is not valid: {value}. Valid names: {', '.join(LIGHTSAIL_POLICY_NAMES)}"
         )
-    return value
+    return name
+
+
+def tls_policies() -> list[dict[str, Any]]:
+    """GetLoadBalancerTlsPolicies: Lightsail's policies (``LIGHTSAIL_POLICY_NAMES``), the default first."""
+    return [TLS_POLICIES[name].to_api() for name in LIGHTSAIL_POLICY_NAMES]
+
+
+assert set(POLICY_ALIASES.values()) <= set(LIGHTSAIL_POLICY_NAMES)
 
 
 def parse_bool(name: str, value: str) -> bool:

@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from lbproxy.contract.tlspolicies import TLS_POLICIES
 from lbproxy.contract.vocabulary import LB_CREATED, LB_DELETED
 from lbproxy.core.principals import ADMIN_NAME, role_arn
 from lbproxy.lightsail import attributes as attrs_mod
@@ -222,7 +221,7 @@ class LoadBalancerOperations(LightsailStore):
 
     @staticmethod
     def tls_policies() -> list[dict[str, Any]]:
-        return [p.to_api() for p in TLS_POLICIES.values()]
+        return attrs_mod.tls_policies()
 
     def metric_data(
         self, lb_name: str, metric: str, period: int, start: float, end: float, unit: str, statistics: list[str]

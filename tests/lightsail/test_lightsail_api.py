@@ -119,7 +119,7 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
         ("SessionStickinessEnabled", "true", "true"),
         ("SessionStickiness_LB_CookieDurationSeconds", "600", "600"),
         ("HttpsRedirectionEnabled", "true", "true"),
-        ("TlsPolicyName", "TLS-FS-Res-1-2-2019-08", "TLS-FS-Res-1-2-2019-08"),
+        ("TlsPolicyName", "TLS-FS-1-2-Res-2019-08", "TLS-FS-1-2-Res-2019-08"),
     ]:
         ops = lightsail.update_load_balancer_attribute(
             loadBalancerName="demo-lb", attributeName=name, attributeValue=value
@@ -128,11 +128,11 @@ def test_the_whole_setup(ls: LightsailControl, tmp_path: Path) -> None:
         lb = lightsail.get_load_balancer(loadBalancerName="demo-lb")["loadBalancer"]
         assert lb["configurationOptions"][name] == expect
     assert lb["healthCheckPath"] == "/ping" and lb["httpsRedirectionEnabled"] is True
-    assert lb["tlsPolicyName"] == "TLS-FS-Res-1-2-2019-08"
+    assert lb["tlsPolicyName"] == "TLS-FS-1-2-Res-2019-08"
     policies = lightsail.get_load_balancer_tls_policies()["tlsPolicies"]
-    assert {p["name"] for p in policies} == {"TLS-2016-08", "TLS-FS-Res-1-1-2019-08", "TLS-FS-Res-1-2-2019-08"}
+    assert [p["name"] for p in policies] == ["TLS-2016-08", "TLS-FS-1-2-Res-2019-08"]
     assert [p["name"] for p in policies if p["isDefault"]] == ["TLS-2016-08"]
-    assert next(p for p in policies if p["name"] == "TLS-FS-Res-1-2-2019-08")["protocols"] == ["TLSv1.2"]
+    assert next(p for p in policies if p["name"] == "TLS-FS-1-2-Res-2019-08")["protocols"] == ["TLSv1.2"]
 
     # Swap: the second certificate's grant replaces the first's.
     lightsail.create_load_balancer_tls_certificate(

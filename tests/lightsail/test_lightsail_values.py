@@ -26,7 +26,7 @@ def test_attribute_updates_are_typed_and_validated() -> None:
     }
     a = A.updated(a, A.STICKINESS_ENABLED, "TRUE")
     a = A.updated(a, A.COOKIE_DURATION, "3600")
-    a = A.updated(a, A.TLS_POLICY, "TLS-FS-Res-1-2-2019-08")
+    a = A.updated(a, A.TLS_POLICY, "TLS-FS-1-2-Res-2019-08")
     a = A.updated(a, A.HEALTH_CHECK_PATH, "/health?x=1")
     assert a.typed()[A.STICKINESS_ENABLED] is True and a.cookie_duration_seconds == 3600
     assert A.Attributes.from_json(a.to_json()) == a
@@ -38,6 +38,7 @@ def test_attribute_updates_are_typed_and_validated() -> None:
         (A.COOKIE_DURATION, str(7 * 86400 + 1)),
         (A.COOKIE_DURATION, "1.5"),
         (A.TLS_POLICY, "TLS-1999"),
+        (A.TLS_POLICY, "TLS-FS-Res-1-1-2019-08"),  # lbproxy's former third policy: not Lightsail's
         ("Nope", "x"),
     ]:
         with pytest.raises(InvalidInputException):
@@ -197,3 +198,37 @@ def test_every_insert_names_its_columns() -> None:
         "ls_operations",
     }
     assert [s for s in statements if s[2] != "("] == []
+
+
+def test_tls_policies_are_lightsails_and_former_names_still_work() -> None:
+    """Lightsail's guide names two policies (TLS-2016-08, the default, and TLS-FS-1-2-Res-2019-08) with the
+    protocols and ciphers of ELB's ELBSecurityPolicy-2016-08 and -FS-1-2-Res-2019-08, in the ELB table's order."""
+    from lbproxy.contract import tlspolicies as T
+
+    assert [p["name"] for p in A.tls_policies()] == ["TLS-2016-08", "TLS-FS-1-2-Res-2019-08"]
+    strict = T.get_policy("TLS-FS-1-2-Res-2019-08")
+    assert strict.protocols == ("TLSv1.2",)
+    assert strict.ciphers == (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES128-SHA256",
+        "ECDHE-RSA-AES128-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-AES256-SHA384",
+        "ECDHE-RSA-AES256-SHA384",
+    )
+    assert len(T.get_policy("TLS-2016-08").ciphers) == 18
+    assert all("TLSv1.3" not in p["protocols"] for p in A.tls_policies())
+    # The former name of the strict policy: accepted, stored and shown as the name now; the data plane finds it.
+    assert A.check_tls_policy("TLS-FS-Res-1-2-2019-08") == "TLS-FS-1-2-Res-2019-08"
+    assert "TLS-FS-Res-1-2-2019-08" in T.TLS_POLICIES and T.get_policy("TLS-FS-Res-1-2-2019-08") is strict
+    stored = A.Attributes.from_json({"tls_policy_name": "TLS-FS-Res-1-2-2019-08"})
+    assert stored.tls_policy_name == "TLS-FS-1-2-Res-2019-08"
+    # The former third policy: not offered, not accepted, but a load balancer that holds it keeps serving it.
+    with pytest.raises(InvalidInputException, match="Valid names: TLS-2016-08, TLS-FS-1-2-Res-2019-08"):
+        A.check_tls_policy("TLS-FS-Res-1-1-2019-08")
+    kept = A.Attributes.from_json({"tls_policy_name": "TLS-FS-Res-1-1-2019-08"})
+    assert kept.tls_policy_name == "TLS-FS-Res-1-1-2019-08"
+    assert T.get_policy(kept.tls_policy_name).protocols == ("TLSv1.1", "TLSv1.2")
+    assert set(T.TLS_POLICIES) == {"TLS-2016-08", "TLS-FS-1-2-Res-2019-08", "TLS-FS-Res-1-1-2019-08"}

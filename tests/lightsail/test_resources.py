@@ -5,6 +5,7 @@ pages, GetInstance(s) ``accessType`` from the model's enum, and metric datapoint
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import botocore.session
@@ -204,3 +205,43 @@ def test_the_data_plane_contract_carries_the_ip_address_type() -> None:
         assert doc["ipAddressType"] == kind and DataPlaneConfig.from_json(doc).to_json() == doc
     with pytest.raises(ValueError, match="ipAddressType"):
         DataPlaneConfig.from_json({**base, "ipAddressType": "ipv5"})
+
+
+def test_tls_policy_names_of_a_data_dir_from_before(ls: LightsailControl, signed: Any) -> None:
+    lightsail = ls.client("lightsail")
+    lightsail.create_load_balancer(loadBalancerName="lb-old", instancePort=80)
+    me = ls.principal("lb-old")
+
+    def store(name: str) -> None:  # what an older lbproxy wrote in ls_load_balancers.attributes
+        def write() -> None:
+            db = ls.plane.lightsail._db  # type: ignore[union-attr]
+            with db.transaction() as tx:
+                row = tx.execute("SELECT attributes FROM ls_load_balancers WHERE name = 'lb-old'").fetchone()
+                doc = json.loads(row["attributes"])
+                doc["tls_policy_name"] = name
+                tx.execute("UPDATE ls_load_balancers SET attributes = ? WHERE name = 'lb-old'", (json.dumps(doc),))
+
+        ls.call(write)
+
+    def shown() -> tuple[str, str]:
+        lb = lightsail.get_load_balancer(loadBalancerName="lb-old")["loadBalancer"]
+        _, cfg = signed(ls.url, me, "GET", CONFIG.format("lb-old"))
+        assert lb["configurationOptions"]["TlsPolicyName"] == lb["tlsPolicyName"]
+        return lb["tlsPolicyName"], cfg["attributes"]["TlsPolicyName"]
+
+    store("TLS-FS-Res-1-2-2019-08")  # the former name of Lightsail's TLS 1.2 policy
+    assert shown() == ("TLS-FS-1-2-Res-2019-08", "TLS-FS-1-2-Res-2019-08")
+    store("TLS-FS-Res-1-1-2019-08")  # lbproxy's former third policy: kept, served, not offered
+    assert shown() == ("TLS-FS-Res-1-1-2019-08", "TLS-FS-Res-1-1-2019-08")
+    refused(
+        lightsail.update_load_balancer_attribute,
+        loadBalancerName="lb-old",
+        attributeName="TlsPolicyName",
+        attributeValue="TLS-FS-Res-1-1-2019-08",
+    )
+    lightsail.update_load_balancer_attribute(
+        loadBalancerName="lb-old", attributeName="TlsPolicyName", attributeValue="TLS-FS-Res-1-2-2019-08"
+    )
+    assert shown() == ("TLS-FS-1-2-Res-2019-08", "TLS-FS-1-2-Res-2019-08")
+    names = [p["name"] for p in lightsail.get_load_balancer_tls_policies()["tlsPolicies"]]
+    assert names == ["TLS-2016-08", "TLS-FS-1-2-Res-2019-08"]

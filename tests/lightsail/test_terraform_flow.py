@@ -271,7 +271,9 @@ def test_aws_lightsail_lb_https_redirection_policy(tf: tuple[Terraform, Lightsai
         loadBalancerName="tf-https", certificateName="tf-https-cert", certificateDomainName="https.example.com"
     )
     ct.issue_pending()
-    t.expand_operations(t.conn.attach_load_balancer_tls_certificate(loadBalancerName="tf-https", certificateName="tf-https-cert"))
+    t.expand_operations(
+        t.conn.attach_load_balancer_tls_certificate(loadBalancerName="tf-https", certificateName="tf-https-cert")
+    )
 
     def set_redirect(enabled: bool) -> None:
         t.expand_operations(

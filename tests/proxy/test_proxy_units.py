@@ -178,7 +178,7 @@ def test_settings_defaults_and_errors() -> None:
 
 
 def test_tls_policies_table() -> None:
-    assert set(TLS_POLICIES) == {"TLS-2016-08", "TLS-FS-Res-1-1-2019-08", "TLS-FS-Res-1-2-2019-08"}
+    assert set(TLS_POLICIES) == {"TLS-2016-08", "TLS-FS-1-2-Res-2019-08", "TLS-FS-Res-1-1-2019-08"}
     default = [p for p in TLS_POLICIES.values() if p.is_default]
     assert [p.name for p in default] == ["TLS-2016-08"]
     assert openssl_cipher_string(get_policy("TLS-2016-08")).endswith("@SECLEVEL=0")
