@@ -19,7 +19,8 @@ State and operations:
 
 - ``rootkey``     the root key that encrypts master key material at rest.
 - ``keystore``    the tables, and what every operation does first: resolve, authorize, unwrap material.
-- ``management``  CreateKey, DescribeKey, ListKeys, Enable/DisableKey, UpdateKeyDescription, Get/PutKeyPolicy.
+- ``management``  CreateKey, DescribeKey, ListKeys, Enable/DisableKey, UpdateKeyDescription, Get/PutKeyPolicy,
+                  ListKeyPolicies.
 - ``aliases``     CreateAlias, UpdateAlias, DeleteAlias, ListAliases.
 - ``crypto``      Encrypt, GenerateDataKey, Decrypt, ReEncrypt (symmetric and RSA), GenerateRandom.
 - ``keypairs``    GenerateDataKeyPair(WithoutPlaintext).

@@ -42,6 +42,7 @@ class KmsApi:
             "ListAliases": self.list_aliases,
             "GetKeyPolicy": self.get_key_policy,
             "PutKeyPolicy": self.put_key_policy,
+            "ListKeyPolicies": self.list_key_policies,
             "EnableKeyRotation": self.enable_key_rotation,
             "DisableKeyRotation": self.disable_key_rotation,
             "GetKeyRotationStatus": self.get_key_rotation_status,
@@ -147,6 +148,10 @@ class KmsApi:
     def get_key_policy(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         self._note_key(ctx, p["KeyId"])
         return self.kms.get_key_policy(ctx.principal, p["KeyId"], p.get("PolicyName", "default"))
+
+    def list_key_policies(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
+        self._note_key(ctx, p["KeyId"])
+        return self.kms.list_key_policies(ctx.principal, p["KeyId"])
 
     def put_key_policy(self, ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         self._note_key(ctx, p["KeyId"])

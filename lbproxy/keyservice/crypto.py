@@ -121,6 +121,8 @@ class CryptoOperations(KeyStore):
             key = self._resolve(header.key_id)
         except NotFoundException:
             raise InvalidCiphertextException("") from None
+        if key.kind != SYMMETRIC:  # only a symmetric key makes these blobs: this one was made up
+            raise InvalidCiphertextException("")
         if audit is not None:
             audit["resources"] = [{"ARN": key.arn, "type": "AWS::KMS::Key"}]
         if named is not None and named.key_id != key.key_id:

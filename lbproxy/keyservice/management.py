@@ -1,5 +1,5 @@
 """Key management: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey, UpdateKeyDescription, GetKeyPolicy,
-PutKeyPolicy.
+PutKeyPolicy, ListKeyPolicies (a key has one policy, ``default``).
 
 CreateKey makes symmetric encryption keys, HMAC keys and asymmetric RSA and ECC keys (``keyspecs`` says which key
 usage goes with which key spec, and what is not emulated), origin ``AWS_KMS``, single Region; other origins and
@@ -122,6 +122,11 @@ class KeyManagement(KeyStore):
         if policy_name != "default":
             raise NotFoundException(f"Policy {policy_name} not found for key {key.arn}")
         return {"Policy": key.policy_text, "PolicyName": "default"}
+
+    def list_key_policies(self, principal: Principal, key_id: str) -> dict[str, Any]:
+        key = self._resolve(key_id)
+        self._authorize(principal, key, "ListKeyPolicies")
+        return {"PolicyNames": ["default"], "Truncated": False}
 
     def put_key_policy(
         self,

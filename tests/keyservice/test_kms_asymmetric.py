@@ -260,6 +260,11 @@ def test_rsa_encryption_keys_encrypt_as_pyca_and_decrypt_what_pyca_encrypts(kms:
     with pytest.raises(ClientError) as e:
         kms.encrypt(KeyId=key_id, Plaintext=b"p")
     assert message(e) == "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec RSA_2048."
+    forged = b"LBK1" + key_id.encode() + (1).to_bytes(4, "big") + bytes(12) + bytes(32)  # a blob naming the RSA key
+    for algorithm in ("SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_256"):
+        with pytest.raises(ClientError) as e:
+            kms.decrypt(CiphertextBlob=forged, EncryptionAlgorithm=algorithm)
+        assert code(e) == "InvalidCiphertextException"
 
     # ReEncrypt between a symmetric key and the RSA key, both ways.
     symmetric = kms.create_key()["KeyMetadata"]["KeyId"]

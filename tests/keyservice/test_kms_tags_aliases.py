@@ -180,6 +180,16 @@ def test_update_key_description(kms: Any, role: Principal, control: ControlThrea
     assert code(e) == "KMSInvalidStateException"
 
 
+def test_list_key_policies(kms: Any, role: Principal, control: ControlThread) -> None:
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    out = kms.list_key_policies(KeyId=key_id)
+    assert (out["PolicyNames"], out["Truncated"]) == (["default"], False)
+    assert kms.list_key_policies(KeyId="alias/aws/acm")["PolicyNames"] == ["default"]  # the account may List*
+    with pytest.raises(ClientError) as e:
+        control.client("kms", role).list_key_policies(KeyId=key_id)
+    assert code(e) == "AccessDeniedException"
+
+
 def test_pending_window_is_7_to_30_days(kms: Any) -> None:
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
     low, high = "greater than or equal to 7", "less than or equal to 30"
