@@ -181,13 +181,16 @@ class CertificateManager(Issuance, Renewal, ImportExport, Associations):
                 tx.execute("DELETE FROM acm_idempotency WHERE certificate_arn = ?", (cert.arn,))
                 self._events.publish(CERTIFICATE_DELETED, {"certificateArn": cert.arn})
 
-    def assign_owner(self, arn: str, owner: str) -> None:
+    def assign_owner(self, arn: str, owner: str | None) -> None:
         """Make a certificate ``owner``'s (for certificates a service requested before it passed ``owner`` to
-        ``request_certificate``); idempotent."""
+        ``request_certificate``), or the account's again (None or ""); idempotent."""
         with self._lock:
             cert = self._require(arn)
-            if cert.owner != owner:
-                cert.meta["owner"] = owner
+            if cert.owner != (owner or None):
+                if owner:
+                    cert.meta["owner"] = owner
+                else:
+                    cert.meta.pop("owner", None)
                 self._save(cert)
 
     # == tags =====================================================================================
