@@ -73,15 +73,56 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 8.0) -> A
 
 def key_state(driver: Any, lb: str) -> str:
     """The data plane's key state badge of load balancer ``lb`` (LOADED, WIPED, ...), or ""."""
-    from selenium.webdriver.common.by import By
-
-    badges = driver.find_elements(By.CSS_SELECTOR, f'[data-load-balancer="{lb}"] [data-keystate]')
-    return str(badges[0].get_attribute("data-keystate")) if badges else ""
+    return attribute_of(driver, f'[data-load-balancer="{lb}"] [data-keystate]', "data-keystate")
 
 
 def instance_health(driver: Any, lb: str) -> dict[str, str]:
     """Instance name -> the text of its row in the load balancer's card."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    rows = driver.find_elements(By.CSS_SELECTOR, f'[data-load-balancer="{lb}"] tr[data-instance]')
-    return {str(r.get_attribute("data-instance")): str(r.text) for r in rows}
+    try:
+        rows = driver.find_elements(By.CSS_SELECTOR, f'[data-load-balancer="{lb}"] tr[data-instance]')
+        return {str(r.get_attribute("data-instance")): str(r.text) for r in rows}
+    except StaleElementReferenceException:  # (re-rendered under us: "not yet", as in wait_for)
+        return {}
+
+
+def text_of(driver: Any, selector: str) -> str:
+    """The text of the first element matching ``selector`` now, "" when there is none or it was just re-rendered
+    (the page re-renders on every event: read through this, inside ``wait_for``, never hold an element)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        return str(found[0].text) if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def attribute_of(driver: Any, selector: str, name: str) -> str:
+    """An attribute of the first element matching ``selector`` now ("" as ``text_of``)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        return str(found[0].get_attribute(name) or "") if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def click(driver: Any, selector: str, what: str = "the button") -> None:
+    """Click the element matching ``selector``, finding it again if a re-render replaced it (bounded)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked() -> bool:
+        try:
+            driver.find_element(By.CSS_SELECTOR, selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_for(what, clicked)

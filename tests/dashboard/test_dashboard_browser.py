@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from browserkit import ARTIFACTS, chromium, instance_health, key_state, wait_for
+from browserkit import ARTIFACTS, attribute_of, chromium, click, instance_health, key_state, text_of, wait_for
 
 from lbproxy.contract.dataplane import KeyStateReport
 
@@ -44,24 +44,45 @@ def test_revoke_in_the_browser(dash: Dash, browser: Any) -> None:
     wait_for("key state LOADED", lambda: key_state(browser, LB) == "LOADED")
     wait_for("the live event stream", lambda: browser.find_element(By.ID, "conn").text == "live")
     assert "token=" not in browser.current_url  # the token left the address bar (sessionStorage keeps it)
-    assert browser.find_element(By.CSS_SELECTOR, "#flow [data-keystate]").get_attribute("data-keystate") == "LOADED"
-    grant_text = browser.find_element(By.CSS_SELECTOR, row).text
-    assert "Decrypt" in grant_text and "DescribeKey" in grant_text and "IssuedThroughACM" in grant_text
-    assert browser.find_element(By.CSS_SELECTOR, f"{row} [data-grant-load-balancer]").text == f"for load balancer {LB}"
-    health = instance_health(browser, LB)
-    assert "healthy" in health["web-1"] and "unhealthy" in health["web-3"], health
-    assert "ResponseCodeMismatch" in health["web-3"]
+    # (Every read goes through wait_for: the page re-renders on each event, and an element held across a
+    # re-render is stale.)
+    wait_for(
+        "the flow's key state", lambda: attribute_of(browser, "#flow [data-keystate]", "data-keystate") == "LOADED"
+    )
+    wait_for(
+        "the grant's operations and name",
+        lambda: all(w in text_of(browser, row) for w in ("Decrypt", "DescribeKey", "IssuedThroughACM")),
+    )
+    wait_for(
+        "the grant's load balancer",
+        lambda: text_of(browser, f"{row} [data-grant-load-balancer]") == f"for load balancer {LB}",
+    )
+
+    def health_shown() -> bool:
+        health = instance_health(browser, LB)
+        return (
+            "healthy" in health.get("web-1", "")
+            and "unhealthy" in health.get("web-3", "")
+            and "ResponseCodeMismatch" in health.get("web-3", "")
+        )
+
+    wait_for("the instances' health", health_shown)
     # What the data plane reports about its worker processes.
-    card = browser.find_element(By.CSS_SELECTOR, f'[data-load-balancer="{LB}"]').text
-    assert "2 of 2 serving" in card and f"1 (last: {LAST_EXIT})" in card and "demo-cert" in card
+    card = f'[data-load-balancer="{LB}"]'
+    wait_for(
+        "the worker processes",
+        lambda: all(w in text_of(browser, card) for w in ("2 of 2 serving", f"1 (last: {LAST_EXIT})", "demo-cert")),
+    )
     # The certificate: sealed under ACM's key, in use by the load balancer (by name).
-    cert_card = browser.find_element(By.CSS_SELECTOR, "#certs [data-certificate]").text
-    assert "alias/aws/acm" in cert_card and LB in cert_card
+    wait_for(
+        "the certificate's key and user",
+        lambda: all(w in text_of(browser, "#certs [data-certificate]") for w in ("alias/aws/acm", LB)),
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-before-revoke.png"))
 
     before = dash.state()["eventId"]
-    browser.find_element(By.CSS_SELECTOR, f'{row} button[data-action="revoke"]').click()
+    click(browser, f'{row} button[data-action="revoke"]', "the revoke button")
     wait_for("the grant to disappear", lambda: not browser.find_elements(By.CSS_SELECTOR, row))
     assert dash.ct.client("kms").list_grants(KeyId=key_id)["Grants"] == []
     wait_for(
@@ -71,7 +92,7 @@ def test_revoke_in_the_browser(dash: Dash, browser: Any) -> None:
             for li in browser.find_elements(By.CSS_SELECTOR, "#audit li")
         ),
     )
-    assert browser.find_element(By.CSS_SELECTOR, "#flow [data-grant-state]").get_attribute("data-grant-state") == "NONE"
+    wait_for("no grant", lambda: attribute_of(browser, "#flow [data-grant-state]", "data-grant-state") == "NONE")
     assert key_state(browser, LB) == "LOADED"  # (until its data plane says otherwise)
 
     # The data plane: told on its own event stream, its grant no longer active, it ends its key-holding workers
@@ -83,5 +104,5 @@ def test_revoke_in_the_browser(dash: Dash, browser: Any) -> None:
     assert cert is not None and cert.grant is not None and cert.grant.active is False
     dp.report(key_state=KeyStateReport(state="wiped", since=dash.ct.clock.time(), workers=2, workers_expected=2))
     wait_for("key state WIPED", lambda: key_state(browser, LB) == "WIPED")
-    assert browser.find_element(By.CSS_SELECTOR, "#flow [data-keystate]").get_attribute("data-keystate") == "WIPED"
+    wait_for("the flow's WIPED", lambda: attribute_of(browser, "#flow [data-keystate]", "data-keystate") == "WIPED")
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))

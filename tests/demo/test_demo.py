@@ -205,7 +205,7 @@ def test_the_printed_revoke_command_wipes_the_key(demo: RunningDemo) -> None:
 
 
 def test_the_dashboard_shows_the_real_data_plane_wipe_the_key(demo: RunningDemo, tmp_path: Path) -> None:
-    from browserkit import ARTIFACTS, chromium, instance_health, key_state, wait_for
+    from browserkit import ARTIFACTS, chromium, click, instance_health, key_state, wait_for
 
     url = demo.line_with("Dashboard").split(": ", 1)[1]
     kms = demo.client("kms")
@@ -229,7 +229,7 @@ def test_the_dashboard_shows_the_real_data_plane_wipe_the_key(demo: RunningDemo,
         ARTIFACTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "demo-dashboard-loaded.png"))
 
-        browser.find_element(By.CSS_SELECTOR, f'{row} button[data-action="revoke"]').click()
+        click(browser, f'{row} button[data-action="revoke"]', "the revoke button")
         wait_for("the grant to disappear", lambda: not browser.find_elements(By.CSS_SELECTOR, row))
         # No stand-in here: the real data plane saw grant.revoked, its key-holding workers exited, and its
         # next report (every 1 s) says so.
