@@ -9,6 +9,11 @@ to associate it with the load balancer, which creates the KMS grant ``IssuedThro
 - constraint ``EncryptionContextEquals {"aws:acm:arn": <cert>, "aws:lightsail:arn": <load balancer>}``,
 - retiring principal ACM; ``disassociate`` retires it.
 
+The ACM certificates Lightsail requests are Lightsail's (``owner`` ``LIGHTSAIL_OWNER``): the account's ACM API
+reads and tags them but cannot delete, renew or export them from under a load balancer; Lightsail deletes its
+own. Certificates requested before owners existed are made Lightsail's when the control plane starts
+(``assign_owner``).
+
 Everything ACM-specific goes through here, so a change in the certificate manager's API is a change in
 one file. ACM errors are turned into Lightsail's.
 """
@@ -21,7 +26,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from lbproxy.awsapi.errors import AwsError
-from lbproxy.certs.manager import GRANT_NAME, CertificateManager, association_context
+from lbproxy.certs.manager import GRANT_NAME, LIGHTSAIL_OWNER, CertificateManager, association_context
 from lbproxy.keyservice.service import KeyService
 from lbproxy.lightsail.errors import InvalidInputException, NotFoundException, OperationFailureException
 
@@ -76,9 +81,16 @@ class CertificateBroker:
         return self._call(
             "Certificate",
             lambda: self.manager.request_certificate(
-                domain_name, subject_alternative_names=[domain_name, *alternative_names], validation_method="DNS"
+                domain_name,
+                subject_alternative_names=[domain_name, *alternative_names],
+                validation_method="DNS",
+                owner=LIGHTSAIL_OWNER,
             ),
         )
+
+    def assign_owner(self, acm_arn: str) -> None:
+        """Make a certificate Lightsail requested before owners existed Lightsail's (idempotent)."""
+        self._call("Certificate", lambda: self.manager.assign_owner(acm_arn, LIGHTSAIL_OWNER))
 
     def describe(self, acm_arn: str) -> dict[str, Any]:
         """ACM's ``Certificate`` detail (``DescribeCertificate``)."""

@@ -10,6 +10,7 @@ what the control plane's dashboard shows, read directly (no API call, no audit r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from typing import Any
@@ -20,12 +21,13 @@ from lbproxy.core.principals import Principals
 from lbproxy.core.store import Database
 from lbproxy.lightsail.certificates import CertificateBroker
 from lbproxy.lightsail.dataplane import DataPlaneOperations
+from lbproxy.lightsail.errors import NotFoundException
 from lbproxy.lightsail.instanceops import InstanceOperations
 from lbproxy.lightsail.instances import load_instances_file
 from lbproxy.lightsail.loadbalancers import LoadBalancerOperations
 from lbproxy.lightsail.operationlog import OperationLog
 from lbproxy.lightsail.resources import ResourceOperations
-from lbproxy.lightsail.rows import KeyStateRecord, LbCertificate
+from lbproxy.lightsail.rows import ORIGIN_LIGHTSAIL, KeyStateRecord, LbCertificate
 from lbproxy.lightsail.store import KEY_STATE_COLUMNS_ADDED, LB_COLUMNS_ADDED, SCHEMA, LightsailLimits
 from lbproxy.lightsail.tlscertificates import TlsCertificateOperations
 
@@ -86,6 +88,14 @@ class LightsailService(
         db.ensure_columns("ls_key_states", KEY_STATE_COLUMNS_ADDED)
         if self._instances_file is not None:
             self.apply_instances_file(load_instances_file(self._instances_file))
+        self._own_requested_certificates()
+
+    def _own_requested_certificates(self) -> None:
+        """The ACM certificates Lightsail requested are Lightsail's, also those requested before ACM had owners."""
+        rows = self._db.query("SELECT acm_arn FROM ls_lb_certificates WHERE origin = ?", (ORIGIN_LIGHTSAIL,))
+        for row in rows:
+            with contextlib.suppress(NotFoundException):  # gone from ACM already: nothing to protect
+                self.certificates.assign_owner(row["acm_arn"])
 
     def overview(self) -> list[LoadBalancerView]:
         """Every load balancer with its certificates, the ACM certificate and grant its data plane uses, and

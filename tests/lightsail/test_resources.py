@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from lightsail_helpers import LightsailControl
 
+from lbproxy.certs.manager import LIGHTSAIL_OWNER
 from lbproxy.contract.dataplane import DataPlaneConfig
 from lbproxy.lightsail import metrics as M
 from lbproxy.lightsail import pages
@@ -245,3 +246,33 @@ def test_tls_policy_names_of_a_data_dir_from_before(ls: LightsailControl, signed
     assert shown() == ("TLS-FS-1-2-Res-2019-08", "TLS-FS-1-2-Res-2019-08")
     names = [p["name"] for p in lightsail.get_load_balancer_tls_policies()["tlsPolicies"]]
     assert names == ["TLS-2016-08", "TLS-FS-1-2-Res-2019-08"]
+
+
+def test_the_acm_certificates_lightsail_requests_are_lightsails(ls: LightsailControl, tmp_path: Any) -> None:
+    lightsail, acm = ls.client("lightsail"), ls.client("acm")
+    lightsail.create_load_balancer(loadBalancerName="lb-own", instancePort=80)
+    lightsail.create_load_balancer_tls_certificate(
+        loadBalancerName="lb-own", certificateName="own-cert", certificateDomainName="own.example.com"
+    )
+    arn = ls.call(lambda: ls.plane.lightsail._require_cert("lb-own", "own-cert").acm_arn)  # type: ignore[union-attr]
+    with pytest.raises(ClientError) as e:  # the account cannot pull it from under Lightsail
+        acm.delete_certificate(CertificateArn=arn)
+    assert code(e) == "ResourceInUseException" and "lightsail" in e.value.response["Error"]["Message"].lower()
+
+    # One requested before ACM had owners becomes Lightsail's when the control plane starts.
+    def owner() -> Any:
+        return ls.call(lambda: ls.plane.acm._require(arn).owner)  # type: ignore[union-attr]
+
+    ls.call(lambda: ls.plane.acm.assign_owner(arn, ""))  # type: ignore[union-attr]
+    assert owner() is None
+    ls.call(lambda: ls.plane.lightsail._own_requested_certificates())  # type: ignore[union-attr]
+    assert owner() == LIGHTSAIL_OWNER
+    with pytest.raises(ClientError) as e:
+        acm.delete_certificate(CertificateArn=arn)
+    assert code(e) == "ResourceInUseException"
+
+    # Lightsail itself deletes it with its load-balancer certificate.
+    lightsail.delete_load_balancer_tls_certificate(loadBalancerName="lb-own", certificateName="own-cert")
+    with pytest.raises(ClientError) as e:
+        acm.describe_certificate(CertificateArn=arn)
+    assert code(e) == "ResourceNotFoundException"
