@@ -501,7 +501,19 @@ def _unauthorized() -> web.Response:
 
 
 async def handle_index(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(STATIC_DIR / "index.html", headers=_SECURITY_HEADERS)
+    """The page; opened with its token (``/?token=...``), it carries the state it first paints, so the browser
+    shows the keys, grants and load balancers at once rather than an empty page while it fetches them."""
+    dash = request.app[DASHBOARD]
+    page = (STATIC_DIR / "index.html").read_text()
+    if token_matches(_given_token(request, allow_query=True), dash.token):
+        # A JSON data block (never executed: the CSP's script-src does not apply); "</" cannot end it early.
+        state = encode(dash.snapshot()).decode().replace("</", "<\\/")
+        page = page.replace(
+            "</body>", f'<script type="application/json" id="initial-state">{state}</script>\n</body>', 1
+        )
+    return web.Response(
+        text=page, content_type="text/html", headers={**_SECURITY_HEADERS, "Cache-Control": "no-store"}
+    )
 
 
 async def handle_static(request: web.Request) -> web.StreamResponse:

@@ -381,3 +381,46 @@ def test_key_state_shows_the_worker_processes_as_reported(dash: Dash) -> None:
     dp.report(key_state=dp.loaded(dash.ct.clock.time(), workers=2, workers_expected=2, restarts=3))
     shown = next(lb for lb in dash.state()["loadBalancers"] if lb["name"] == "demo-lb")["keyState"]
     assert (shown["state"], shown["workers"], shown["degraded"], shown["restarts"]) == ("LOADED", 2, None, 3)
+
+
+def test_the_page_opened_with_its_token_carries_its_first_state(dash: Dash) -> None:
+    """The first paint needs no fetch: opened with its token, the page carries the state as a JSON data block
+    (escaped so that nothing in it can end the block); without the token it carries nothing."""
+    import html.parser
+
+    kms = dash.ct.client("kms")
+    hostile = "</script><script>alert(1)</script>"
+    key_id = kms.create_key(Description=hostile)["KeyMetadata"]["KeyId"]
+    bare = dash.request("GET", "/", token=None)
+    assert bare.status == 200 and "initial-state" not in bare.body
+    page = dash.request("GET", f"/?token={dash.token}", token=None)
+    assert page.status == 200 and page.headers["Cache-Control"] == "no-store"
+
+    class Blocks(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inside = False
+            self.data: list[str] = []
+            self.scripts = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "script":
+                self.scripts += 1
+                self.inside = ("id", "initial-state") in attrs
+                assert ("type", "application/json") in attrs or ("src", "/static/app.js") in attrs, attrs
+
+        def handle_data(self, data: str) -> None:
+            if self.inside:
+                self.data.append(data)
+
+        def handle_endtag(self, tag: str) -> None:
+            self.inside = False
+
+    blocks = Blocks()
+    blocks.feed(page.body)
+    assert blocks.scripts == 2  # app.js and the data block: the hostile description opened no script
+    state = json.loads("".join(blocks.data))
+    described = {k["keyId"]: k for k in state["keys"]}
+    assert described[key_id]["description"] == hostile
+    wrong = dash.request("GET", "/?token=not-the-token", token=None)
+    assert "initial-state" not in wrong.body

@@ -40,6 +40,8 @@ def test_revoke_in_the_browser(dash: Dash, browser: Any) -> None:
     browser.get(dash.url)
 
     row = f'tr[data-grant-id="{grant_id}"]'
+    # The first paint already shows it (the page came with its state): no "connecting" page without content.
+    assert browser.find_elements(By.CSS_SELECTOR, row), "the first paint shows no grant"
     wait_for("the grant", lambda: browser.find_elements(By.CSS_SELECTOR, row))
     wait_for("key state LOADED", lambda: key_state(browser, LB) == "LOADED")
     wait_for("the live event stream", lambda: browser.find_element(By.ID, "conn").text == "live")

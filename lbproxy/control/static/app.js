@@ -671,6 +671,18 @@
       document.getElementById("conn").textContent = "no token";
       return;
     }
+    // The state the page came with (opened with its token): painted before anything is fetched.
+    const initial = document.getElementById("initial-state");
+    if (initial) {
+      try {
+        state = JSON.parse(initial.textContent);
+        render();
+        document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      } catch (e) {
+        /* fall back to the fetch below */
+      }
+      initial.remove();
+    }
     refresh();
     connect();
   }
