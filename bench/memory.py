@@ -112,7 +112,7 @@ def main() -> int:
         backend = run.free_port()
         nginx = run.start_nginx_backend(workdir, backend)
         config = workdir / "lb.toml"
-        config.write_text(f"[settings]\nmax_connections = {args.connections + 1000}\n")
+        config.write_text(f"[settings]\nmax_connections = {args.connections + 1000}\noffer_tls13 = true\n")
         try:
             stack = run.start_control(workdir / "lbproxy")
             try:

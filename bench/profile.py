@@ -214,9 +214,10 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
             "instances": [{"name": f"b{i}", "address": f"{bench.LOOPBACK}:{p}"} for i, p in enumerate(backends)],
         }
     )
-    settings = ProxySettings(
-        http_listen=f"{bench.LOOPBACK}:0", https_listen=f"{bench.LOOPBACK}:{port}", workers=args.workers
-    )
+    settings = ProxySettings(  # (TLS 1.3, as HAProxy speaks it: compared on the same protocol)
+        http_listen=f"{bench.LOOPBACK}:0", https_listen=f"{bench.LOOPBACK}:{port}", workers=args.workers,
+        offer_tls13=True,
+    )  # fmt: skip
     key = KeySourceRef(
         "lbproxy.proxy.keys:TestFileKeySource",
         {"cert_path": str(workdir / "chain.pem"), "key_path": str(workdir / "key.pem")},

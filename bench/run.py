@@ -588,7 +588,11 @@ def stack_for(
         name = f"bench-{certs.kind}"
         setup_load_balancer(stack, name, certs, backends)
         admin = free_port()
-        lb = start_lb(stack, name, lb_http, lb_https, workers, admin)
+        # TLS 1.3 as HAProxy and nginx offer it (Lightsail's policies, and lbproxy's default, stop at TLS 1.2):
+        # the peers are compared on the same protocol version.
+        config = workdir / f"lb-{certs.kind}-{workers}.toml"
+        config.write_text("[settings]\noffer_tls13 = true\n")
+        lb = start_lb(stack, name, lb_http, lb_https, workers, admin, ("--config", str(config)))
         LB_ADMIN_PORTS[lb.popen.pid] = admin
         procs.append(lb)
         out = {"lbproxy": (lb, lb_http, lb_https)}
@@ -733,7 +737,8 @@ def main() -> int:
         + ").\n\n"
         f"{environment()}\n- HAProxy: nbthread 1; nginx (when compared): 1 worker, TLS 1.2 + 1.3. Backends: two "
         "nginx (1 worker each). Load: wrk, 1 thread. lbproxy: `lbproxy lb` set up through the control plane "
-        "(imported certificate attached, key decrypted through its grant).\n"
+        "(imported certificate attached, key decrypted through its grant), with `offer_tls13 = true` so that every "
+        "proxy speaks TLS 1.3.\n"
         "- Scenarios: `https`/`http` keep-alive; `full`: a full TLS handshake per request (`Connection: close` + "
         "bench/noresume.c); `resumed`: a resumed handshake per request (`Connection: close`; wrk resumes); "
         "`close`: a new plain TCP connection per request (HTTP, `Connection: close`).\n"

@@ -21,9 +21,9 @@ Names lbproxy used before, so that a data dir made then keeps working:
 
 Two documented lbproxy choices:
 - ``TLSv1`` / ``TLSv1.1`` need ``@SECLEVEL=0`` on OpenSSL 3 (it refuses them at its default level).
-- Every policy also offers TLS 1.3 (``EXTENSION_TLS13``) so session resumption uses TLS 1.3 tickets, as
-  the data-plane issue asks; AWS's Lightsail policies list TLS 1.2 as their highest version, and so does
-  ``protocols`` here.
+- TLS 1.3 is not part of any policy, as in Lightsail: a load balancer offers at most TLS 1.2. The data
+  plane's ``offer_tls13`` setting adds TLS 1.3 on top of every policy (off by default; on for the benchmark,
+  which compares with HAProxy and nginx on TLS 1.3).
 """
 
 from __future__ import annotations
@@ -32,10 +32,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 DEFAULT_POLICY_NAME = "TLS-2016-08"
-
-#: lbproxy offers TLS 1.3 on top of every policy (see the module docstring).
-EXTENSION_TLS13 = True
-
 
 @dataclass(frozen=True, slots=True)
 class TlsPolicy:

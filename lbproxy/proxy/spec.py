@@ -177,6 +177,9 @@ class ProxySettings:
     metrics_interval: float = 1.0
     #: Access log in ALB's format on logger ``lbproxy.access`` (off: no per-request logging at all).
     access_log: bool = False
+    #: Also offer TLS 1.3 on the HTTPS listener. Lightsail's policies stop at TLS 1.2, and so does lbproxy by
+    #: default; on: TLS 1.3 (and its session tickets) on top of every policy.
+    offer_tls13: bool = False
     #: Key holders: no core dumps, not dumpable (off only for debugging).
     harden_key_holders: bool = True
 

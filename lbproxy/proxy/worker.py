@@ -83,7 +83,7 @@ LEADER_GONE = signal.SIGUSR1
 
 
 def _load_keyed(
-    key_source: dict[str, Any] | None, spec: LoadBalancerSpec
+    key_source: dict[str, Any] | None, spec: LoadBalancerSpec, tls13: bool
 ) -> tuple[ssl.SSLContext | None, dict[str, Any] | None]:
     """(keyed context or None, the ``error`` message for the supervisor or None). The key never leaves this
     function but in OpenSSL."""
@@ -101,7 +101,7 @@ def _load_keyed(
         return None, None
     chain, key = loaded
     try:
-        return keyed_context(get_policy(spec.tls_policy_name), chain, key), None
+        return keyed_context(get_policy(spec.tls_policy_name), chain, key, tls13=tls13), None
     except (ssl.SSLError, OSError, ValueError) as exc:
         return None, _key_error(KEY_REFUSED, f"certificate or key refused: {exc}")
     finally:
@@ -275,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if cfg.get("key_source") and settings.harden_key_holders:
         harden_key_holder()
-    keyed, error = _load_keyed(cfg.get("key_source"), spec)
-    terminator = TlsTerminator(get_policy(spec.tls_policy_name), keyed)
+    keyed, error = _load_keyed(cfg.get("key_source"), spec, settings.offer_tls13)
+    terminator = TlsTerminator(get_policy(spec.tls_policy_name), keyed, tls13=settings.offer_tls13)
     del keyed
     # Fork the siblings now: they share the base context's session-ticket keys and the keyed context.
     index = 0

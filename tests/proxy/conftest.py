@@ -187,7 +187,7 @@ async def dataplane_factory() -> AsyncIterator[Callable[..., Awaitable[Running]]
         settings_kwargs = {k: v for k, v in kwargs.items() if k not in spec_fields}
         spec = LoadBalancerSpec(name="test-lb", instances=tuple(instances), tls_policy_name=policy, **spec_kwargs)
         settings = ProxySettings(http_listen="127.0.0.1:0", https_listen="127.0.0.1:0", **settings_kwargs)
-        terminator = TlsTerminator(get_policy(policy), keyed)
+        terminator = TlsTerminator(get_policy(policy), keyed, tls13=settings.offer_tls13)
         dp = Dataplane(spec, settings, terminator=terminator, stickiness_secret=SECRET)
         dp.set_healthy([i.name for i in instances] if healthy is None else healthy)
         http = bind_listener("127.0.0.1", 0)
@@ -238,9 +238,9 @@ class TlsFiles:
             setattr(ctx, k, v)
         return ctx
 
-    def keyed(self, policy: str = "TLS-2016-08") -> ssl.SSLContext:
+    def keyed(self, policy: str = "TLS-2016-08", tls13: bool = False) -> ssl.SSLContext:
         chain = b"".join(b.bytes() for b in self.cert.cert_chain_pems)
-        return keyed_context(get_policy(policy), chain, bytearray(self.cert.private_key_pem.bytes()))
+        return keyed_context(get_policy(policy), chain, bytearray(self.cert.private_key_pem.bytes()), tls13=tls13)
 
     def key_source(self) -> Any:
         from lbproxy.proxy.keys import KeySourceRef

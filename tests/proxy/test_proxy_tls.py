@@ -40,16 +40,23 @@ async def _handshake(port: int, ctx: ssl.SSLContext) -> str:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize(
-    ("policy", "accepted", "refused"),
+    ("policy", "tls13", "accepted", "refused"),
     [
-        ("TLS-2016-08", ["TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"], []),
-        ("TLS-FS-Res-1-1-2019-08", ["TLSv1_1", "TLSv1_2"], ["TLSv1"]),
-        ("TLS-FS-Res-1-2-2019-08", ["TLSv1_2", "TLSv1_3"], ["TLSv1", "TLSv1_1"]),
+        # Lightsail's policies, exactly: TLS 1.3 is in none of them.
+        ("TLS-2016-08", False, ["TLSv1", "TLSv1_1", "TLSv1_2"], ["TLSv1_3"]),
+        ("TLS-FS-1-2-Res-2019-08", False, ["TLSv1_2"], ["TLSv1", "TLSv1_1", "TLSv1_3"]),
+        ("TLS-FS-Res-1-2-2019-08", False, ["TLSv1_2"], ["TLSv1", "TLSv1_1", "TLSv1_3"]),  # (the old name)
+        ("TLS-FS-Res-1-1-2019-08", False, ["TLSv1_1", "TLSv1_2"], ["TLSv1", "TLSv1_3"]),  # (legacy)
+        # offer_tls13: TLS 1.3 on top of the policy.
+        ("TLS-2016-08", True, ["TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"], []),
+        ("TLS-FS-1-2-Res-2019-08", True, ["TLSv1_2", "TLSv1_3"], ["TLSv1", "TLSv1_1"]),
     ],
 )
-async def test_policy_versions(backend_factory, dataplane_factory, tls_files, policy, accepted, refused) -> None:
+async def test_policy_versions(  # type: ignore[no-untyped-def]
+    backend_factory, dataplane_factory, tls_files, policy, tls13, accepted, refused
+) -> None:
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec], keyed=tls_files.keyed(policy), policy=policy)
+    lb = await dataplane_factory([a.spec], keyed=tls_files.keyed(policy, tls13=tls13), policy=policy, offer_tls13=tls13)
     for name in accepted:
         assert await _handshake(lb.https_port, _client(tls_files, ssl.TLSVersion[name])) == name.replace("_", ".")
     for name in refused:

@@ -230,7 +230,12 @@ async def test_nothing_is_read_after_a_kept_close_notify(backend_factory, datapl
     stops at the close_notify (nothing may follow it), so the bytes pile up nowhere in the proxy. (The
     unfinished request then ends at the idle timeout.)"""
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec], keyed=tls_files.keyed(), idle_timeout=0.5)
+    lb = await dataplane_factory(
+        [a.spec],
+        keyed=tls_files.keyed(tls13=True),
+        offer_tls13=True,  # (TLS 1.3's half-close)
+        idle_timeout=0.5,
+    )
     client = await RawTlsClient.connect(lb.https_port, tls_files.client_context())
     try:
         await client.handshake()
@@ -255,7 +260,12 @@ async def test_close_after_the_client_fin_has_a_deadline(backend_factory, datapl
     """A client that half-closes TCP after its request and never reads: the response is answered into the
     buffers, the close waits at most ``tls_shutdown_timeout``, then the connection is aborted."""
     a = await backend_factory("a")
-    lb = await dataplane_factory([a.spec], keyed=tls_files.keyed(), tls_shutdown_timeout=0.3)
+    lb = await dataplane_factory(
+        [a.spec],
+        keyed=tls_files.keyed(tls13=True),
+        offer_tls13=True,  # (TLS 1.3's half-close)
+        tls_shutdown_timeout=0.3,
+    )
     client = await RawTlsClient.connect(lb.https_port, tls_files.client_context(), rcvbuf=4096)
     try:
         await client.handshake()
