@@ -9,7 +9,10 @@ Parts (one module per concept):
 - ``health``: the health checker and its state machine (states and reason codes: ``contract.vocabulary``).
 - ``metrics``: per-worker counters, their aggregation, Prometheus text.
 - ``downstream`` / ``upstream``: the hot path (``asyncio.Protocol`` per connection, httptools for
-  responses, keep-alive pool, backpressure, pipelining, tunnels).
+  responses, keep-alive pool, backpressure, pipelining, tunnels); ``failures``: how an exchange ends other
+  than with the instance's response (the next instance, one retry, 502/504, refusals).
+- ``listeners``: the listening sockets (both schemes, both IP families, one per worker slot with
+  ``SO_REUSEPORT``).
 - ``tls`` / ``tlsconnection`` / ``keys``: SSL contexts per policy (``contract.tlspolicies``), each HTTPS
   connection's TLS on memory BIOs, key loading through memfd, the key-less listener context, the
   ``KeySource`` protocol and hardening of key holders.

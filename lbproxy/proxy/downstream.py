@@ -37,6 +37,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from lbproxy.proxy import failures
 from lbproxy.proxy.forwarding import error_response, redirect_response, upstream_request_head
 from lbproxy.proxy.framing import (
     REMEMBERED_HEAD_BYTES,
@@ -405,23 +406,6 @@ class Downstream(asyncio.Protocol):
         self.resume(self.PAUSE_CONNECT)
         self._attach(upstream)
 
-    def _connect_failed(self, instance: Instance, exc: BaseException) -> None:
-        dataplane = self.dataplane
-        timed_out = isinstance(exc, TimeoutError)
-        dataplane.balancer.mark_refused(instance, dataplane.now + dataplane.refused_backoff)
-        next_instance = dataplane.balancer.pick(dataplane.now, None, exclude=instance)
-        if next_instance is not None and next_instance is not instance:
-            # Nothing reached the instance: any request may go to the next one.
-            self.instance = next_instance
-            if self.set_cookie is not None:
-                self.set_cookie = dataplane.signer.set_cookie_header(
-                    next_instance.name, time.time(), dataplane.sticky_duration
-                )
-            self._route(next_instance)
-            return
-        self.resume(self.PAUSE_CONNECT)
-        self._local(504 if timed_out else 502, close=self._must_close())
-
     def _attach(self, upstream: Upstream) -> None:
         """Send the request to ``upstream``, which serves this exchange from now on."""
         request: RequestHead = self.request  # type: ignore[assignment]  # (no assert: it runs per request)
@@ -487,16 +471,6 @@ class Downstream(asyncio.Protocol):
             self.request_done = True
             return data[used:]
         return b""
-
-    def _body_error(self, status: int) -> None:
-        upstream = self.upstream
-        self.upstream = None
-        if upstream is not None:
-            upstream.close()
-        if self.status:  # the response began: the client must see the truncation
-            self._abort()
-        else:
-            self._local(status, close=True)
 
     # -- responses (called by Upstream) ------------------------------------------------------------
 
@@ -611,42 +585,6 @@ class Downstream(asyncio.Protocol):
             self.response_close = True
             self._end_exchange(False)
 
-    def upstream_failed(self, upstream: Upstream, status: int) -> None:
-        """The instance connection broke (or sent garbage, or timed out) during this exchange."""
-        if self.upstream is upstream:
-            self.upstream = None
-        if self.closing:
-            return
-        request = self.request
-        if request is None:
-            return
-        if self.status:
-            self._abort()  # the response began: the client must see the truncation
-            return
-        if (
-            status == 502
-            and not self.retried
-            and upstream.stale
-            and request.idempotent
-            and not request.has_body
-            and self.instance is not None
-        ):
-            # A keep-alive connection the instance closed while idle: retry once on a new connection.
-            self.retried = True
-            self.rare = True
-            self.pause(self.PAUSE_CONNECT)
-            self.dataplane.loop.create_task(self._open(self.instance))
-            return
-        self._local(status, close=self._must_close())
-
-    def response_timed_out(self) -> None:
-        upstream = self.upstream
-        if upstream is None:
-            return
-        self.upstream = None
-        upstream.close()
-        self.upstream_failed(upstream, 504)
-
     # -- tunnel (after 101) ------------------------------------------------------------------------
     def start_tunnel(self, rest: bytes) -> None:
         self.tunnel = True
@@ -668,16 +606,6 @@ class Downstream(asyncio.Protocol):
             self.transport.close()
 
     # -- local responses and the end of an exchange ------------------------------------------------
-    def _reject(self, status: int) -> None:
-        """A request refused before it became an exchange: the connection closes (its framing cannot be
-        trusted)."""
-        self.dataplane.metrics.count_lb_status(status)
-        self.status = status
-        self.dataplane.log_access(self)
-        self.closing = True
-        self.transport.write(error_response(status, close=True))
-        self.transport.close()
-
     def _local(self, status: int, *, close: bool) -> None:
         request = self.request
         self.dataplane.metrics.count_lb_status(status)
@@ -690,14 +618,6 @@ class Downstream(asyncio.Protocol):
         self.sent += len(data)
         self.transport.write(data)
         self._end_exchange(False)
-
-    def _abort(self) -> None:
-        self.closing = True
-        upstream = self.upstream
-        self.upstream = None
-        if upstream is not None:
-            upstream.close()
-        self.transport.abort()
 
     def _end_exchange(self, reusable: bool) -> None:
         """The end of every exchange: the instance connection goes back to the pool (``reusable``: its
@@ -737,6 +657,31 @@ class Downstream(asyncio.Protocol):
             dataplane.loop.call_soon(self._next_request)
         elif self.paused:  # (``resume`` checks the bit: one test less per request)
             self.resume(self.PAUSE_PIPELINE)
+
+    def _abort(self) -> None:
+        self.closing = True
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.close()
+        self.transport.abort()
+
+    # -- failures (``failures``: off the hot path) --------------------------------------------------
+    def upstream_failed(self, upstream: Upstream, status: int) -> None:
+        """The instance connection broke (or sent garbage, or timed out) during this exchange."""
+        failures.upstream_failed(self, upstream, status)
+
+    def response_timed_out(self) -> None:
+        failures.response_timed_out(self)
+
+    def _connect_failed(self, instance: Instance, exc: BaseException) -> None:
+        failures.connect_failed(self, instance, exc)
+
+    def _body_error(self, status: int) -> None:
+        failures.body_error(self, status)
+
+    def _reject(self, status: int) -> None:
+        failures.reject(self, status)
 
     # -- sweeper hooks -----------------------------------------------------------------------------
     def idle(self) -> bool:
