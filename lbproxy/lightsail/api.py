@@ -113,7 +113,14 @@ class LightsailApi:
         ctx.audit["requestParameters"] = params or None
         lb = params.get("loadBalancerName")
         if lb:
-            ctx.audit["resources"] = [{"ARN": lb, "accountId": ACCOUNT_ID, "type": "AWS::Lightsail::LoadBalancer"}]
+            self._audit_resource(ctx, lb)
+
+    def _audit_resource(self, ctx: RequestContext, lb_name: str) -> None:
+        """The load balancer in the audit record's ``resources``, by its ARN (CloudTrail's ``ARN``), when it
+        exists (a new one's once it was created)."""
+        arn = self.service.load_balancer_arn(lb_name)
+        if arn is not None:
+            ctx.audit["resources"] = [{"ARN": arn, "accountId": ACCOUNT_ID, "type": "AWS::Lightsail::LoadBalancer"}]
 
     # -- load balancers --------------------------------------------------------------------------
 
@@ -139,6 +146,7 @@ class LightsailApi:
             ip_address_type=params.get("ipAddressType"),
             tls_policy_name=params.get("tlsPolicyName"),
         )
+        self._audit_resource(ctx, params["loadBalancerName"])
         return {"operations": ops}
 
     def get_load_balancer(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,11 @@ class LightsailService(
             self.apply_instances_file(load_instances_file(self._instances_file))
         self._own_requested_certificates()
 
+    def load_balancer_arn(self, name: str) -> str | None:
+        """The ARN of the load balancer called ``name``, or None when there is none."""
+        lb = self._load_lb(name)
+        return self._lb_arn(lb) if lb is not None else None
+
     def _own_requested_certificates(self) -> None:
         """The ACM certificates Lightsail requested are Lightsail's, also those requested before ACM had owners."""
         rows = self._db.query("SELECT acm_arn FROM ls_lb_certificates WHERE origin = ?", (ORIGIN_LIGHTSAIL,))

@@ -334,3 +334,23 @@ def test_a_load_balancer_role_may_read_but_not_change(ls: LightsailControl) -> N
     with pytest.raises(ClientError) as e:
         mine.delete_load_balancer(loadBalancerName="lb-r")
     assert code(e) == "AccessDeniedException"
+
+
+def test_audit_records_name_the_load_balancer_by_its_arn(ls: LightsailControl) -> None:
+    """CloudTrail's ``resources[].ARN`` is an ARN: the load balancer's, not its name (a new one's too)."""
+    import json
+
+    client = ls.client("lightsail")
+    client.create_load_balancer(loadBalancerName="audited-lb", instancePort=80)
+    arn = client.get_load_balancer(loadBalancerName="audited-lb")["loadBalancer"]["arn"]
+    client.update_load_balancer_attribute(
+        loadBalancerName="audited-lb", attributeName="HealthCheckPath", attributeValue="/health"
+    )
+    assert ls.plane is not None
+    records = [json.loads(line) for line in ls.plane.audit.path.read_text().splitlines()]
+    mine = [r for r in records if (r.get("requestParameters") or {}).get("loadBalancerName") == "audited-lb"]
+    assert {r["eventName"] for r in mine} >= {"CreateLoadBalancer", "GetLoadBalancer", "UpdateLoadBalancerAttribute"}
+    for record in mine:
+        assert record["resources"] == [
+            {"ARN": arn, "accountId": "000000000000", "type": "AWS::Lightsail::LoadBalancer"}
+        ], record
