@@ -299,7 +299,7 @@ class InstanceHealthReport:
 
 _KEY_STATE_FIELDS = (
     "state", "since", "certificateArn", "serial", "fingerprint", "workers", "workersExpected", "restarts",
-    "lastExit", "degraded", "leasedOut",
+    "lastExit", "degraded", "leasedOut", "listeners",
 )  # fmt: skip
 
 
@@ -325,6 +325,9 @@ class KeyStateReport:
     degraded: str | None = None
     #: The key lease expired (the control plane was unreachable too long): the key was dropped.
     leased_out: bool = False
+    #: Where the data plane listens (``http://127.0.0.1:8080``, ``https://[::1]:8443``...): the real ports
+    #: behind Lightsail's ``publicPorts`` 80 and 443.
+    listeners: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -339,6 +342,7 @@ class KeyStateReport:
             "lastExit": self.last_exit,
             "degraded": self.degraded,
             "leasedOut": self.leased_out,
+            "listeners": list(self.listeners),
         }
 
     @classmethod
@@ -367,7 +371,21 @@ class KeyStateReport:
             last_exit=texts["lastExit"],
             degraded=texts["degraded"],
             leased_out=bool(doc.get("leasedOut", False)),
+            listeners=_listeners(doc.get("listeners", [])),
         )
+
+
+#: The most listening addresses a data plane may report.
+MAX_REPORTED_LISTENERS = 16
+
+
+def _listeners(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_REPORTED_LISTENERS:
+        raise DocumentError(f"invalid keyState.listeners: expected a list of at most {MAX_REPORTED_LISTENERS} URLs")
+    for item in raw:
+        if not isinstance(item, str) or len(item) > 200 or not item.startswith(("http://", "https://")):
+            raise DocumentError(f"invalid keyState.listeners entry: {item!r} (expected http(s)://HOST:PORT)")
+    return tuple(raw)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 DEFAULT_POLICY_NAME = "TLS-2016-08"
 
+
 @dataclass(frozen=True, slots=True)
 class TlsPolicy:
     name: str

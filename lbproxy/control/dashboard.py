@@ -379,6 +379,7 @@ class Dashboard:
             "grantId": view.grant_id,
             "keyArn": sealed_under.get(view.attached_acm_arn) if view.attached_acm_arn else None,
             "keyState": key_state_json(view.name, view.key_state, names),
+            "instanceAddresses": view.instance_addresses,
             "requests": self._requests(view.name, now),
         }
 
@@ -511,9 +512,7 @@ async def handle_index(request: web.Request) -> web.StreamResponse:
         page = page.replace(
             "</body>", f'<script type="application/json" id="initial-state">{state}</script>\n</body>', 1
         )
-    return web.Response(
-        text=page, content_type="text/html", headers={**_SECURITY_HEADERS, "Cache-Control": "no-store"}
-    )
+    return web.Response(text=page, content_type="text/html", headers={**_SECURITY_HEADERS, "Cache-Control": "no-store"})
 
 
 async def handle_static(request: web.Request) -> web.StreamResponse:

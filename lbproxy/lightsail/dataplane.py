@@ -12,6 +12,7 @@ documents ``lbproxy.contract.dataplane``):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -150,10 +151,11 @@ class DataPlaneOperations(LightsailStore):
         with self._db.transaction() as tx:
             tx.execute(
                 "INSERT OR REPLACE INTO ls_key_states (lb_name, state, since, certificate_arn, serial, fingerprint,"
-                " workers, reported_at, workers_expected, restarts, last_exit, degraded)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " workers, reported_at, workers_expected, restarts, last_exit, degraded, listeners)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (ks.lb_name, ks.state, ks.since, ks.certificate_arn, ks.serial, ks.fingerprint, ks.workers,
-                 ks.reported_at, ks.workers_expected, ks.restarts, ks.last_exit, ks.degraded),
+                 ks.reported_at, ks.workers_expected, ks.restarts, ks.last_exit, ks.degraded,
+                 json.dumps(list(ks.listeners))),
             )  # fmt: skip
 
     def key_state_record(self, lb_name: str) -> KeyStateRecord | None:

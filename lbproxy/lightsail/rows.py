@@ -193,6 +193,8 @@ class KeyStateRecord:
     last_exit: str | None
     degraded: str | None
     reported_at: float
+    #: Where the data plane listens (``contract.dataplane.KeyStateReport.listeners``).
+    listeners: tuple[str, ...] = ()
 
     @classmethod
     def from_report(cls, lb_name: str, ks: KeyStateReport, reported_at: float) -> KeyStateRecord:
@@ -209,6 +211,7 @@ class KeyStateRecord:
             last_exit=ks.last_exit,
             degraded=ks.degraded,
             reported_at=reported_at,
+            listeners=ks.listeners,
         )
 
     @classmethod
@@ -226,6 +229,7 @@ class KeyStateRecord:
             last_exit=r["last_exit"],
             degraded=r["degraded"],
             reported_at=r["reported_at"],
+            listeners=tuple(json.loads(r["listeners"] or "[]")),
         )
 
     def differs_from(self, other: KeyStateRecord | None) -> bool:
@@ -249,4 +253,5 @@ class KeyStateRecord:
             "lastExit": self.last_exit,
             "degraded": self.degraded,
             "reportedAt": self.reported_at,
+            "listeners": list(self.listeners),
         }

@@ -28,6 +28,7 @@ from lbproxy.lightsail.loadbalancers import LoadBalancerOperations
 from lbproxy.lightsail.operationlog import OperationLog
 from lbproxy.lightsail.resources import ResourceOperations
 from lbproxy.lightsail.rows import ORIGIN_LIGHTSAIL, KeyStateRecord, LbCertificate
+from lbproxy.lightsail.rows import LoadBalancer as LoadBalancerRow
 from lbproxy.lightsail.store import KEY_STATE_COLUMNS_ADDED, LB_COLUMNS_ADDED, SCHEMA, LightsailLimits
 from lbproxy.lightsail.tlscertificates import TlsCertificateOperations
 
@@ -54,6 +55,8 @@ class LoadBalancerView:
     grant_id: str | None
     #: What its data plane last reported (None: nothing yet).
     key_state: KeyStateRecord | None
+    #: Each attached instance's address (``HOST:PORT``, the load balancer's ``instancePort`` when it has none).
+    instance_addresses: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class LightsailService(
@@ -90,6 +93,15 @@ class LightsailService(
             self.apply_instances_file(load_instances_file(self._instances_file))
         self._own_requested_certificates()
 
+    def _instance_addresses(self, lb: LoadBalancerRow) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in self._attached(lb.name):
+            row = self._db.query_one("SELECT host, port FROM ls_instances WHERE name = ?", (name,))
+            if row is not None:
+                host = f"[{row['host']}]" if ":" in row["host"] else row["host"]
+                out[name] = f"{host}:{row['port'] or lb.instance_port}"
+        return out
+
     def load_balancer_arn(self, name: str) -> str | None:
         """The ARN of the load balancer called ``name``, or None when there is none."""
         lb = self._load_lb(name)
@@ -120,6 +132,7 @@ class LightsailService(
                         attached_acm_arn=attached.acm_arn if attached is not None else None,
                         grant_id=lb.grant_id if attached is not None else None,
                         key_state=self.key_state_record(name),
+                        instance_addresses=self._instance_addresses(lb),
                     )
                 )
         return out

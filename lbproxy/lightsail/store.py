@@ -141,7 +141,8 @@ CREATE TABLE IF NOT EXISTS ls_key_states (
     workers_expected INTEGER NOT NULL DEFAULT 0,
     restarts INTEGER NOT NULL DEFAULT 0,
     last_exit TEXT,
-    degraded TEXT
+    degraded TEXT,
+    listeners TEXT
 );
 """
 
@@ -153,6 +154,7 @@ KEY_STATE_COLUMNS_ADDED = {
     "restarts": "INTEGER NOT NULL DEFAULT 0",
     "last_exit": "TEXT",
     "degraded": "TEXT",
+    "listeners": "TEXT",
 }
 
 

@@ -387,6 +387,7 @@ class DataPlaneAgent:
             last_exit=status["lastExit"],
             degraded=status["degraded"],
             leased_out=self.leased_out,
+            listeners=tuple(status["listeners"]),
         )
         return DataPlaneReport(instances, metrics, key_state)
 

@@ -410,6 +410,7 @@ class LoadBalancer:
             "workers": serving,
             "workersExpected": expected,
             "pids": gen.pids if gen is not None else [],
+            "listeners": self._listeners.addresses(),
             "keyHeld": self.has_key,
             "restarts": self.restarts,
             "lastExit": self.last_exit,

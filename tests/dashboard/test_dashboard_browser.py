@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 LB = "demo-lb"
 LAST_EXIT = "worker 1 (pid 4242) killed by SIGKILL"
+LISTENERS = ("http://127.0.0.1:8080", "https://127.0.0.1:8443", "https://[::1]:8443")
 
 
 @pytest.fixture
@@ -36,7 +37,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 def test_revoke_in_the_browser(dash: Dash, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
-    key_id, grant_id = dash.set_up_demo(LB, workers=2, workers_expected=2, restarts=1, last_exit=LAST_EXIT)
+    key_id, grant_id = dash.set_up_demo(
+        LB, workers=2, workers_expected=2, restarts=1, last_exit=LAST_EXIT, listeners=LISTENERS
+    )
     browser.get(dash.url)
 
     row = f'tr[data-grant-id="{grant_id}"]'
@@ -74,6 +77,17 @@ def test_revoke_in_the_browser(dash: Dash, browser: Any) -> None:
     wait_for(
         "the worker processes",
         lambda: all(w in text_of(browser, card) for w in ("2 of 2 serving", f"1 (last: {LAST_EXIT})", "demo-cert")),
+    )
+    # The listeners are where the data plane really listens (its report), not Lightsail's 80/443; each instance
+    # row shows the instance's own address.
+    wait_for(
+        "the real listeners",
+        lambda: (
+            all(f"{url}" in text_of(browser, card) for url in LISTENERS) and "HTTP :80" not in text_of(browser, card)
+        ),
+    )
+    wait_for(
+        "the instance addresses", lambda: "127.0.0.1:8001" in text_of(browser, f'{card} tr[data-instance="web-1"]')
     )
     # The certificate: sealed under ACM's key, in use by the load balancer (by name).
     wait_for(

@@ -41,9 +41,13 @@ def test_set_ip_address_type_through_the_api(stack: Stack) -> None:
     assert ls.get_load_balancer(loadBalancerName=stack.lb_name)["loadBalancer"]["ipAddressType"] == "dualstack"
     v6 = _curl("-6", stack.https_port, str(cacert))
     assert v6.returncode == 0 and "X-Forwarded-For=::1" in v6.stdout, (v6.stdout, v6.stderr)
+    # The data plane reports where it really listens (the dashboard shows it instead of Lightsail's 443).
+    wait_until(lambda: f"https://[::1]:{stack.https_port}" in _listeners(stack), timeout=10)
+    assert f"https://127.0.0.1:{stack.https_port}" in _listeners(stack)
 
     ls.set_ip_address_type(resourceType="LoadBalancer", resourceName=stack.lb_name, ipAddressType="ipv4")
     wait_until(lambda: _curl("-6", stack.https_port, str(cacert)).returncode != 0, timeout=20, interval=0.3)
+    wait_until(lambda: f"https://[::1]:{stack.https_port}" not in _listeners(stack), timeout=10)
     assert _curl("-4", stack.https_port, str(cacert)).returncode == 0
     assert ls.get_load_balancer(loadBalancerName=stack.lb_name)["loadBalancer"]["ipAddressType"] == "ipv4"
 
@@ -51,3 +55,9 @@ def test_set_ip_address_type_through_the_api(stack: Stack) -> None:
     wait_until(lambda: _curl("-6", stack.https_port, str(cacert)).returncode == 0, timeout=20, interval=0.3)
     time.sleep(0.2)
     assert _curl("-4", stack.https_port, str(cacert)).returncode == 0
+
+
+def _listeners(stack: Stack) -> list[str]:
+    plane = stack.control.plane
+    assert plane is not None
+    return list((plane.lightsail.key_states().get(stack.lb_name) or {}).get("listeners") or [])

@@ -296,6 +296,7 @@ def test_key_state_reports_are_kept_and_announced_when_they_say_something_new(
         "restarts": 0,
         "lastExit": None,
         "degraded": None,
+        "listeners": [],
         "reportedAt": clock.time(),
     }
     report(workers=1, workersExpected=2)  # the worker count alone is not news

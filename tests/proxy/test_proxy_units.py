@@ -223,7 +223,15 @@ def test_tls_handshake_counters_stay_out_of_lightsail_reports() -> None:
     text = render_prometheus(snap, "lb").decode()
     assert 'lbproxy_TLSResumedHandshakeCount_total{load_balancer="lb"} 10' in text
     agent = DataPlaneAgent("http://127.0.0.1:1", "lb", ProxySettings(), signer=object())  # type: ignore[arg-type]
-    status = {"workers": 1, "workersExpected": 1, "keyHeld": False, "restarts": 0, "lastExit": None, "degraded": None}
+    status = {
+        "workers": 1,
+        "workersExpected": 1,
+        "keyHeld": False,
+        "restarts": 0,
+        "lastExit": None,
+        "degraded": None,
+        "listeners": [],
+    }
     agent.lb = types.SimpleNamespace(metrics_snapshot=agg.snapshot, health_snapshot=list, status=lambda: status)
     metrics = agent.report_body().metrics
     assert metrics["RequestCount"] == 6 and not any(k.startswith("TLS") for k in metrics)

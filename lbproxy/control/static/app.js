@@ -440,9 +440,13 @@
   function renderLoadBalancer(lb) {
     const attrs = lb.configurationOptions || {};
     const redirect = lb.httpsRedirectionEnabled === true || attrs.HttpsRedirectionEnabled === "true";
-    const ports = lb.publicPorts || [];
-    const listeners = [h("span", { class: "listener" }, "HTTP :" + (ports.includes(80) ? 80 : ports[0] || 80) + " → instances :" + (lb.instancePort || "?"))];
-    if (ports.includes(443)) listeners.push(h("span", { class: "listener" }, "HTTPS :443 (TLS terminated here)"));
+    // Where the data plane really listens (its report), not Lightsail's publicPorts 80/443.
+    const dpListeners = (lb.keyState && lb.keyState.listeners) || [];
+    const listeners = dpListeners.length
+      ? dpListeners.map((url) =>
+          h("span", { class: "listener", "data-listener": url }, url + (url.startsWith("https") ? " (TLS terminated here)" : "") + " → instances"),
+        )
+      : [h("span", { class: "listener dim" }, "the data plane has not reported its listeners yet")];
     const certs = lb.tlsCertificates;
     const dp = lb.keyState;
     return h(
@@ -524,6 +528,7 @@
             "tr",
             { "data-instance": i.instanceName },
             h("td", {}, i.instanceName),
+            h("td", { class: "mono small", "data-instance-address": "" }, (lb.instanceAddresses || {})[i.instanceName] || ""),
             h("td", {}, badge(i.instanceHealth || "unknown", kind[i.instanceHealth] || "muted")),
             h("td", { class: "dim small" }, i.instanceHealthReason || ""),
           ),
