@@ -521,11 +521,11 @@ class Result:
         vals = [getattr(r, attr) for r in self.runs.get(who, [])]
         return statistics.median(vals) if vals else float("nan")
 
-    def ratio(self, peer: str, attr: str) -> str:
-        """lbproxy/peer of the medians, and the range of the per-round ratios (each round pairs one run
+    def ratio(self, peer: str, attr: str, who: str = "lbproxy") -> str:
+        """who/peer of the medians, and the range of the per-round ratios (each round pairs one run
         of each, back to back): the spread shows how much this shared machine moved during the run."""
-        mid = self.median("lbproxy", attr) / self.median(peer, attr)
-        rounds = zip(self.runs["lbproxy"], self.runs[peer], strict=False)
+        mid = self.median(who, attr) / self.median(peer, attr)
+        rounds = zip(self.runs[who], self.runs[peer], strict=False)
         pairs = [getattr(a, attr) / getattr(b, attr) for a, b in rounds]
         spread = f" ({min(pairs):.2f}-{max(pairs):.2f})" if len(pairs) > 1 else ""
         return f"**{mid:.2f}x**{spread}"
@@ -534,26 +534,42 @@ class Result:
 PEER_TITLES = {"haproxy": "HAProxy", "nginx": "nginx"}
 
 
-def fmt_row(r: Result, peer: str) -> str:
-    lb_rps, pe_rps = r.median("lbproxy", "rps"), r.median(peer, "rps")
-    lb_cpu, pe_cpu = r.median("lbproxy", "per_cpu"), r.median(peer, "per_cpu")
-    errs = sum(x.errors for x in r.runs["lbproxy"]), sum(x.errors for x in r.runs[peer])
+def fmt_row(r: Result, peer: str, who: str = "lbproxy") -> str:
+    lb_rps, pe_rps = r.median(who, "rps"), r.median(peer, "rps")
+    lb_cpu, pe_cpu = r.median(who, "per_cpu"), r.median(peer, "per_cpu")
+    errs = sum(x.errors for x in r.runs[who]), sum(x.errors for x in r.runs[peer])
+    variant = who.removeprefix("lbproxy").strip(":") or "default"
     return (
-        f"| {r.scenario} | {r.key} | {r.workers} | {lb_rps:,.0f} | {pe_rps:,.0f} | {r.ratio(peer, 'rps')} | "
-        f"{r.median('lbproxy', 'p50_ms'):.2f} / {r.median('lbproxy', 'p99_ms'):.2f} | "
+        f"| {r.scenario} | {r.key} | {r.workers} | {variant} | {lb_rps:,.0f} | {pe_rps:,.0f} | "
+        f"{r.ratio(peer, 'rps', who)} | {r.median(who, 'p50_ms'):.2f} / {r.median(who, 'p99_ms'):.2f} | "
         f"{r.median(peer, 'p50_ms'):.2f} / {r.median(peer, 'p99_ms'):.2f} | "
-        f"{lb_cpu:,.0f} | {pe_cpu:,.0f} | {r.ratio(peer, 'per_cpu')} | {errs[0]} / {errs[1]} |"
+        f"{lb_cpu:,.0f} | {pe_cpu:,.0f} | {r.ratio(peer, 'per_cpu', who)} | {errs[0]} / {errs[1]} |"
     )
 
 
 def header(peer: str) -> str:
     t = PEER_TITLES[peer]
     return (
-        f"| scenario | key | lbproxy workers | lbproxy req/s | {t} req/s | ratio (per-round range) | "
-        f"lbproxy p50/p99 ms | {t} p50/p99 ms | lbproxy req/CPU-s | {t} req/CPU-s | ratio/CPU (range) | "
+        f"| scenario | key | lbproxy workers | lbproxy settings | lbproxy req/s | {t} req/s | "
+        f"ratio (per-round range) | lbproxy p50/p99 ms | {t} p50/p99 ms | lbproxy req/CPU-s | {t} req/CPU-s | "
+        "ratio/CPU (range) | "
         f"errors lbproxy/{t} |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:SETTING=VALUE,SETTING=VALUE`` (``--variant``) -> (NAME, {SETTING: VALUE as TOML})."""
+    name, _, rest = text.partition(":")
+    if not re.fullmatch(r"[a-z0-9-]+", name):
+        raise argparse.ArgumentTypeError(f"variant name {name!r}: lowercase letters, digits and '-' only")
+    settings = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not re.fullmatch(r"[a-z0-9_]+", key):
+            raise argparse.ArgumentTypeError(f"variant {name}: {item!r} is not SETTING=VALUE")
+        settings[key] = value
+    return name, settings
 
 
 def environment() -> str:
@@ -574,8 +590,15 @@ def environment() -> str:
 
 @contextlib.contextmanager
 def stack_for(
-    workdir: Path, certs: CertSet, backends: list[int], workers: int, peers: list[str]
+    workdir: Path,
+    certs: CertSet,
+    backends: list[int],
+    workers: int,
+    peers: list[str],
+    variants: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[dict[str, tuple[Proc, int, int]]]:
+    """Every contender, started and ready: ``lbproxy`` (default settings), one ``lbproxy:NAME`` per variant (its
+    own load balancer on the same control plane, with the variant's settings) and the peers."""
     procs: list[Proc] = []
     try:
         ha_http, ha_https = free_port(), free_port()
@@ -585,17 +608,20 @@ def stack_for(
             port_owner_check(p)
         stack = start_control(workdir / f"{certs.kind}-{workers}")
         procs.append(stack.control)
-        name = f"bench-{certs.kind}"
-        setup_load_balancer(stack, name, certs, backends)
-        admin = free_port()
-        # TLS 1.3 as HAProxy and nginx offer it (Lightsail's policies, and lbproxy's default, stop at TLS 1.2):
-        # the peers are compared on the same protocol version.
-        config = workdir / f"lb-{certs.kind}-{workers}.toml"
-        config.write_text("[settings]\noffer_tls13 = true\n")
-        lb = start_lb(stack, name, lb_http, lb_https, workers, admin, ("--config", str(config)))
-        LB_ADMIN_PORTS[lb.popen.pid] = admin
-        procs.append(lb)
-        out = {"lbproxy": (lb, lb_http, lb_https)}
+        out: dict[str, tuple[Proc, int, int]] = {}
+        for variant, settings in {"": {}, **(variants or {})}.items():
+            name = f"bench-{certs.kind}" + (f"-{variant}" if variant else "")
+            setup_load_balancer(stack, name, certs, backends)
+            admin = free_port()
+            http_port, https_port = (lb_http, lb_https) if not variant else (free_port(), free_port())
+            # TLS 1.3 as HAProxy and nginx offer it (Lightsail's policies, and lbproxy's default, stop at TLS 1.2):
+            # the peers are compared on the same protocol version.
+            config = workdir / f"lb-{name}-{workers}.toml"
+            config.write_text("[settings]\noffer_tls13 = true\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+            lb = start_lb(stack, name, http_port, https_port, workers, admin, ("--config", str(config)))
+            LB_ADMIN_PORTS[lb.popen.pid] = admin
+            procs.append(lb)
+            out["lbproxy" + (f":{variant}" if variant else "")] = (lb, http_port, https_port)
         if "haproxy" in peers:
             ha = start_haproxy(workdir, certs, ha_http, ha_https, backends)
             procs.append(ha)
@@ -632,6 +658,15 @@ def main() -> int:
         "CPU 0: less scheduler noise, and req/CPU-s without the load generator in the proxy's caches",
     )
     ap.add_argument(
+        "--variant",
+        action="append",
+        type=parse_variant,
+        default=[],
+        metavar="NAME:SETTING=VALUE,...",
+        help="also measure lbproxy with these [settings] (TOML values, e.g. listen_reuseport=true), as another "
+        "contender in the same alternated rounds, reported as its own row; repeatable",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -663,7 +698,7 @@ def main() -> int:
                 certs = make_certs(key)
                 for workers in (int(w) for w in args.workers.split(",")):
                     peers = [x for x in args.peers.split(",") if x]
-                    with stack_for(workdir, certs, backends, workers, peers) as procs:
+                    with stack_for(workdir, certs, backends, workers, peers, dict(args.variant)) as procs:
                         for scenario in args.scenarios.split(","):
                             scheme, close, no_resume = SCENARIOS[scenario]
                             res = Result(scenario, key, workers, {w: [] for w in procs})
@@ -674,7 +709,7 @@ def main() -> int:
                                     proc, http_port, https_port = procs[who]
                                     port = https_port if scheme == "https" else http_port
                                     if args.pin:  # every run: a new lbproxy generation may have started
-                                        spread = who == "lbproxy" and workers > 1
+                                        spread = who.startswith("lbproxy") and workers > 1
                                         pin(proc.popen.pid, set(range(os.cpu_count() or 2)) if spread else {1})
                                     run = run_wrk(
                                         f"{scheme}://{LOOPBACK}:{port}/",
@@ -705,7 +740,8 @@ def main() -> int:
                                     )
                             results.append(res)
                             for peer in peers:
-                                print(fmt_row(res, peer), flush=True)
+                                for who in (w for w in procs if w.startswith("lbproxy")):
+                                    print(fmt_row(res, peer, who), flush=True)
         finally:
             for n in nginxes:
                 n.stop()
@@ -713,15 +749,16 @@ def main() -> int:
     peers = [x for x in args.peers.split(",") if x]
     checks = []
     for r in results:
-        shares = [x.resumed_share for x in r.runs["lbproxy"] if x.resumed_share is not None]
-        if r.scenario in ("full", "resumed") and shares:
-            checks.append(
-                f"{r.scenario}/{r.key}/{r.workers}w: "
-                f"{100 * statistics.median(shares):.0f} % of lbproxy's handshakes resumed"
-            )
+        for who in (w for w in r.runs if w.startswith("lbproxy")):
+            shares = [x.resumed_share for x in r.runs[who] if x.resumed_share is not None]
+            if r.scenario in ("full", "resumed") and shares:
+                checks.append(
+                    f"{r.scenario}/{r.key}/{r.workers}w: "
+                    f"{100 * statistics.median(shares):.0f} % of {who}'s handshakes resumed"
+                )
     tables = "".join(
         f"\n### lbproxy vs {PEER_TITLES[peer]}\n\n{header(peer)}\n"
-        + "\n".join(fmt_row(r, peer) for r in results)
+        + "\n".join(fmt_row(r, peer, who) for r in results for who in r.runs if who.startswith("lbproxy"))
         + "\n"
         for peer in peers
     )
@@ -738,7 +775,12 @@ def main() -> int:
         f"{environment()}\n- HAProxy: nbthread 1; nginx (when compared): 1 worker, TLS 1.2 + 1.3. Backends: two "
         "nginx (1 worker each). Load: wrk, 1 thread. lbproxy: `lbproxy lb` set up through the control plane "
         "(imported certificate attached, key decrypted through its grant), with `offer_tls13 = true` so that every "
-        "proxy speaks TLS 1.3.\n"
+        "proxy speaks TLS 1.3"
+        + "".join(
+            f"; variant `{name}` (row `{name}`): " + ", ".join(f"`{k} = {v}`" for k, v in settings.items())
+            for name, settings in args.variant
+        )
+        + ".\n"
         "- Scenarios: `https`/`http` keep-alive; `full`: a full TLS handshake per request (`Connection: close` + "
         "bench/noresume.c); `resumed`: a resumed handshake per request (`Connection: close`; wrk resumes); "
         "`close`: a new plain TCP connection per request (HTTP, `Connection: close`).\n"
