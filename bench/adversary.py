@@ -873,6 +873,7 @@ async def main_async(args: argparse.Namespace) -> int:
         finally:
             stack.stop()
             if args.keep_logs:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
                 for log in Path(tmp_name).glob("*.log"):
                     (args.keep_logs / log.name).write_bytes(log.read_bytes())
     text = report(faults, attacks, revocations, args, time.monotonic() - started)

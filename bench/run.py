@@ -15,7 +15,9 @@ What it does, in order:
    - ``resumed``  a resumed TLS handshake per request (``Connection: close``; wrk resumes by itself)
    - ``close``    a new plain TCP connection per request (HTTP, ``Connection: close``)
    It reports req/s, p50/p99 latency, errors, and requests per proxy-CPU-second (utime+stime of the
-   proxy and all its children from /proc), and the lbproxy/HAProxy ratios.
+   proxy and all its children from /proc), and the lbproxy/HAProxy ratios; and where the machine's CPU
+   went during each run (the proxy, wrk, the backends, idle), which says whether a proxy was short of
+   work or short of CPU.
 4. Writes a new ``bench/RESULTS-<date>-<time>.md`` (or ``--out``) with the command line and the environment.
 
 Its Python dependencies (trustme, boto3): ``pip install -e '.[bench]'``.
@@ -32,6 +34,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -446,6 +449,12 @@ class Run:
     cpu_s: float
     #: Share of this run's TLS handshakes that were resumptions (lbproxy's counters; None: not known).
     resumed_share: float | None = None
+    #: Where the machine's CPU went during the run, in cores (CPU-seconds per second of the run): the proxy,
+    #: the load generator (wrk), the backends, and nobody (idle, from /proc/stat).
+    proxy_cores: float = 0.0
+    client_cores: float = 0.0
+    backend_cores: float = 0.0
+    idle_cores: float = 0.0
 
     @property
     def per_cpu(self) -> float:
@@ -460,8 +469,27 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
+def idle_seconds() -> float:
+    """CPU-seconds every core of the machine spent idle (or waiting for I/O) since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return (int(fields[3]) + int(fields[4])) / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    """utime + stime of this process's reaped children (a finished wrk run is one)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_wrk(
-    url: str, proc: Proc, duration: float, connections: int, close: bool, shim: Path | None, cpu: int | None = None
+    url: str,
+    proc: Proc,
+    duration: float,
+    connections: int,
+    close: bool,
+    shim: Path | None,
+    cpu: int | None = None,
+    backends: list[Proc] | None = None,
 ) -> Run:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "5s"]
     if cpu is not None:
@@ -472,9 +500,19 @@ def run_wrk(
     if shim is not None:
         env["LD_PRELOAD"] = str(shim)
     hs0 = lb_handshakes(proc) if close else None
-    cpu0 = proc.cpu_seconds()
+    backends = backends or []
+    cpu0, idle0, client0 = proc.cpu_seconds(), idle_seconds(), children_cpu_seconds()
+    backend0 = sum(b.cpu_seconds() for b in backends)
+    started = time.monotonic()
     done = subprocess.run([*cmd, url], capture_output=True, text=True, env=env, timeout=duration + 30)
+    wall = time.monotonic() - started
     cpu = proc.cpu_seconds() - cpu0
+    split = {
+        "proxy_cores": cpu / wall,
+        "client_cores": (children_cpu_seconds() - client0) / wall,
+        "backend_cores": (sum(b.cpu_seconds() for b in backends) - backend0) / wall,
+        "idle_cores": (idle_seconds() - idle0) / wall,
+    }
     out = done.stdout
     if "Requests/sec" not in out:
         raise RuntimeError(f"wrk failed against {url} ({proc.name}): {done.stdout}{done.stderr}")
@@ -497,7 +535,7 @@ def run_wrk(
     if hs0 is not None and hs1 is not None:
         full, resumed = hs1[0] - hs0[0], hs1[1] - hs0[1]
         share = resumed / (full + resumed) if full + resumed else None
-    return Run(rps, p50, p99, errors, reqs, cpu, share)
+    return Run(rps, p50, p99, errors, reqs, cpu, share, **split)
 
 
 SCENARIOS = {
@@ -555,6 +593,26 @@ def header(peer: str) -> str:
         "ratio/CPU (range) | "
         f"errors lbproxy/{t} |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+
+
+def cpu_split_table(results: list[Result]) -> str:
+    """Where the machine's CPU went while each contender was measured (medians over the rounds, in cores)."""
+    rows = [
+        f"| {r.scenario} | {r.key} | {r.workers} | {who} | {r.median(who, 'proxy_cores'):.2f} | "
+        f"{r.median(who, 'client_cores'):.2f} | {r.median(who, 'backend_cores'):.2f} | "
+        f"{r.median(who, 'idle_cores'):.2f} |"
+        for r in results
+        for who in r.runs
+    ]
+    return (
+        "\n### Where the CPU went (cores, medians of the rounds)\n\n"
+        f"The machine has {os.cpu_count()} cores. *proxy*: the proxy under test (lbproxy: the supervisor and "
+        "its workers); *wrk*: the load generator; *backends*: the two nginx backends; *idle*: no process "
+        "(/proc/stat). The rest is everything else on the machine (the control plane's sweeps, the kernel's "
+        "softirq work accounted to no process).\n\n"
+        "| scenario | key | lbproxy workers | proxy | proxy cores | wrk cores | backends cores | idle cores |\n"
+        "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
 
 
@@ -719,6 +777,7 @@ def main() -> int:
                                         close,
                                         shim if no_resume else None,
                                         0 if args.pin else None,
+                                        nginxes,
                                     )
                                     res.runs[who].append(run)
                                     print(
@@ -734,6 +793,12 @@ def main() -> int:
                                                 "errors": run.errors,
                                                 "req_per_cpu_s": round(run.per_cpu),
                                                 "resumed_share": run.resumed_share,
+                                                "cores": [
+                                                    round(run.proxy_cores, 2),
+                                                    round(run.client_cores, 2),
+                                                    round(run.backend_cores, 2),
+                                                    round(run.idle_cores, 2),
+                                                ],
                                             }
                                         ),
                                         flush=True,
@@ -787,7 +852,7 @@ def main() -> int:
         "- Handshake check (lbproxy's TLSFullHandshakeCount / TLSResumedHandshakeCount during each run): "
         + ("; ".join(checks) or "not measured")
         + ".\n"
-        f"{tables}"
+        f"{tables}{cpu_split_table(results)}"
     )
     args.out.write_text(text)
     print(f"wrote {args.out}")
