@@ -56,6 +56,7 @@ SCENARIOS: dict[str, tuple[list[str], bool]] = {
     "resumed": (["-H", "Connection: close"], False),
     "full": (["-H", "Connection: close"], True),
     "https": ([], False),
+    "http": ([], False),  # keep-alive plain HTTP (the HTTP listener)
 }
 
 # The opcode tracer, run as the worker's interpreter: counts per function, toggled by SIGUSR2, written
@@ -136,8 +137,10 @@ def parse_callgrind(path: Path) -> tuple[collections.Counter[str], collections.C
 
 
 def wrk(port: int, scenario: str, seconds: float) -> int:
+    """Requests made by wrk in ``scenario`` against ``port`` (the HTTP listener's for ``http``)."""
     extra, no_resume = SCENARIOS[scenario]
-    cmd = ["wrk", "-t1", "-c4", f"-d{seconds:g}s", "--timeout", "10s", *extra, f"https://{bench.LOOPBACK}:{port}/"]
+    url = f"{'http' if scenario == 'http' else 'https'}://{bench.LOOPBACK}:{port}/"
+    cmd = ["wrk", "-t1", "-c4", f"-d{seconds:g}s", "--timeout", "10s", *extra, url]
     with tempfile.TemporaryDirectory(prefix="lbproxy-wrk-") as tmp:
         env = dict(os.environ)
         if no_resume:
@@ -206,7 +209,7 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
     certs = bench.make_certs("ec")
     (workdir / "chain.pem").write_bytes(certs.cert_pem + certs.chain_pem)
     (workdir / "key.pem").write_bytes(certs.key_pem)
-    port = bench.free_port()
+    port, http_port = bench.free_port(), bench.free_port()
     spec = spec_from_mapping(
         {
             "name": "profile-lb",
@@ -215,7 +218,7 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
         }
     )
     settings = ProxySettings(  # (TLS 1.3, as HAProxy speaks it: compared on the same protocol)
-        http_listen=f"{bench.LOOPBACK}:0", https_listen=f"{bench.LOOPBACK}:{port}", workers=args.workers,
+        http_listen=f"{bench.LOOPBACK}:{http_port}", https_listen=f"{bench.LOOPBACK}:{port}", workers=args.workers,
         offer_tls13=True,
     )  # fmt: skip
     key = KeySourceRef(
@@ -235,20 +238,21 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
         await asyncio.to_thread(warm_up, port)
         workers = lb.worker_pids()
         worker = workers[0]  # the wrapper execs valgrind/python: the same pid
+        load_port = http_port if args.scenario == "http" else port
         title = "lbproxy worker" if len(workers) == 1 else f"lbproxy's {len(workers)} workers"
         if args.what == "cpu":
-            n, user, system = await asyncio.to_thread(cpu_during_load, workers, port, args)
+            n, user, system = await asyncio.to_thread(cpu_during_load, workers, load_port, args)
             print_cpu(title, n, user, system, _unit(args.scenario))
         elif args.what == "samples":
-            n, text = await asyncio.to_thread(perf_during_load, workers, port, args)
+            n, text = await asyncio.to_thread(perf_during_load, workers, load_port, args)
             print_samples(title, n, text, _unit(args.scenario))
         elif args.what == "syscalls":
-            n, table = await asyncio.to_thread(strace_during_load, workers, port, args)
+            n, table = await asyncio.to_thread(strace_during_load, workers, load_port, args)
             print(f"\n## {title}: system calls per {_unit(args.scenario)} ({n})")
             print_syscalls(table, n)
         elif args.what == "instructions":
             subprocess.run(["callgrind_control", "-z", str(worker)], capture_output=True, check=True)
-            n = await asyncio.to_thread(wrk, port, args.scenario, args.seconds)
+            n = await asyncio.to_thread(wrk, load_port, args.scenario, args.seconds)
             subprocess.run(["callgrind_control", "-d", str(worker)], capture_output=True, check=True)
             dump = max(workdir.glob(f"lbproxy.{worker}.callgrind.*"), key=lambda p: p.stat().st_mtime)
             report("lbproxy worker", dump, n, _unit(args.scenario), args.top)
@@ -257,7 +261,7 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
         else:
             os.kill(worker, signal.SIGUSR2)
             await asyncio.sleep(0.5)
-            n = await asyncio.to_thread(wrk, port, args.scenario, args.seconds)
+            n = await asyncio.to_thread(wrk, load_port, args.scenario, args.seconds)
             os.kill(worker, signal.SIGUSR2)
             out = workdir / "opcodes.json"
             for _ in range(50):
@@ -274,7 +278,7 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
 
 
 def _unit(scenario: str) -> str:
-    return "request" if scenario == "https" else "connection"
+    return "request" if scenario in ("https", "http") else "connection"
 
 
 def strace_during_load(pids: list[int], port: int, args: argparse.Namespace) -> tuple[int, dict[str, int]]:
@@ -382,22 +386,23 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         warm_up(https_port)
+        load_port = http_port if args.scenario == "http" else https_port
         if args.what == "cpu":
-            n, user, system = cpu_during_load([p.pid], https_port, args)
+            n, user, system = cpu_during_load([p.pid], load_port, args)
             print_cpu("HAProxy (nbthread 1)", n, user, system, _unit(args.scenario))
             return
         if args.what == "samples":
             args.haproxy_pid = p.pid
-            n, text = perf_during_load([p.pid], https_port, args)
+            n, text = perf_during_load([p.pid], load_port, args)
             print_samples("HAProxy (nbthread 1)", n, text, _unit(args.scenario))
             return
         if args.what == "syscalls":
-            n, table = strace_during_load([p.pid], https_port, args)
+            n, table = strace_during_load([p.pid], load_port, args)
             print(f"\n## HAProxy (nbthread 1): system calls per {_unit(args.scenario)} ({n})")
             print_syscalls(table, n)
             return
         subprocess.run(["callgrind_control", "-z", str(p.pid)], capture_output=True, check=True)
-        n = wrk(https_port, args.scenario, args.seconds)
+        n = wrk(load_port, args.scenario, args.seconds)
         subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True, check=True)
         dump = max(workdir.glob(f"haproxy.{p.pid}.callgrind.*"), key=lambda x: x.stat().st_mtime)
         report("HAProxy (nbthread 1)", dump, n, _unit(args.scenario), args.top)
