@@ -95,11 +95,17 @@ def main() -> int:
     args = ap.parse_args()
     out = args.out or HERE / f"MEMORY-{dt.datetime.now():%Y%m%d-%H%M%S}.md"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = args.connections + 200
-    if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
-        if min(need, hard) < need:
-            sys.exit(f"bench: {args.connections} connections need `ulimit -n` >= {need} (the hard limit is {hard})")
+    # HAProxy reserves two descriptors per connection of its maxconn (client and server side) and refuses to
+    # start when the limit is lower, so the hard limit bounds the count for both proxies alike.
+    haproxy_maxconn = min(args.connections + 1000, (hard - 100) // 2)
+    if args.connections + 200 > hard or args.connections > haproxy_maxconn - 100:
+        sys.exit(
+            f"bench: {args.connections} connections need a hard `ulimit -n` of at least "
+            f"{2 * (args.connections + 100) + 100} (HAProxy reserves two descriptors per connection); it is {hard}: "
+            f"use --connections {max(0, haproxy_maxconn - 100)} or raise the hard limit"
+        )
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     run.ensure_tools()
     client = ssl.create_default_context()
     client.check_hostname = False
@@ -130,11 +136,15 @@ def main() -> int:
                 stack.control.stop()
             http, https = run.free_port(), run.free_port()
             cfg = run.haproxy_config(workdir, certs, http, https, [backend])
-            cfg.write_text(cfg.read_text().replace("maxconn 8000", f"maxconn {args.connections + 1000}"))
-            quiet = run.subprocess.DEVNULL
+            cfg.write_text(cfg.read_text().replace("maxconn 8000", f"maxconn {haproxy_maxconn}\n    ulimit-n {hard}"))
             command = ["haproxy", "-f", str(cfg), "-db"]
-            ha = run.Proc("haproxy", run.subprocess.Popen(command, stdout=quiet, stderr=quiet))
-            run.wait_port(https)
+            with (workdir / "haproxy.log").open("wb") as log:
+                ha = run.Proc("haproxy", run.subprocess.Popen(command, stdout=log, stderr=log))
+            try:
+                run.wait_port(https)
+            except TimeoutError:
+                ha.stop()
+                sys.exit(f"bench: HAProxy did not start: {(workdir / 'haproxy.log').read_text()[-2000:]}")
             try:
                 pids = run.descendants(ha.popen.pid)
                 print("HAProxy (nbthread 1):", flush=True)
