@@ -50,7 +50,7 @@ async def _owners(port: int, pids: list[int], count: int, ctx: ssl.SSLContext) -
     """Which workers accepted ``count`` new HTTPS connections."""
     owners: set[int | None] = set()
     for _ in range(count):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
         owners.add(await asyncio.to_thread(server_pid_for, writer.get_extra_info("sockname")[1], pids))
         writer.transport.abort()
     return owners
