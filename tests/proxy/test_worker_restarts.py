@@ -64,6 +64,7 @@ async def test_killed_worker_is_replaced(
     settings = multiprocess_settings(workers=workers, admin_listen="127.0.0.1:0")
     ctx = tls_files.client_context()
     caplog.set_level(logging.WARNING, logger="lbproxy.proxy")
+    before = _children(os.getpid())
     async with running(spec, settings, tls_files.key_source()) as lb:
         await _until(lambda: _serving(lb, workers))
         pids = lb.worker_pids()
@@ -94,14 +95,34 @@ async def test_killed_worker_is_replaced(
         assert 'lbproxy_key_held{load_balancer="lb"} 1' in metrics
         # Plain HTTP works too, and no process of the old generation is left (no zombie either).
         assert (await request(lb.http_port, "/")).status == 200
-        await _until(lambda: _no_children_but(lb), timeout=settings.rotation_grace + 5)
+        await _until(lambda: _no_children_but(lb, before), timeout=settings.rotation_grace + 5)
 
 
-async def _no_children_but(lb: LoadBalancer) -> bool:
-    """The supervisor's only children are the current generation's leader (and adopted live workers)."""
-    children = _children(os.getpid())
+async def _no_children_but(lb: LoadBalancer, before: set[int]) -> bool:
+    """The supervisor's only children are the current generation's leader (and adopted live workers).
+    ``before``: the test process's children from before the load balancer started (other tests' subprocesses
+    still exiting), which are not the supervisor's."""
+    children = _children(os.getpid()) - before
     current = set(lb.worker_pids())
     return children <= current
+
+
+async def _until_or_children(lb: LoadBalancer, before: set[int], timeout: float) -> dict[int, str]:
+    """{} once ``_no_children_but``; else, after ``timeout``, each leftover child's pid and command line."""
+    try:
+        await _until(lambda: _no_children_but(lb, before), timeout=timeout)
+    except AssertionError:
+        extra = _children(os.getpid()) - before - set(lb.worker_pids())
+        return {pid: _cmdline(pid) for pid in extra}
+    return {}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip() or "(zombie)"
+    except OSError:
+        return "(gone)"
 
 
 def _children(pid: int) -> set[int]:
@@ -221,6 +242,7 @@ async def test_revoke_while_a_replacement_starts(backend_factory, tls_files) -> 
     a = await backend_factory("a")
     spec = LoadBalancerSpec(name="lb", instances=(a.spec,), https_enabled=True)
     ctx = tls_files.client_context()
+    before = _children(os.getpid())
     async with running(spec, multiprocess_settings(workers=2), tls_files.key_source()) as lb:
         os.kill(lb.worker_pids()[0], signal.SIGKILL)
         await asyncio.sleep(0.05)  # the replacement is starting (loading the key)
@@ -229,7 +251,8 @@ async def test_revoke_while_a_replacement_starts(backend_factory, tls_files) -> 
         await asyncio.sleep(1.0)  # whatever was starting is gone, and nothing brings the key back
         assert not lb.has_key and not await _https_ok(lb, ctx)
         assert (await request(lb.http_port, "/")).status == 200
-        await _until(lambda: _no_children_but(lb), timeout=10)
+        leftover = await _until_or_children(lb, before, timeout=10)
+        assert not leftover, f"processes the supervisor started are still there: {leftover}"
 
 
 async def test_a_generation_without_its_key_never_takes_a_connection(
