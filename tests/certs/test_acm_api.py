@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trustme
+from awserrors import code, message
 from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,14 +24,6 @@ VALIDATION_DELAY = 5.0  # as in conftest.py
 
 LB_ARN = "arn:aws:lightsail:us-east-1:000000000000:LoadBalancer/6f1f2ec6-4bd2-4b8e-9d0e-0d7a3d3c5a11"
 MISSING = "arn:aws:acm:us-east-1:000000000000:certificate/00000000-0000-0000-0000-000000000000"
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
-
-
-def message(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Message"])
 
 
 def serial_of(acm: Any, arn: str) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from awserrors import code
 from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -34,10 +35,6 @@ def role(acm_control: ControlThread) -> Principal:
     plane = acm_control.plane
     assert plane is not None
     return acm_control.call(lambda: plane.principals.ensure_role("lb-web"))
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
 
 
 def _spki(pem: str) -> bytes:

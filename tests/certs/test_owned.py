@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from awserrors import code, message
 from botocore.exceptions import ClientError
 
 from lbproxy.certs.manager import LIGHTSAIL_OWNER, CertificateManager
@@ -15,14 +16,6 @@ from lbproxy.testing import ControlThread
 
 VALIDATION_DELAY = 5.0  # as in conftest.py
 LB_ARN = "arn:aws:lightsail:us-east-1:000000000000:LoadBalancer/6f1f2ec6-4bd2-4b8e-9d0e-0d7a3d3c5a11"
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
-
-
-def message(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Message"])
 
 
 def test_a_lightsail_certificate_is_read_only_to_the_account(

@@ -6,14 +6,11 @@ import base64
 import json
 
 import pytest
+from awserrors import code
 from botocore.exceptions import ClientError
 
 from lbproxy.core.principals import Principal
 from lbproxy.testing import ControlThread
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from awserrors import code, message
 from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,14 +19,6 @@ from lbproxy.core.principals import Principal
 from lbproxy.testing import ControlThread
 
 HASHES = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
-
-
-def message(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Message"])
 
 
 @pytest.fixture

@@ -12,20 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from awserrors import code, message
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from lbproxy.core.principals import Principal
 from lbproxy.testing import ControlThread
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Code"])
-
-
-def message(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(exc.value.response["Error"]["Message"])
 
 
 @pytest.fixture

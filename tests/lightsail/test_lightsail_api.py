@@ -8,15 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from awserrors import code
 from botocore.exceptions import ClientError
 from lightsail_helpers import LightsailControl
 
 ACM_CONTEXT = "aws:acm:arn"
 LS_CONTEXT = "aws:lightsail:arn"
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 def acm_arn_of(ls: LightsailControl, lb: str, cert: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from awserrors import code
 from botocore.exceptions import ClientError
 from lightsail_helpers import VALIDATION_DELAY, LightsailControl
 
@@ -18,10 +19,6 @@ from lbproxy.cli import build_parser, control_settings
 from lbproxy.config import ConfigError, ControlSettings
 from lbproxy.core.clock import ManualClock
 from lbproxy.lightsail import pages
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 def epoch(value: Any) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 
 import botocore.session
 import pytest
+from awserrors import code
 from botocore.exceptions import ClientError
 from lightsail_helpers import LightsailControl
 
@@ -19,10 +20,6 @@ from lbproxy.lightsail import metrics as M
 from lbproxy.lightsail import pages
 
 CONFIG = "/dataplane/v1/load-balancers/{}"
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 def refused(call: Any, want: str = "InvalidInputException", **kwargs: Any) -> str:

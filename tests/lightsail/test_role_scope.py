@@ -9,14 +9,11 @@ import base64
 from typing import Any
 
 import pytest
+from awserrors import code
 from botocore.exceptions import ClientError
 from lightsail_helpers import LightsailControl
 
 CONFIG = "/dataplane/v1/load-balancers/{}"
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
 
 
 def two_load_balancers(ls: LightsailControl) -> None:
