@@ -56,6 +56,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import rss_kib  # noqa: E402  (bench/run.py's /proc readings)
+
 LOOPBACK = "127.0.0.1"
 LB = "adv-lb"
 PY = [sys.executable, "-m", "lbproxy"]
@@ -68,16 +72,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
-
-
-def rss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
 
 
 def alive(pid: int) -> bool:

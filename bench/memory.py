@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import resource
 import ssl
@@ -34,16 +33,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402  (bench/run.py: the same stack, certificates and proxies as the throughput benchmark)
-
-
-def rss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
 
 
 async def open_idle(
@@ -71,16 +60,16 @@ async def open_idle(
 
 async def measure(name: str, pids: list[int], port: int, count: int, ctx: ssl.SSLContext | None) -> dict[str, float]:
     await asyncio.sleep(1.0)
-    before = rss_kib(pids)
+    before = run.rss_kib(pids)
     started = time.monotonic()
     writers = await open_idle(port, count, ctx)
     await asyncio.sleep(2.0)  # let the proxy settle (buffers shrink, the sweeper runs)
-    during = rss_kib(pids)
+    during = run.rss_kib(pids)
     took = time.monotonic() - started
     for w in writers:
         w.transport.abort()
     await asyncio.sleep(2.0)
-    after = rss_kib(pids)
+    after = run.rss_kib(pids)
     per = (during - before) * 1024 / count
     print(f"  {name}: {count} idle connections in {took:.0f} s: RSS {before / 1024:.1f} -> {during / 1024:.1f} MiB "
           f"({per / 1024:.1f} KiB each), {after / 1024:.1f} MiB after they closed", flush=True)  # fmt: skip

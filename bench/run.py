@@ -163,6 +163,17 @@ class Proc:
                 self.popen.wait(5)
 
 
+def rss_kib(pids: list[int]) -> int:
+    """Resident memory (VmRSS) of ``pids`` together, in KiB (/proc; a process gone counts 0)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def pin(pid: int, cpus: set[int]) -> None:
     """Pin a process and all its descendants (threads included) to ``cpus``."""
     for p in descendants(pid):
