@@ -77,6 +77,8 @@ class Dataplane:
         self.tls_deadlines: dict[TlsConnection, float] = {}
         #: Request heads already parsed, by their bytes (``framing.remember_head``).
         self.parsed_heads: dict[bytes, RequestHead] = {}
+        #: Response heads already judged, by their bytes (``upstream.whole_response``).
+        self.judged_heads: dict[bytes, tuple[int, int, int]] = {}
         self.now = self.loop.time()
         #: A stop began: every next response says ``Connection: close``; no upstream is pooled.
         self.draining = False

@@ -12,9 +12,10 @@
 Speed (the response side is most of the per-request work):
 - The common response, small enough to arrive whole in one read (``whole_response``: an HTTP/1.1 head,
   one Content-Length that the read fills exactly, no hop-by-hop line but nginx's closing ``Connection:
-  keep-alive``), is checked by one regex and handed over in one call (``Downstream.response_whole``: one
-  write, the exchange ends). httptools never sees it and stays at a message boundary. Anything else sets
-  ``rare`` and goes through httptools for the rest of the exchange, as below.
+  keep-alive``), is checked by one regex (each head's judgement is remembered: instances repeat their
+  heads) and handed over in one call (``Downstream.response_whole``: one write, the exchange ends).
+  httptools never sees it and stays at a message boundary. Anything else sets ``rare`` and goes through
+  httptools for the rest of the exchange, as below.
 - No ``on_header`` callback: httptools installs only the callbacks the protocol object defines, so a
   response head costs one Python call (``on_headers_complete``) instead of one per header line. The head
   is taken from the raw bytes instead (``head_data``/``head_start``: the bytes being parsed and where the
@@ -63,23 +64,32 @@ _UPGRADE = b"upgrade"
 _WEBSOCKET = b"websocket"
 #: A response head split over reads larger than this is refused (502): instances are trusted, not unbounded.
 MAX_RESPONSE_HEAD = 65536
-# ``whole_response``'s grammar, one regex over the head (without its blank line): as strict as llhttp
+# ``whole_response``'s grammar, one regex over the lower-cased head (without its blank line, and without
+# nginx's closing ``Connection: keep-alive``, which ``_judge_head`` cuts first): as strict as llhttp
 # (HTTP/1.1, a final status, token names, no control characters, CRLF only), no hop-by-hop line (a negative
-# look-ahead at every line) but nginx's closing ``Connection: keep-alive`` (group 3, its start is the cut),
-# exactly one Content-Length (group 2; the look-ahead also refuses a second). Linear: no line can match
-# two of the alternatives, so nothing backtracks.
-_NOT_SPECIAL = rb"(?!(?i:" + _HOP_NAMES + rb"|content-length):)"
-_LINE = rb"\r\n" + _NOT_SPECIAL + TOKEN + rb":" + FIELD_VALUE
+# look-ahead at every line), exactly one Content-Length (group 2; the look-ahead also refuses a second).
+# Linear: no line can match two of the alternatives, and the quantifiers are possessive, so nothing
+# backtracks. Matching the lower-cased head keeps the look-ahead case-sensitive, which sre runs several
+# times faster than a case-insensitive one.
+_FIELD_VALUE_POSSESSIVE = FIELD_VALUE + b"+"
+_NOT_SPECIAL = rb"(?!(?:" + _HOP_NAMES + rb"|content-length):)"
+_LINE = rb"\r\n" + _NOT_SPECIAL + TOKEN + rb":" + _FIELD_VALUE_POSSESSIVE
 _WHOLE_HEAD_RE = re.compile(
-    rb"HTTP/1\.1 ([2-5][0-9][0-9]) " + FIELD_VALUE
-    + rb"(?:" + _LINE + rb")*"
-    + rb"\r\n(?i:content-length):[ \t]*([0-9]{1,18})[ \t]*"
-    + rb"(?:" + _LINE + rb")*"
-    + rb"(\r\nConnection: keep-alive)?"
+    rb"http/1\.1 ([2-5][0-9][0-9]) " + _FIELD_VALUE_POSSESSIVE
+    + rb"(?:" + _LINE + rb")*+"
+    + rb"\r\ncontent-length:[ \t]*+([0-9]{1,18})[ \t]*+"
+    + rb"(?:" + _LINE + rb")*+"
 )  # fmt: skip
+#: nginx's last header line on a keep-alive response: the one hop-by-hop line a whole response may have.
+_NGINX_KEEP_ALIVE_LINE = b"\r\nConnection: keep-alive"
+#: ``whole_response``'s memo bounds (``Dataplane.judged_heads``, per worker): heads kept, longest head kept.
+REMEMBERED_RESPONSE_HEADS = 256
+REMEMBERED_RESPONSE_HEAD_BYTES = 2048
+#: The judgement of a head that is not a whole response's (``_judge_head``).
+_NOT_WHOLE = (0, 0, -1)
 
 
-def whole_response(data: bytes) -> tuple[int, int, int] | None:
+def whole_response(data: bytes, judged: dict[bytes, tuple[int, int, int]]) -> tuple[int, int, int] | None:
     """The common response, arrived whole in one read: ``(status, cut, end)``, or None for anything else
     (httptools then parses it).
 
@@ -88,18 +98,44 @@ def whole_response(data: bytes) -> tuple[int, int, int] | None:
     keep-alive``. ``end`` is where the head's blank line starts, ``cut`` where that keep-alive line starts
     (``end`` when there is none): the client gets ``data[:cut] + data[end:]``, and the instance connection
     stays reusable (an HTTP/1.1 response without ``Connection: close``).
+
+    ``judged`` remembers each head's judgement (``_judge_head``, a pure function of the head's bytes), as
+    ``framing.remember_head`` does for requests: an instance sends the same few heads over and over (only
+    its ``Date`` changes, once a second), and the regex costs several times what a dictionary lookup does
+    (bench/RESULTS.md). Bounded: a full memo is emptied; heads over ``REMEMBERED_RESPONSE_HEAD_BYTES`` are
+    judged every time.
     """
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
-    match = _WHOLE_HEAD_RE.fullmatch(data, 0, end)
-    if match is None or int(match.group(2)) != len(data) - end - 4:
+    head = data[:end]
+    judgement = judged.get(head)
+    if judgement is None:
+        judgement = _judge_head(head)
+        if end <= REMEMBERED_RESPONSE_HEAD_BYTES:
+            if len(judged) >= REMEMBERED_RESPONSE_HEADS:
+                judged.clear()
+            judged[head] = judgement
+    status, cut, length = judgement
+    if length != len(data) - end - 4:  # (never true for _NOT_WHOLE)
         return None
+    return status, cut, end
+
+
+def _judge_head(head: bytes) -> tuple[int, int, int]:
+    """A response head (without its blank line) as ``(status, cut, content_length)``, or ``_NOT_WHOLE``."""
+    if not head.startswith(b"HTTP/1.1 "):
+        return _NOT_WHOLE
+    cut = len(head)
+    if head.endswith(_NGINX_KEEP_ALIVE_LINE):
+        cut -= len(_NGINX_KEEP_ALIVE_LINE)
+    match = _WHOLE_HEAD_RE.fullmatch(head[:cut].lower())
+    if match is None:
+        return _NOT_WHOLE
     status = int(match.group(1))
     if status == 204 or status == 304:
-        return None
-    cut = match.start(3)
-    return status, end if cut < 0 else cut, end
+        return _NOT_WHOLE
+    return status, cut, int(match.group(2))
 
 
 class Upstream(asyncio.Protocol):
@@ -209,7 +245,7 @@ class Upstream(asyncio.Protocol):
         if not self.rare:
             # The common case, a small response in one read: no parser, one write (httptools is left at
             # a message boundary, ready for the next response).
-            whole = whole_response(data)
+            whole = whole_response(data, downstream.dataplane.judged_heads)
             if whole is not None and downstream.response_whole(data, whole):
                 return
             self.rare = True  # httptools parses this response

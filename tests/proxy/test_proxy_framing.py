@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import collections
+import random
+import re
+
 import pytest
 
 from lbproxy.proxy.framing import (
+    FIELD_VALUE,
     REMEMBERED_HEAD_BYTES,
     REMEMBERED_HEADS,
+    TOKEN,
     ChunkedDecoder,
     FramingError,
     check_partial_head,
     parse_request_head,
     remember_head,
 )
-from lbproxy.proxy.upstream import whole_response
+from lbproxy.proxy.upstream import REMEMBERED_RESPONSE_HEAD_BYTES, REMEMBERED_RESPONSE_HEADS, whole_response
 
 
 def parse(head: bytes, **kw: int):  # type: ignore[no-untyped-def]
@@ -221,14 +227,14 @@ _WHOLE = (
 
 
 def test_whole_response_cuts_nginx_keep_alive_line() -> None:
-    status, cut, end = whole_response(_WHOLE)  # type: ignore[misc]
+    status, cut, end = whole_response(_WHOLE, {})  # type: ignore[misc]
     assert status == 200 and _WHOLE[:cut] + _WHOLE[end:] == _WHOLE.replace(b"Connection: keep-alive\r\n", b"")
     plain = _WHOLE.replace(b"Connection: keep-alive", b"X-A: b")
-    assert whole_response(plain) == (200, plain.index(b"\r\n\r\n"), plain.index(b"\r\n\r\n"))
-    assert whole_response(_WHOLE.replace(b"Content-Length: 5", b"content-length:5 ")) is not None
-    assert whole_response(_WHOLE.replace(b"200 OK", b"404 Not Found"))[0] == 404  # type: ignore[index]
+    assert whole_response(plain, {}) == (200, plain.index(b"\r\n\r\n"), plain.index(b"\r\n\r\n"))
+    assert whole_response(_WHOLE.replace(b"Content-Length: 5", b"content-length:5 "), {}) is not None
+    assert whole_response(_WHOLE.replace(b"200 OK", b"404 Not Found"), {})[0] == 404  # type: ignore[index]
     # Names that only start like a hop-by-hop or framing header are ordinary lines.
-    assert whole_response(_WHOLE.replace(b"Server: nginx", b"Tex: 1\r\nContent-Lengthy: 2")) is not None
+    assert whole_response(_WHOLE.replace(b"Server: nginx", b"Tex: 1\r\nContent-Lengthy: 2"), {}) is not None
 
 
 @pytest.mark.parametrize(
@@ -258,4 +264,88 @@ def test_whole_response_cuts_nginx_keep_alive_line() -> None:
 )
 def test_whole_response_leaves_everything_else_to_httptools(old: bytes, new: bytes) -> None:
     assert old in _WHOLE
-    assert whole_response(_WHOLE.replace(old, new)) is None
+    assert whole_response(_WHOLE.replace(old, new), {}) is None
+
+
+# ``whole_response``'s first form, one case-insensitive regex over the raw head: the reference its
+# remembered, lower-cased judgement must agree with, response for response.
+_HOP = rb"connection|keep-alive|proxy-(?:connection|authenticate)|t(?:ransfer-encoding|e|railer)|upgrade"
+_REF_LINE = rb"\r\n(?!(?i:" + _HOP + rb"|content-length):)" + TOKEN + rb":" + FIELD_VALUE
+_REFERENCE_RE = re.compile(
+    rb"HTTP/1\.1 ([2-5][0-9][0-9]) " + FIELD_VALUE + rb"(?:" + _REF_LINE + rb")*"
+    rb"\r\n(?i:content-length):[ \t]*([0-9]{1,18})[ \t]*(?:" + _REF_LINE + rb")*(\r\nConnection: keep-alive)?"
+)
+
+
+def _reference_whole_response(data: bytes) -> tuple[int, int, int] | None:
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    match = _REFERENCE_RE.fullmatch(data, 0, end)
+    if match is None or int(match.group(2)) != len(data) - end - 4:
+        return None
+    status = int(match.group(1))
+    if status in (204, 304):
+        return None
+    cut = match.start(3)
+    return status, end if cut < 0 else cut, end
+
+
+def _random_response(rng: random.Random) -> bytes:
+    """A response built from pieces that sit on every edge of the grammar (half of them from the
+    well-formed pieces only, so that both outcomes are common)."""
+    if rng.random() < 0.5:
+        line = b"X-%d: v %d" % (rng.randrange(10), rng.randrange(10))
+        lines = [line] * rng.randrange(3) + [b"Content-Length: 5"] + [b"Date: d"] * rng.randrange(2)
+        if rng.random() < 0.5:
+            lines.append(b"Connection: keep-alive")
+        return b"\r\n".join([rng.choice([b"HTTP/1.1 200 OK", b"HTTP/1.1 503 x"]), *lines]) + b"\r\n\r\nhello"
+    status_line = rng.choice(
+        [b"HTTP/1.1 200 OK", b"HTTP/1.1 404 Not Found", b"HTTP/1.1 204 No Content", b"HTTP/1.1 304 x",
+         b"HTTP/1.1 101 Switching", b"HTTP/1.0 200 OK", b"http/1.1 200 OK", b"HTTP/1.1 599 ", b"HTTP/1.1 200",
+         b"HTTP/1.1 600 Big", b"HTTP/1.1 200 \xe9t\xe9", b"HTTP/1.1 200 O\x00K"]
+    )  # fmt: skip
+    names = [b"Server", b"Date", b"X-A", b"Content-Type", b"Content-Lengthy", b"Tex", b"TE", b"Trailer",
+             b"Connection", b"connection", b"CONNECTION", b"Keep-Alive", b"Upgrade", b"Transfer-Encoding",
+             b"Proxy-Connection", b"Proxy-Authenticate", b"Proxy-Authorization", b"X y", b"", b"X:Y"]  # fmt: skip
+    values = [b" v", b"", b" \t v \t", b" \xff\x80", b" a\x7fb", b" a\rb", b" a\nb", b" keep-alive", b" close"]
+    lengths = [b"5", b" 5 ", b"\t5", b"05", b"+5", b"5, 5", b"", b"1234567890123456789", b"4", b"6", b"5 x"]
+    lines = [rng.choice(names) + b":" + rng.choice(values) for _ in range(rng.randrange(4))]
+    for _ in range(rng.choice([0, 1, 1, 1, 2])):
+        name = rng.choice([b"Content-Length", b"content-length", b"CONTENT-LENGTH", b"Content_Length"])
+        lines.insert(rng.randrange(len(lines) + 1), name + b":" + rng.choice(lengths))
+    if rng.random() < 0.5:
+        lines.append(rng.choice([b"Connection: keep-alive", b"connection: keep-alive", b"Connection: keep-alive "]))
+    body = b"hello"[: rng.choice([5, 5, 5, 4])] + rng.choice([b"", b"", b"!"])
+    return b"\r\n".join([status_line, *lines]) + rng.choice([b"\r\n\r\n", b"\r\n\r\n", b"\r\n"]) + body
+
+
+def test_whole_response_agrees_with_its_reference_regex_remembered_or_not() -> None:
+    rng = random.Random(1505)
+    judged: dict[bytes, tuple[int, int, int]] = {}
+    seen = collections.Counter()
+    for _ in range(20000):
+        data = _random_response(rng)
+        expected = _reference_whole_response(data)
+        assert whole_response(data, {}) == expected, data
+        assert whole_response(data, judged) == expected, data  # the memo's first or a later judgement
+        seen[expected is not None] += 1
+    assert seen[True] > 5000 and seen[False] > 5000  # both outcomes covered
+
+
+def test_judged_heads_keep_the_length_check_and_their_bounds() -> None:
+    judged: dict[bytes, tuple[int, int, int]] = {}
+    assert whole_response(_WHOLE, judged) is not None
+    assert len(judged) == 1
+    # The same head, remembered, with a body that does not fill its Content-Length, or overfills it.
+    assert whole_response(_WHOLE[:-1], judged) is None
+    assert whole_response(_WHOLE + b"!", judged) is None
+    # A head that is not a whole response's is remembered as such, and stays refused.
+    chunked = _WHOLE.replace(b"Content-Length: 5", b"Transfer-Encoding: chunked")
+    assert whole_response(chunked, judged) is None and whole_response(chunked, judged) is None
+    assert len(judged) == 2
+    big = _WHOLE.replace(b"Server: nginx", b"X-Pad: " + b"p" * REMEMBERED_RESPONSE_HEAD_BYTES)
+    assert whole_response(big, judged) is not None and len(judged) == 2  # judged, not kept
+    for i in range(REMEMBERED_RESPONSE_HEADS):
+        whole_response(_WHOLE.replace(b"nginx", b"n%d" % i), judged)
+    assert 0 < len(judged) <= REMEMBERED_RESPONSE_HEADS  # emptied when full
