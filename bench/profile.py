@@ -78,8 +78,10 @@ def toggle(*_):
         counts.clear(); state["on"] = True; sys.settrace(tracer)
     else:
         sys.settrace(None); state["on"] = False
-        with open(os.environ["LBPROXY_OPCOUNT_OUT"], "w") as f:
+        out = os.environ["LBPROXY_OPCOUNT_OUT"]
+        with open(out + ".part", "w") as f:  # (renamed when whole: the reader waits for the name)
             json.dump(counts.most_common(), f)
+        os.replace(out + ".part", out)
 signal.signal(signal.SIGUSR2, toggle)
 sys.argv = sys.argv[2:]  # drop "-m lbproxy.proxy.worker"
 runpy.run_module("lbproxy.proxy.worker", run_name="__main__", alter_sys=True)

@@ -391,8 +391,13 @@ def start_lb(
     workers: int,
     admin_port: int,
     extra: tuple[str, ...] = (),
+    tree: Path | None = None,
 ) -> Proc:
+    """``lbproxy lb`` for ``name``, ready; ``tree``: run that source tree's lbproxy instead of this one (a
+    checkout of another commit: ``--baseline``)."""
     env = {**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(stack.credentials), "AWS_PROFILE": name}
+    if tree is not None:  # (``python -m`` puts the working directory first on sys.path: both point at the tree)
+        env["PYTHONPATH"] = str(tree)
     p = subprocess.Popen(
         [
             sys.executable,
@@ -418,6 +423,7 @@ def start_lb(
         stdout=subprocess.PIPE,
         stderr=(stack.data_dir / f"lb-{workers}.log").open("wb"),
         env=env,
+        cwd=tree,
     )
     # Serving only once it printed its ready line (the key decrypted, the workers up), not when bound.
     assert p.stdout is not None
@@ -643,6 +649,12 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name, settings
 
 
+def baseline_label(tree: Path) -> str:
+    """``--baseline``'s tree as the report names it: its commit when it is a git checkout."""
+    r = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True, text=True)
+    return f"commit {r.stdout.strip()}" if r.returncode == 0 and r.stdout.strip() else str(tree)
+
+
 def environment() -> str:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -667,9 +679,11 @@ def stack_for(
     workers: int,
     peers: list[str],
     variants: dict[str, dict[str, str]] | None = None,
+    baseline: Path | None = None,
 ) -> Iterator[dict[str, tuple[Proc, int, int]]]:
     """Every contender, started and ready: ``lbproxy`` (default settings), one ``lbproxy:NAME`` per variant (its
-    own load balancer on the same control plane, with the variant's settings) and the peers."""
+    own load balancer on the same control plane, with the variant's settings), ``lbproxy:baseline`` (default
+    settings, the code of the source tree ``baseline``) and the peers."""
     procs: list[Proc] = []
     try:
         ha_http, ha_https = free_port(), free_port()
@@ -680,7 +694,8 @@ def stack_for(
         stack = start_control(workdir / f"{certs.kind}-{workers}")
         procs.append(stack.control)
         out: dict[str, tuple[Proc, int, int]] = {}
-        for variant, settings in {"": {}, **(variants or {})}.items():
+        contenders = {"": {}, **(variants or {}), **({"baseline": {}} if baseline is not None else {})}
+        for variant, settings in contenders.items():
             name = f"bench-{certs.kind}" + (f"-{variant}" if variant else "")
             setup_load_balancer(stack, name, certs, backends)
             admin = free_port()
@@ -689,7 +704,8 @@ def stack_for(
             # the peers are compared on the same protocol version.
             config = workdir / f"lb-{name}-{workers}.toml"
             config.write_text("[settings]\noffer_tls13 = true\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
-            lb = start_lb(stack, name, http_port, https_port, workers, admin, ("--config", str(config)))
+            tree = baseline if variant == "baseline" else None
+            lb = start_lb(stack, name, http_port, https_port, workers, admin, ("--config", str(config)), tree)
             LB_ADMIN_PORTS[lb.popen.pid] = admin
             procs.append(lb)
             out["lbproxy" + (f":{variant}" if variant else "")] = (lb, http_port, https_port)
@@ -738,12 +754,26 @@ def main() -> int:
         "contender in the same alternated rounds, reported as its own row; repeatable",
     )
     ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="TREE",
+        help="also measure the lbproxy of another source tree (e.g. `git worktree add /tmp/before HEAD~1`), default "
+        "settings, as the contender `baseline` in the same alternated rounds: a change's before and after in one run",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         default=None,
         help="report file (default: a new bench/RESULTS-<date>-<time>.md; the committed RESULTS*.md stay as they are)",
     )
     args = ap.parse_args()
+    if args.baseline is not None:
+        if not (args.baseline / "lbproxy" / "__main__.py").is_file():
+            ap.error(f"--baseline {args.baseline}: not an lbproxy source tree (no lbproxy/__main__.py)")
+        if any(name == "baseline" for name, _ in args.variant):
+            ap.error("--variant baseline: that name is --baseline's row")
+        args.baseline = args.baseline.resolve()
     if args.out is None:
         args.out = HERE / f"RESULTS-{dt.datetime.now():%Y%m%d-%H%M%S}.md"
     try:
@@ -769,7 +799,9 @@ def main() -> int:
                 certs = make_certs(key)
                 for workers in (int(w) for w in args.workers.split(",")):
                     peers = [x for x in args.peers.split(",") if x]
-                    with stack_for(workdir, certs, backends, workers, peers, dict(args.variant)) as procs:
+                    with stack_for(
+                        workdir, certs, backends, workers, peers, dict(args.variant), args.baseline
+                    ) as procs:
                         for scenario in args.scenarios.split(","):
                             scheme, close, no_resume = SCENARIOS[scenario]
                             res = Result(scenario, key, workers, {w: [] for w in procs})
@@ -858,6 +890,7 @@ def main() -> int:
             f"; variant `{name}` (row `{name}`): " + ", ".join(f"`{k} = {v}`" for k, v in settings.items())
             for name, settings in args.variant
         )
+        + (f"; `baseline` (row `baseline`): the lbproxy of {baseline_label(args.baseline)}" if args.baseline else "")
         + ".\n"
         "- Scenarios: `https`/`http` keep-alive; `full`: a full TLS handshake per request (`Connection: close` + "
         "bench/noresume.c); `resumed`: a resumed handshake per request (`Connection: close`; wrk resumes); "
