@@ -57,7 +57,10 @@ SCENARIOS: dict[str, tuple[list[str], bool]] = {
     "full": (["-H", "Connection: close"], True),
     "https": ([], False),
     "http": ([], False),  # keep-alive plain HTTP (the HTTP listener)
+    "close": (["-H", "Connection: close"], False),  # a new plain TCP connection per request (the HTTP listener)
 }
+#: The scenarios that load the HTTP listener.
+PLAIN = ("http", "close")
 
 # The opcode tracer, run as the worker's interpreter: counts per function, toggled by SIGUSR2, written
 # as JSON next to the worker when switched off.
@@ -141,7 +144,7 @@ def parse_callgrind(path: Path) -> tuple[collections.Counter[str], collections.C
 def wrk(port: int, scenario: str, seconds: float) -> int:
     """Requests made by wrk in ``scenario`` against ``port`` (the HTTP listener's for ``http``)."""
     extra, no_resume = SCENARIOS[scenario]
-    url = f"{'http' if scenario == 'http' else 'https'}://{bench.LOOPBACK}:{port}/"
+    url = f"{'http' if scenario in PLAIN else 'https'}://{bench.LOOPBACK}:{port}/"
     cmd = ["wrk", "-t1", "-c4", f"-d{seconds:g}s", "--timeout", "10s", *extra, url]
     with tempfile.TemporaryDirectory(prefix="lbproxy-wrk-") as tmp:
         env = dict(os.environ)
@@ -240,7 +243,7 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
         await asyncio.to_thread(warm_up, port)
         workers = lb.worker_pids()
         worker = workers[0]  # the wrapper execs valgrind/python: the same pid
-        load_port = http_port if args.scenario == "http" else port
+        load_port = http_port if args.scenario in PLAIN else port
         title = "lbproxy worker" if len(workers) == 1 else f"lbproxy's {len(workers)} workers"
         if args.what == "cpu":
             n, user, system = await asyncio.to_thread(cpu_during_load, workers, load_port, args)
@@ -388,7 +391,7 @@ def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         warm_up(https_port)
-        load_port = http_port if args.scenario == "http" else https_port
+        load_port = http_port if args.scenario in PLAIN else https_port
         if args.what == "cpu":
             n, user, system = cpu_during_load([p.pid], load_port, args)
             print_cpu("HAProxy (nbthread 1)", n, user, system, _unit(args.scenario))
@@ -428,7 +431,8 @@ def main() -> int:
         "--scenario",
         choices=sorted(SCENARIOS),
         default="resumed",
-        help="full / resumed: a TLS handshake per request; https: keep-alive requests (default resumed)",
+        help="full / resumed: a TLS handshake per request; https / http: keep-alive requests; close: a new plain TCP "
+        "connection per request (default resumed)",
     )
     ap.add_argument("--seconds", type=float, default=15.0, help="wrk duration (default 15)")
     ap.add_argument("--peer", choices=("none", "haproxy"), default="none", help="also profile HAProxy in the same run")
