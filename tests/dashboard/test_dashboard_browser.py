@@ -109,7 +109,9 @@ def test_revoke_in_the_browser(dash: Dash, browser: Any) -> None:
         ),
     )
     wait_for("no grant", lambda: attribute_of(browser, "#flow [data-grant-state]", "data-grant-state") == "NONE")
-    assert key_state(browser, LB) == "LOADED"  # (until its data plane says otherwise)
+    # (until its data plane says otherwise; read through wait_for: the page may be re-rendering right now,
+    # when the badge reads "" for a moment)
+    assert wait_for("the key state badge", lambda: key_state(browser, LB)) == "LOADED"
 
     # The data plane: told on its own event stream, its grant no longer active, it ends its key-holding workers
     # and reports the wipe.
