@@ -79,6 +79,10 @@ class Dataplane:
         self.parsed_heads: dict[bytes, RequestHead] = {}
         #: Response heads already judged, by their bytes (``upstream.whole_response``).
         self.judged_heads: dict[bytes, tuple[int, int, int]] = {}
+        #: Per listener (index ``Downstream.tls``: the HTTP one, then the HTTPS one), the client address lines
+        #: by client address (``forwarding.remember_client``). Each listener's constant lines are fixed once
+        #: ``start`` ran (it runs once), so a remembered suffix stays right for the data plane's life.
+        self.client_lines: tuple[dict[str, tuple[bytes, bytes]], dict[str, tuple[bytes, bytes]]] = ({}, {})
         self.now = self.loop.time()
         #: A stop began: every next response says ``Connection: close``; no upstream is pooled.
         self.draining = False

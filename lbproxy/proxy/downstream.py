@@ -38,7 +38,13 @@ import time
 from typing import TYPE_CHECKING
 
 from lbproxy.proxy import failures
-from lbproxy.proxy.forwarding import error_response, redirect_response, upstream_request_head
+from lbproxy.proxy.forwarding import (
+    error_response,
+    forwarded_suffix,
+    redirect_response,
+    remember_client,
+    upstream_request_head,
+)
 from lbproxy.proxy.framing import (
     REMEMBERED_HEAD_BYTES,
     ChunkedDecoder,
@@ -195,8 +201,16 @@ class Downstream(asyncio.Protocol):
         dataplane.connections.add(self)
         peer = transport.get_extra_info("peername")
         if peer:
-            self.client = peer[0].encode()
-        self.forwarded_suffix = b"\r\nX-Forwarded-For: %b\r\n%b\r\n" % (self.client, self.forwarded_tail)
+            # The client's address and the request-head suffix it implies, shared by every connection from
+            # that address to this listener (``Dataplane.client_lines``): no formatting, and one copy in
+            # memory instead of one per connection.
+            lines = dataplane.client_lines[self.tls]
+            known = lines.get(peer[0])
+            if known is None:
+                known = remember_client(lines, peer[0], self.forwarded_tail)
+            self.client, self.forwarded_suffix = known
+        else:
+            self.forwarded_suffix = forwarded_suffix(self.client, self.forwarded_tail)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True

@@ -75,6 +75,28 @@ def forwarded_tail(proto: str, port: int) -> bytes:
     return b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (proto.encode(), port)
 
 
+def forwarded_suffix(client: bytes, tail: bytes) -> bytes:
+    """The end of a plain request's upstream head (``Downstream.forwarded_suffix``): X-Forwarded-For, the
+    listener's ``forwarded_tail`` and the blank line."""
+    return b"\r\nX-Forwarded-For: %b\r\n%b\r\n" % (client, tail)
+
+
+#: ``remember_client``'s bound: client addresses kept per listener (a full memo is emptied).
+REMEMBERED_CLIENTS = 4096
+
+
+def remember_client(memo: dict[str, tuple[bytes, bytes]], address: str, tail: bytes) -> tuple[bytes, bytes]:
+    """``(client, forwarded_suffix)`` for connections from ``address`` to the listener whose constant lines are
+    ``tail``, kept in ``memo`` (``Dataplane.client_lines``, one per listener) for that address's next
+    connections. Bounded: a full memo is emptied."""
+    client = address.encode()
+    lines = (client, forwarded_suffix(client, tail))
+    if len(memo) >= REMEMBERED_CLIENTS:
+        memo.clear()
+    memo[address] = lines
+    return lines
+
+
 def error_body(code: int) -> bytes:
     phrase = STATUS_LINES[code][13:-2].decode()
     return (

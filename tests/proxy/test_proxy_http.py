@@ -37,6 +37,33 @@ async def test_round_robin_and_forwarding_headers(backend_factory, dataplane_fac
     assert seen == ["a", "b", "a", "b"]
 
 
+async def test_forwarding_headers_per_listener_and_client_address(
+    backend_factory, dataplane_factory, tls_files
+) -> None:
+    """The X-Forwarded-* lines a connection adds are its own listener's and its own client's, whichever
+    listener and address the connections before it came from (they are shared per listener and client
+    address: ``Dataplane.client_lines``)."""
+    a = await backend_factory("a")
+    lb = await dataplane_factory([a.spec], keyed=tls_files.keyed())
+    ports = {"http": lb.http_port, "https": lb.https_port}
+    for i in range(12):
+        scheme = ("http", "https")[i % 2]
+        client = ("127.0.0.1", "127.0.0.2", "127.0.0.3")[i % 3]
+        tls = tls_files.client_context() if scheme == "https" else None
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", ports[scheme], ssl=tls, server_hostname="localhost" if tls else None, local_addr=(client, 0)
+        )
+        writer.write(b"GET /f HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        headers = (await read_response(reader)).json()["headers"]
+        writer.close()
+        assert headers["X-Forwarded-For"] == client, (i, headers)
+        assert headers["X-Forwarded-Proto"] == scheme and headers["X-Forwarded-Port"] == str(ports[scheme]), (
+            i,
+            headers,
+        )
+    assert {frozenset(lines) for lines in lb.dp.client_lines} == {frozenset({"127.0.0.1", "127.0.0.2", "127.0.0.3"})}
+
+
 async def test_keep_alive_both_sides(backend_factory, dataplane_factory, listener) -> None:
     a = await backend_factory("a")
     lb = await dataplane_factory([a.spec], keyed=listener.keyed)

@@ -15,7 +15,15 @@ from lbproxy.contract.vocabulary import (
     UNHEALTHY,
 )
 from lbproxy.proxy.balancer import Balancer
-from lbproxy.proxy.forwarding import error_response, forwarded_tail, redirect_response, upstream_request_head
+from lbproxy.proxy.forwarding import (
+    REMEMBERED_CLIENTS,
+    error_response,
+    forwarded_suffix,
+    forwarded_tail,
+    redirect_response,
+    remember_client,
+    upstream_request_head,
+)
 from lbproxy.proxy.framing import parse_request_head
 from lbproxy.proxy.health import HealthTracker
 from lbproxy.proxy.metrics import Metrics, MetricsAggregator, render_prometheus
@@ -236,3 +244,15 @@ def test_tls_handshake_counters_stay_out_of_lightsail_reports() -> None:
     metrics = agent.report_body().metrics
     assert metrics["RequestCount"] == 6 and not any(k.startswith("TLS") for k in metrics)
     assert samples_from_report(metrics, 0.0)  # the control plane accepts it (it refuses unknown names)
+
+
+def test_remembered_client_lines_are_the_formatted_ones_and_bounded() -> None:
+    memo: dict[str, tuple[bytes, bytes]] = {}
+    tail = forwarded_tail("https", 8443)
+    client, suffix = remember_client(memo, "::1", tail)
+    assert client == b"::1" and suffix == forwarded_suffix(b"::1", tail)
+    assert suffix == b"\r\nX-Forwarded-For: ::1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 8443\r\n\r\n"
+    assert memo["::1"] == (client, suffix)
+    for i in range(REMEMBERED_CLIENTS):
+        remember_client(memo, f"10.0.{i // 256}.{i % 256}", tail)
+    assert 0 < len(memo) <= REMEMBERED_CLIENTS and "::1" not in memo  # emptied when full
