@@ -38,13 +38,7 @@ import time
 from typing import TYPE_CHECKING
 
 from lbproxy.proxy import failures
-from lbproxy.proxy.forwarding import (
-    error_response,
-    forwarded_suffix,
-    redirect_response,
-    remember_client,
-    upstream_request_head,
-)
+from lbproxy.proxy.forwarding import error_response, redirect_response, remember_client, upstream_request_head
 from lbproxy.proxy.framing import (
     REMEMBERED_HEAD_BYTES,
     ChunkedDecoder,
@@ -200,17 +194,9 @@ class Downstream(asyncio.Protocol):
             return
         dataplane.connections.add(self)
         peer = transport.get_extra_info("peername")
-        if peer:
-            # The client's address and the request-head suffix it implies, shared by every connection from
-            # that address to this listener (``Dataplane.client_lines``): no formatting, and one copy in
-            # memory instead of one per connection.
-            lines = dataplane.client_lines[self.tls]
-            known = lines.get(peer[0])
-            if known is None:
-                known = remember_client(lines, peer[0], self.forwarded_tail)
-            self.client, self.forwarded_suffix = known
-        else:
-            self.forwarded_suffix = forwarded_suffix(self.client, self.forwarded_tail)
+        address = peer[0] if peer else "-"  # (its lines are shared by its connections: Dataplane.client_lines)
+        lines = dataplane.client_lines[self.tls]
+        self.client, self.forwarded_suffix = lines.get(address) or remember_client(lines, address, self.forwarded_tail)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
