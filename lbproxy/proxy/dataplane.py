@@ -79,10 +79,9 @@ class Dataplane:
         self.parsed_heads: dict[bytes, RequestHead] = {}
         #: Response heads already judged, by their bytes (``upstream.whole_response``).
         self.judged_heads: dict[bytes, tuple[int, int, int]] = {}
-        #: Per listener (index ``Downstream.tls``: the HTTP one, then the HTTPS one), the client address lines
-        #: by client address (``forwarding.remember_client``). Each listener's constant lines are fixed once
-        #: ``start`` ran (it runs once), so a remembered suffix stays right for the data plane's life.
-        self.client_lines: tuple[dict[str, tuple[bytes, bytes]], dict[str, tuple[bytes, bytes]]] = ({}, {})
+        #: By a listener's constant lines (``forwarding.forwarded_tail``, so the HTTP and the HTTPS listener
+        #: never share), the client address lines by client address (``forwarding.remember_client``).
+        self.client_lines: dict[bytes, dict[str, tuple[bytes, bytes]]] = {}
         self.now = self.loop.time()
         #: A stop began: every next response says ``Connection: close``; no upstream is pooled.
         self.draining = False
@@ -141,6 +140,7 @@ class Dataplane:
         if http_socks:
             self.http_port = http_socks[0].getsockname()[1]
         tail = forwarded_tail("http", self.http_port)
+        self.client_lines[tail] = {}
         for sock in http_socks:
             self._servers.append(
                 await loop.create_server(functools.partial(Downstream, self, False, tail), sock=sock, backlog=1024)
@@ -149,6 +149,7 @@ class Dataplane:
             self.https_port = https_socks[0].getsockname()[1]
         if self.terminator is not None:
             tail_s = forwarded_tail("https", self.https_port)
+            self.client_lines[tail_s] = {}
             for sock in https_socks:
                 self._servers.append(
                     await loop.create_server(

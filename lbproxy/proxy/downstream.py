@@ -120,8 +120,8 @@ class Downstream(asyncio.Protocol):
         #: The listener's constant X-Forwarded-Proto/Port lines.
         self.forwarded_tail = forwarded_tail
         #: The constant end of every upstream request head on this connection (X-Forwarded-For/Proto/Port
-        #: and the blank line), built once per connection (``connection_made``): the common head is
-        #: ``request.prefix + forwarded_suffix``.
+        #: and the blank line), shared by the client address's connections (``connection_made``): the common
+        #: head is ``request.prefix + forwarded_suffix``.
         self.forwarded_suffix = b""
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client = b"-"
@@ -195,7 +195,7 @@ class Downstream(asyncio.Protocol):
         dataplane.connections.add(self)
         peer = transport.get_extra_info("peername")
         address = peer[0] if peer else "-"  # (its lines are shared by its connections: Dataplane.client_lines)
-        lines = dataplane.client_lines[self.tls]
+        lines = dataplane.client_lines[self.forwarded_tail]  # (one memo per listener: Dataplane.start)
         self.client, self.forwarded_suffix = lines.get(address) or remember_client(lines, address, self.forwarded_tail)
 
     def connection_lost(self, exc: Exception | None) -> None:
