@@ -393,11 +393,11 @@ def start_lb(
     extra: tuple[str, ...] = (),
     tree: Path | None = None,
 ) -> Proc:
-    """``lbproxy lb`` for ``name``, ready; ``tree``: run that source tree's lbproxy instead of this one (a
-    checkout of another commit: ``--baseline``)."""
+    """``lbproxy lb`` for ``name``, ready: the lbproxy of the tree this script is in, or of ``tree`` (a
+    checkout of another commit: ``--baseline``), whatever the caller's working directory and PYTHONPATH."""
+    tree = tree or HERE.parent
     env = {**os.environ, "AWS_SHARED_CREDENTIALS_FILE": str(stack.credentials), "AWS_PROFILE": name}
-    if tree is not None:  # (``python -m`` puts the working directory first on sys.path: both point at the tree)
-        env["PYTHONPATH"] = str(tree)
+    env["PYTHONPATH"] = str(tree)  # (``python -m`` puts the working directory first on sys.path: both are the tree)
     p = subprocess.Popen(
         [
             sys.executable,
@@ -771,6 +771,8 @@ def main() -> int:
     if args.baseline is not None:
         if not (args.baseline / "lbproxy" / "__main__.py").is_file():
             ap.error(f"--baseline {args.baseline}: not an lbproxy source tree (no lbproxy/__main__.py)")
+        if args.baseline.resolve() == HERE.parent.resolve():
+            ap.error(f"--baseline {args.baseline}: that is this tree (the row `default`); give another checkout")
         if any(name == "baseline" for name, _ in args.variant):
             ap.error("--variant baseline: that name is --baseline's row")
         args.baseline = args.baseline.resolve()
