@@ -142,7 +142,7 @@ def parse_callgrind(path: Path) -> tuple[collections.Counter[str], collections.C
 
 
 def wrk(port: int, scenario: str, seconds: float) -> int:
-    """Requests made by wrk in ``scenario`` against ``port`` (the HTTP listener's for ``http``)."""
+    """Requests made by wrk in ``scenario`` against ``port`` (the HTTP listener's for ``PLAIN`` scenarios)."""
     extra, no_resume = SCENARIOS[scenario]
     url = f"{'http' if scenario in PLAIN else 'https'}://{bench.LOOPBACK}:{port}/"
     cmd = ["wrk", "-t1", "-c4", f"-d{seconds:g}s", "--timeout", "10s", *extra, url]

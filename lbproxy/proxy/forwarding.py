@@ -17,6 +17,7 @@ from __future__ import annotations
 import http
 
 from lbproxy.proxy.framing import RequestHead
+from lbproxy.proxy.memo import remember
 
 SERVER = b"lbproxy"
 
@@ -90,11 +91,7 @@ def remember_client(memo: dict[str, tuple[bytes, bytes]], address: str, tail: by
     ``tail``, kept in ``memo`` (``Dataplane.client_lines``, one per listener) for that address's next
     connections. Bounded: a full memo is emptied."""
     client = address.encode()
-    lines = (client, forwarded_suffix(client, tail))
-    if len(memo) >= REMEMBERED_CLIENTS:
-        memo.clear()
-    memo[address] = lines
-    return lines
+    return remember(memo, address, (client, forwarded_suffix(client, tail)), REMEMBERED_CLIENTS)
 
 
 def error_body(code: int) -> bytes:

@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import re
 
+from lbproxy.proxy.memo import remember
+
 __all__ = [
     "FIELD_VALUE",
     "TOKEN",
@@ -459,9 +461,7 @@ def remember_head(memo: dict[bytes, RequestHead], head: bytes, request: RequestH
     """
     if request.host is None or len(head) > REMEMBERED_HEAD_BYTES:
         return
-    if len(memo) >= REMEMBERED_HEADS:
-        memo.clear()
-    memo[head] = request
+    remember(memo, head, request, REMEMBERED_HEADS)
 
 
 def _websocket_offer(upgrade: bytes) -> bytes | None:
@@ -478,9 +478,7 @@ def _check_host(host: bytes) -> None:
     if host not in _HOST_OK:
         if _HOST_RE.fullmatch(host) is None:
             raise FramingError(400, "invalid Host")
-        if len(_HOST_OK) >= _HOST_OK_MAX:
-            _HOST_OK.clear()
-        _HOST_OK[host] = True
+        remember(_HOST_OK, host, True, _HOST_OK_MAX)
 
 
 def _other_target_form(request: RequestHead, method: bytes, target: bytes) -> tuple[bytes, bytes]:

@@ -47,6 +47,7 @@ import httptools
 from lbproxy.proxy.balancer import Instance
 from lbproxy.proxy.forwarding import status_line
 from lbproxy.proxy.framing import FIELD_VALUE, TOKEN
+from lbproxy.proxy.memo import remember
 
 if TYPE_CHECKING:
     from lbproxy.proxy.downstream import Downstream
@@ -112,9 +113,7 @@ def whole_response(data: bytes, judged: dict[bytes, tuple[int, int, int]]) -> tu
     if judgement is None:
         judgement = _judge_head(head)
         if end <= REMEMBERED_RESPONSE_HEAD_BYTES:
-            if len(judged) >= REMEMBERED_RESPONSE_HEADS:
-                judged.clear()
-            judged[head] = judgement
+            remember(judged, head, judgement, REMEMBERED_RESPONSE_HEADS)
     status, cut, length = judgement
     if length != len(data) - end - 4:  # (never true for _NOT_WHOLE)
         return None
