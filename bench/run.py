@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -440,6 +441,16 @@ def start_lb(
 
 #: lbproxy supervisor pid -> its admin (Prometheus /metrics) port, to read the handshake counters.
 LB_ADMIN_PORTS: dict[int, int] = {}
+#: lbproxy contender -> which hot path it ran (``/health``'s ``hotPath``: compiled, or the Python source and why).
+HOT_PATHS: dict[str, str] = {}
+
+
+def lb_hot_path(admin_port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{admin_port}/health", timeout=5) as r:
+            return str(json.load(r).get("hotPath", "Python source (a commit from before the compiled hot path)"))
+    except (OSError, ValueError) as exc:
+        return f"unknown ({exc})"
 
 
 def lb_handshakes(proc: Proc) -> tuple[float, float] | None:
@@ -447,8 +458,6 @@ def lb_handshakes(proc: Proc) -> tuple[float, float] | None:
     port = LB_ADMIN_PORTS.get(proc.popen.pid)
     if port is None:
         return None
-    import urllib.request
-
     text = urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5).read().decode()
     values = {}
     for line in text.splitlines():
@@ -709,6 +718,7 @@ def stack_for(
             LB_ADMIN_PORTS[lb.popen.pid] = admin
             procs.append(lb)
             out["lbproxy" + (f":{variant}" if variant else "")] = (lb, http_port, https_port)
+            HOT_PATHS[variant or "default"] = lb_hot_path(admin)
         if "haproxy" in peers:
             ha = start_haproxy(workdir, certs, ha_http, ha_https, backends)
             procs.append(ha)
@@ -893,6 +903,9 @@ def main() -> int:
             for name, settings in args.variant
         )
         + (f"; `baseline` (row `baseline`): the lbproxy of {baseline_label(args.baseline)}" if args.baseline else "")
+        + ".\n"
+        + "- lbproxy's hot path: "
+        + "; ".join(f"`{who}`: {how}" for who, how in HOT_PATHS.items())
         + ".\n"
         "- Scenarios: `https`/`http` keep-alive; `full`: a full TLS handshake per request (`Connection: close` + "
         "bench/noresume.c); `resumed`: a resumed handshake per request (`Connection: close`; wrk resumes); "

@@ -28,6 +28,13 @@ Parts (one module per concept):
   ``grantkey`` (the key through the grant, in a key-holding worker) are its parts.
 - ``__main__``: ``python -m lbproxy.proxy`` / ``run_load_balancer`` for the CLI.
 
-Nothing is imported here: a worker process (``python -m lbproxy.proxy.worker``) imports only what it
+- ``compiled``: whether the hot path runs as compiled by mypyc at install time or as its source (decided
+  here, once per process, before any of it is imported: ``HOT_PATH``).
+
+Nothing else is imported here: a worker process (``python -m lbproxy.proxy.worker``) imports only what it
 serves with, which keeps a replacement generation's start fast (no aiohttp).
 """
+
+from lbproxy.proxy.compiled import choose
+
+HOT_PATH = choose()

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from lbproxy.proxy import failures
 from lbproxy.proxy.forwarding import error_response, redirect_response, remember_client, upstream_request_head
@@ -71,13 +71,13 @@ _monotonic = time.monotonic
 class Downstream(asyncio.Protocol):
     """One client connection and the exchange in progress on it (at most one: pipelined requests wait)."""
 
-    PAUSE_UPSTREAM = 1
-    PAUSE_PIPELINE = 2
-    PAUSE_CONNECT = 4
-    PAUSE_DRAIN = 8
+    PAUSE_UPSTREAM: Final = 1
+    PAUSE_PIPELINE: Final = 2
+    PAUSE_CONNECT: Final = 4
+    PAUSE_DRAIN: Final = 8
 
     #: The connection's fields (``__init__`` documents each).
-    CONNECTION_STATE = (
+    CONNECTION_STATE: ClassVar[tuple[str, ...]] = (
         "dataplane",
         "tls",
         "forwarded_tail",
@@ -93,7 +93,7 @@ class Downstream(asyncio.Protocol):
         "last_active",
     )
     #: The exchange's fields: at their initial values between exchanges (``_end_exchange``).
-    EXCHANGE_STATE = (
+    EXCHANGE_STATE: ClassVar[tuple[str, ...]] = (
         "request",
         "instance",
         "upstream",

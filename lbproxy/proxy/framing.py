@@ -54,6 +54,7 @@ Parts:
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from lbproxy.proxy.memo import remember
 
@@ -532,7 +533,10 @@ class ChunkedDecoder:
 
     __slots__ = ("_line", "_remaining", "_state", "_trailer_bytes", "done", "max_line", "max_trailer")
 
-    _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+    _SIZE: Final = 0
+    _DATA: Final = 1
+    _DATA_END: Final = 2
+    _TRAILER: Final = 3
 
     def __init__(self, max_line: int = 4096, max_trailer: int = 16384) -> None:
         self._state = self._SIZE

@@ -50,6 +50,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from lbproxy.config import parse_hostport
+from lbproxy.proxy import HOT_PATH
 from lbproxy.proxy.dataplane import STOP_REVOKE, STOP_ROTATE, STOP_SHUTDOWN
 from lbproxy.proxy.generation import Generation, GenerationError, WorkerHandle
 from lbproxy.proxy.health import HealthChecker
@@ -141,6 +142,7 @@ class LoadBalancer:
         self.http_port = self._listeners.http_port
         self.https_port = self._listeners.https_port
         log.info("listening on %s", ", ".join(self._listeners.addresses()))
+        log.log(logging.WARNING if HOT_PATH.ignored else logging.INFO, "hot path: %s", HOT_PATH.describe())
         self._health = HealthChecker(self.spec, s, self._on_health)
         await self._health.check_all()
         self._health.start()
@@ -619,6 +621,7 @@ class LoadBalancer:
                     "instanceHealthSummary": self.health_snapshot(),
                     "tls": self.has_key,
                     "workers": self.status(),
+                    "hotPath": HOT_PATH.describe(),
                 }
             )
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 
@@ -136,9 +136,17 @@ def _judge_head(head: bytes) -> tuple[int, int, int]:
 
 class Upstream(asyncio.Protocol):
     #: The connection's fields (``__init__`` documents each).
-    CONNECTION_STATE = ("pool", "instance", "transport", "parser", "closed", "tunnel", "idle_since")
+    CONNECTION_STATE: ClassVar[tuple[str, ...]] = (
+        "pool",
+        "instance",
+        "transport",
+        "parser",
+        "closed",
+        "tunnel",
+        "idle_since",
+    )
     #: The exchange's fields: at their initial values while the connection is idle (``Pool.release``).
-    EXCHANGE_STATE = (
+    EXCHANGE_STATE: ClassVar[tuple[str, ...]] = (
         "downstream",
         "head_start",
         "rare",

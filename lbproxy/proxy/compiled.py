@@ -1,0 +1,121 @@
+"""Which code runs the data plane's hot path: the modules mypyc compiled at install time, or their source.
+
+``pip install`` compiles the modules a request or a connection runs through (``downstream``, ``upstream``,
+``framing``, ``forwarding``, ``memo``, ``tlsconnection``, ``metrics``, ``dataplane``, ``balancer``, ``tls``,
+``failures``, ``stickiness``; the list is ``HOT_PATH`` in ``buildsystem/lbproxy_build.py``) where the
+machine can, and writes
+``_compiled.json`` beside them: each one's source digest (``buildsystem/lbproxy_build.py``). Python would
+import a compiled module before its ``.py``; ``choose`` (run once, when ``lbproxy.proxy`` is imported)
+decides instead:
+
+- the compiled modules run only when every one recorded is there and was compiled from the source now
+  beside it;
+- otherwise every module that has a compiled copy runs from its ``.py``: all or none, because compiled
+  modules call each other's classes directly. A source edited after the install (a developer's checkout)
+  therefore runs as edited, and the reason says to reinstall;
+- ``LBPROXY_NO_EXTENSIONS=1`` runs the source on purpose (a debugger, a profile of Python lines, the pure
+  build's behaviour).
+
+Both behave the same; the compiled one spends about a fifth fewer instructions per request
+(bench/RESULTS.md). ``HotPath.describe()`` is logged by the supervisor and shown by ``/health``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+NO_EXTENSIONS = "LBPROXY_NO_EXTENSIONS"
+MANIFEST = "_compiled.json"
+_PACKAGE = "lbproxy.proxy"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HotPath:
+    compiled: bool
+    #: The compiler (compiled), or why the source runs.
+    detail: str
+    #: Compiled modules are installed but cannot be trusted (the supervisor's log says so as a warning).
+    ignored: bool = False
+
+    def describe(self) -> str:
+        return f"compiled ({self.detail})" if self.compiled else f"Python source ({self.detail})"
+
+
+def compiled_modules(directory: Path) -> dict[str, Path]:
+    """Module name -> its ``.py``, for every module in ``directory`` that also has a compiled copy here."""
+    found = {}
+    for path in directory.iterdir():
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            if path.name.endswith(suffix):
+                source = directory / (path.name[: -len(suffix)] + ".py")
+                if source.exists():
+                    found[f"{_PACKAGE}.{source.stem}"] = source
+    return found
+
+
+def judge(directory: Path, environ: Mapping[str, str]) -> tuple[HotPath, dict[str, Path]]:
+    """Whether the compiled modules in ``directory`` may run (pure: reads files only), and the modules that
+    have a compiled copy."""
+    modules = compiled_modules(directory)
+    if environ.get(NO_EXTENSIONS, "") not in ("", "0"):
+        return HotPath(False, f"{NO_EXTENSIONS} is set"), modules
+    if not modules:
+        return HotPath(False, "not compiled at install (no C compiler or Python headers there)"), modules
+    distrust = _distrust(directory, modules)
+    if distrust is not None:
+        return HotPath(False, f"{distrust}: reinstall (pip install -e .)", ignored=True), modules
+    return HotPath(True, _record(directory)[1]), modules
+
+
+def _record(directory: Path) -> tuple[dict[str, str], str]:
+    """The digests ``_compiled.json`` records, and the compiler (ValueError: unreadable or malformed)."""
+    try:
+        record: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
+        return dict(record["modules"]), str(record["compiler"])
+    except (OSError, KeyError, TypeError) as exc:
+        raise ValueError(exc) from exc
+
+
+def _distrust(directory: Path, modules: Mapping[str, Path]) -> str | None:
+    """Why the compiled modules must not run, or None."""
+    try:
+        digests, _ = _record(directory)
+    except ValueError:
+        return f"no readable {MANIFEST} beside the compiled modules"
+    if set(digests) != set(modules):
+        return f"the compiled modules are not the ones {MANIFEST} records"
+    for name, source in sorted(modules.items()):
+        if hashlib.sha256(source.read_bytes()).hexdigest() != digests[name]:
+            return f"{name} changed since it was compiled"
+    return None
+
+
+class _SourceFirst:
+    """A meta path finder that loads the named modules from their ``.py``, never from a compiled copy."""
+
+    def __init__(self, sources: Mapping[str, Path]) -> None:
+        self.sources = dict(sources)
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        source = self.sources.get(name)
+        return None if source is None else importlib.util.spec_from_file_location(name, source)
+
+
+def choose(environ: Mapping[str, str] = os.environ) -> HotPath:
+    """Decide once per process, before any hot-path module is imported (``lbproxy.proxy.__init__``)."""
+    hot_path, modules = judge(Path(__file__).parent, environ)
+    if not hot_path.compiled and modules:
+        sys.meta_path.insert(0, _SourceFirst(modules))
+    return hot_path

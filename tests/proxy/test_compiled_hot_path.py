@@ -1,0 +1,118 @@
+"""The compiled hot path: which code runs (``lbproxy.proxy.compiled``) and that the install compiled it.
+
+``judge`` is pure (it reads a directory), so its cases run on made-up directories; the import switch runs in
+fresh interpreters against the real install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lbproxy.proxy import HOT_PATH
+from lbproxy.proxy.compiled import MANIFEST, NO_EXTENSIONS, judge
+
+ROOT = Path(__file__).resolve().parents[2]
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+sys.path.insert(0, str(ROOT / "buildsystem"))
+import lbproxy_build  # noqa: E402
+
+
+def _package(tmp_path: Path, names: tuple[str, ...] = ("downstream", "upstream"), *, record: bool = True) -> Path:
+    for name in names:
+        (tmp_path / f"{name}.py").write_text(f"# {name}\n")
+        (tmp_path / f"{name}{SUFFIX}").write_bytes(b"\x7fELF")
+    (tmp_path / "spec.py").write_text("# never compiled\n")
+    if record:
+        digests = {f"lbproxy.proxy.{n}": hashlib.sha256((tmp_path / f"{n}.py").read_bytes()).hexdigest() for n in names}
+        (tmp_path / MANIFEST).write_text(json.dumps({"compiler": "mypy==x", "modules": digests}))
+    return tmp_path
+
+
+def test_compiled_modules_built_from_the_source_beside_them_run(tmp_path: Path) -> None:
+    hot_path, modules = judge(_package(tmp_path), {})
+    assert hot_path.compiled and hot_path.describe() == "compiled (mypy==x)"
+    assert set(modules) == {"lbproxy.proxy.downstream", "lbproxy.proxy.upstream"}  # not spec: no compiled copy
+
+
+def test_a_source_edited_after_the_install_runs_as_edited_and_says_to_reinstall(tmp_path: Path) -> None:
+    package = _package(tmp_path)
+    (package / "upstream.py").write_text("# upstream, edited\n")
+    hot_path, modules = judge(package, {})
+    assert not hot_path.compiled and hot_path.ignored
+    assert "lbproxy.proxy.upstream changed since it was compiled: reinstall" in hot_path.detail
+    assert len(modules) == 2  # all or none: the unchanged module runs from its source too
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("no record", f"no readable {MANIFEST}"),
+        ("broken record", f"no readable {MANIFEST}"),
+        ("other modules", "not the ones"),
+        ("switched off", f"{NO_EXTENSIONS} is set"),
+        ("none compiled", "not compiled at install"),
+    ],
+)
+def test_the_source_runs_whenever_the_compiled_modules_cannot_be_trusted(
+    tmp_path: Path, case: str, reason: str
+) -> None:
+    environ = {NO_EXTENSIONS: "1"} if case == "switched off" else {}
+    package = _package(tmp_path, record=case != "no record")
+    if case == "broken record":
+        (package / MANIFEST).write_text("{not json")
+    elif case == "other modules":
+        (package / f"framing{SUFFIX}").write_bytes(b"")
+        (package / "framing.py").write_text("")
+    elif case == "none compiled":
+        for path in package.glob(f"*{SUFFIX}"):
+            path.unlink()
+    hot_path, _ = judge(package, environ)
+    assert not hot_path.compiled and reason in hot_path.detail
+    assert hot_path.ignored == (case in ("no record", "broken record", "other modules"))
+
+
+def _imported_from(environ: dict[str, str]) -> list[str]:
+    code = (
+        "import lbproxy.proxy as p, lbproxy.proxy.downstream as d, lbproxy.proxy.upstream as u;"
+        "print(p.HOT_PATH.compiled, d.__file__, u.__file__, sep='\\n')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != NO_EXTENSIONS} | environ
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd="/")
+    return out.stdout.split()
+
+
+def test_the_switch_runs_every_hot_module_from_its_source() -> None:
+    compiled, *files = _imported_from({NO_EXTENSIONS: "1"})
+    assert compiled == "False" and all(f.endswith(".py") for f in files), files
+    compiled, *files = _imported_from({})
+    expected = ".py" if compiled == "False" else SUFFIX
+    assert all(f.endswith(expected) for f in files), files  # all or none, either way
+
+
+def test_where_this_machine_can_compile_the_install_did() -> None:
+    """The suite tests what users run: where a C compiler and Python's headers are at hand, ``pip install``
+    compiled the hot path, and from the source now in the tree (after an edit: reinstall, or set
+    LBPROXY_NO_EXTENSIONS=1 to test the source alone)."""
+    if os.environ.get(NO_EXTENSIONS, "") not in ("", "0"):
+        pytest.skip(f"{NO_EXTENSIONS} is set: the source is under test")
+    why = lbproxy_build.why_not_compiled()
+    if why is not None:
+        pytest.skip(f"this machine builds pure Python: {why}")
+    assert HOT_PATH.compiled, HOT_PATH.describe()
+    assert tuple(HOT_PATH.detail.split()) == (lbproxy_build.MYPY,)
+
+
+def test_the_build_compiles_the_modules_the_record_names() -> None:
+    names = {p[:-3].replace("/", ".") for p in lbproxy_build.HOT_PATH}
+    assert all((ROOT / p).exists() for p in lbproxy_build.HOT_PATH)
+    if HOT_PATH.compiled:
+        record = json.loads((ROOT / "lbproxy" / "proxy" / MANIFEST).read_text())
+        assert set(record["modules"]) == names
