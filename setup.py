@@ -27,7 +27,7 @@ class BuildHotPath(build_ext):
             print(f"lbproxy: compiling the hot path failed ({exc}); installing pure Python", file=sys.stderr)
             for output in self.get_outputs():
                 Path(output).unlink(missing_ok=True)
-            self.extensions = []
+            self.extensions: list[Any] = []
             return
         lbproxy_build.write_manifest(ROOT, out_dir)
 
@@ -42,7 +42,11 @@ def extensions() -> dict[str, Any]:
     if reason is not None:
         print(f"lbproxy: installing pure Python: {reason}", file=sys.stderr)
         return {}
-    modules = mypycify(list(lbproxy_build.HOT_PATH), opt_level="3", group_name=lbproxy_build.GROUP)
+    try:
+        modules = mypycify(list(lbproxy_build.HOT_PATH), opt_level="3", group_name=lbproxy_build.GROUP)
+    except (Exception, SystemExit) as exc:  # mypyc refused the source (it exits on a type error)
+        print(f"lbproxy: mypyc could not compile the hot path ({exc!r}); installing pure Python", file=sys.stderr)
+        return {}
     return {"ext_modules": modules, "cmdclass": {"build_ext": BuildHotPath}}
 
 
