@@ -2,22 +2,22 @@
 
 ``pip install`` compiles the modules a request or a connection runs through (``downstream``, ``upstream``,
 ``framing``, ``forwarding``, ``memo``, ``tlsconnection``, ``metrics``, ``dataplane``, ``balancer``, ``tls``,
-``failures``, ``stickiness``; the list is ``HOT_PATH`` in ``buildsystem/lbproxy_build.py``) where the
-machine can, and writes
-``_compiled.json`` beside them: each one's source digest (``buildsystem/lbproxy_build.py``). Python would
-import a compiled module before its ``.py``; ``choose`` (run once, when ``lbproxy.proxy`` is imported)
-decides instead:
+``failures``, ``stickiness``: ``HOT_PATH`` in ``buildsystem/lbproxy_build.py``) where the machine can, and
+writes ``_compiled.json`` beside them: each one's source digest and the shared library they need. Python
+would import a compiled module before its ``.py``; ``choose`` (run once, when ``lbproxy.proxy`` is
+imported) decides instead:
 
-- the compiled modules run only when every one recorded is there and was compiled from the source now
-  beside it;
+- the compiled modules run only when every one recorded is there, was compiled from the source now beside
+  it, and their shared library is importable;
 - otherwise every module that has a compiled copy runs from its ``.py``: all or none, because compiled
   modules call each other's classes directly. A source edited after the install (a developer's checkout)
   therefore runs as edited, and the reason says to reinstall;
 - ``LBPROXY_NO_EXTENSIONS=1`` runs the source on purpose (a debugger, a profile of Python lines, the pure
   build's behaviour).
 
-Both behave the same; the compiled one spends about a fifth fewer instructions per request
-(bench/RESULTS.md). ``HotPath.describe()`` is logged by the supervisor and shown by ``/health``.
+Both behave the same; the compiled one spends a quarter to a third fewer instructions per keep-alive
+request or new connection (bench/RESULTS.md). ``HotPath.describe()`` is logged by the supervisor and
+shown by ``/health``.
 """
 
 from __future__ import annotations
@@ -77,11 +77,12 @@ def judge(directory: Path, environ: Mapping[str, str]) -> tuple[HotPath, dict[st
     return HotPath(True, _record(directory)[1]), modules
 
 
-def _record(directory: Path) -> tuple[dict[str, str], str]:
-    """The digests ``_compiled.json`` records, and the compiler (ValueError: unreadable or malformed)."""
+def _record(directory: Path) -> tuple[dict[str, str], str, str]:
+    """The digests ``_compiled.json`` records, the compiler and the shared library's module (ValueError:
+    unreadable or malformed)."""
     try:
         record: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
-        return dict(record["modules"]), str(record["compiler"])
+        return dict(record["modules"]), str(record["compiler"]), f"{record['group']}__mypyc"
     except (OSError, KeyError, TypeError) as exc:
         raise ValueError(exc) from exc
 
@@ -89,11 +90,13 @@ def _record(directory: Path) -> tuple[dict[str, str], str]:
 def _distrust(directory: Path, modules: Mapping[str, Path]) -> str | None:
     """Why the compiled modules must not run, or None."""
     try:
-        digests, _ = _record(directory)
+        digests, _, shared = _record(directory)
     except ValueError:
         return f"no readable {MANIFEST} beside the compiled modules"
     if set(digests) != set(modules):
         return f"the compiled modules are not the ones {MANIFEST} records"
+    if importlib.util.find_spec(shared) is None:
+        return f"their shared library ({shared}) is missing"
     for name, source in sorted(modules.items()):
         if hashlib.sha256(source.read_bytes()).hexdigest() != digests[name]:
             return f"{name} changed since it was compiled"

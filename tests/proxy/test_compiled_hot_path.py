@@ -25,6 +25,14 @@ sys.path.insert(0, str(ROOT / "buildsystem"))
 import lbproxy_build  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _shared_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An importable stand-in for the group's shared library (``<group>__mypyc``) the records name."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "madeup_group__mypyc.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+
+
 def _package(tmp_path: Path, names: tuple[str, ...] = ("downstream", "upstream"), *, record: bool = True) -> Path:
     for name in names:
         (tmp_path / f"{name}.py").write_text(f"# {name}\n")
@@ -32,7 +40,8 @@ def _package(tmp_path: Path, names: tuple[str, ...] = ("downstream", "upstream")
     (tmp_path / "spec.py").write_text("# never compiled\n")
     if record:
         digests = {f"lbproxy.proxy.{n}": hashlib.sha256((tmp_path / f"{n}.py").read_bytes()).hexdigest() for n in names}
-        (tmp_path / MANIFEST).write_text(json.dumps({"compiler": "mypy==x", "modules": digests}))
+        record = {"compiler": "mypy==x", "group": "madeup_group", "modules": digests}
+        (tmp_path / MANIFEST).write_text(json.dumps(record))
     return tmp_path
 
 
@@ -57,6 +66,7 @@ def test_a_source_edited_after_the_install_runs_as_edited_and_says_to_reinstall(
         ("no record", f"no readable {MANIFEST}"),
         ("broken record", f"no readable {MANIFEST}"),
         ("other modules", "not the ones"),
+        ("no shared library", "their shared library (gone_group__mypyc) is missing"),
         ("switched off", f"{NO_EXTENSIONS} is set"),
         ("none compiled", "not compiled at install"),
     ],
@@ -71,12 +81,15 @@ def test_the_source_runs_whenever_the_compiled_modules_cannot_be_trusted(
     elif case == "other modules":
         (package / f"framing{SUFFIX}").write_bytes(b"")
         (package / "framing.py").write_text("")
+    elif case == "no shared library":
+        record = json.loads((package / MANIFEST).read_text())
+        (package / MANIFEST).write_text(json.dumps(record | {"group": "gone_group"}))
     elif case == "none compiled":
         for path in package.glob(f"*{SUFFIX}"):
             path.unlink()
     hot_path, _ = judge(package, environ)
     assert not hot_path.compiled and reason in hot_path.detail
-    assert hot_path.ignored == (case in ("no record", "broken record", "other modules"))
+    assert hot_path.ignored == (case not in ("switched off", "none compiled"))
 
 
 def _imported_from(environ: dict[str, str]) -> list[str]:
