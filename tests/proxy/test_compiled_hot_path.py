@@ -6,13 +6,17 @@ fresh interpreters against the real install.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.machinery
+import importlib.util
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,3 +133,95 @@ def test_the_build_compiles_the_modules_the_record_names() -> None:
     if HOT_PATH.compiled:
         record = json.loads((ROOT / "lbproxy" / "proxy" / MANIFEST).read_text())
         assert set(record["modules"]) == names
+
+
+# -- the compiled code answers as its source does (differential, where the install compiled) ----------------
+@functools.cache
+def _source_module(name: str) -> Any:
+    """``lbproxy.proxy.<name>`` loaded from its ``.py`` under another name, beside the compiled one."""
+    path = ROOT / "lbproxy" / "proxy" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_source_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _outcome(call: Any, *args: Any) -> Any:
+    """What a call gave, comparable across the compiled and the source classes: the error's kind and
+    fields, or the result with every slot of a ``RequestHead``."""
+    try:
+        result = call(*args)
+    except Exception as exc:  # FramingError (a different class in each), or anything the compiled code raised
+        return (type(exc).__name__, getattr(exc, "status", None), str(exc))
+    if hasattr(result, "prefix"):  # a RequestHead: every field the source class declares
+        return {name: getattr(result, name) for name in _source_module("framing").RequestHead.__slots__}
+    return result
+
+
+_SEEDS = [
+    b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+    b"GET http://a/x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nCookie: AWSALB=x; a=b\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a:80\r\nConnection: x-hop, close\r\nX-Hop: 1\r\nTE: trailers\r\n\r\n",
+]
+_ALPHABET = b"\r\n\t :,;=/-_.0123456789aAcCeEhHkKlLnNtT\x00\x7f\xff"
+
+
+def _mutant(rng: random.Random) -> bytes:
+    head = bytearray(rng.choice(_SEEDS))
+    for _ in range(rng.randrange(4)):
+        at = rng.randrange(len(head))
+        action = rng.randrange(3)
+        if action == 0:
+            head[at : at + 1] = b""
+        elif action == 1:
+            head.insert(at, rng.choice(_ALPHABET))
+        else:
+            head[at] = rng.choice(_ALPHABET)
+    return bytes(head)
+
+
+@pytest.mark.skipif(not HOT_PATH.compiled, reason="the hot path runs as source here: nothing to compare")
+def test_compiled_framing_answers_every_head_and_response_as_its_source() -> None:
+    from lbproxy.proxy import framing, upstream
+
+    source_framing, source_upstream = _source_module("framing"), _source_module("upstream")
+    assert type(framing.parse_request_head).__name__ != "function"  # (the compiled one is a builtin)
+    rng = random.Random(20261205)
+    outcomes: set[str] = set()
+    for _ in range(4000):
+        head = _mutant(rng)
+        for limits in ((16384, 65536, 100), (40, 200, 4)):
+            compiled = _outcome(framing.parse_request_head, head, *limits)
+            assert compiled == _outcome(source_framing.parse_request_head, head, *limits), head
+            outcomes.add(compiled[0] if isinstance(compiled, tuple) else "parsed")
+        response = head.replace(b"GET /a?b=1 HTTP/1.1", b"HTTP/1.1 200 OK").replace(b"Host", b"Content-Length")
+        assert _outcome(upstream.whole_response, response, {}) == _outcome(
+            source_upstream.whole_response, response, {}
+        ), response
+    assert outcomes == {"parsed", "FramingError"}  # both outcomes, and nothing else raised
+
+
+@pytest.mark.skipif(not HOT_PATH.compiled, reason="the hot path runs as source here: nothing to compare")
+def test_compiled_chunked_decoder_answers_every_split_as_its_source() -> None:
+    from lbproxy.proxy import framing
+
+    source_framing = _source_module("framing")
+    rng = random.Random(5)
+    bodies = [b"5\r\nhello\r\n0\r\n\r\n", b"3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n", b"A\r\n0123456789\r\n0\r\n\r\n"]
+    for _ in range(2000):
+        body = bytearray(rng.choice(bodies))
+        if rng.random() < 0.5:
+            body[rng.randrange(len(body))] = rng.choice(_ALPHABET)
+        cuts = sorted(rng.sample(range(1, len(body)), k=min(3, len(body) - 1)))
+        pieces = [bytes(body[a:b]) for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+        decoders = (framing.ChunkedDecoder(64, 64), source_framing.ChunkedDecoder(64, 64))
+        for piece in pieces:
+            fed = [_outcome(d.feed, piece) for d in decoders]
+            assert fed[0] == fed[1], (bytes(body), piece)
+            assert decoders[0].done == decoders[1].done
+            if isinstance(fed[0], tuple) and isinstance(fed[0][0], str):
+                break  # refused: both alike
