@@ -44,8 +44,8 @@ def _package(tmp_path: Path, names: tuple[str, ...] = ("downstream", "upstream")
     (tmp_path / "spec.py").write_text("# never compiled\n")
     if record:
         digests = {f"lbproxy.proxy.{n}": hashlib.sha256((tmp_path / f"{n}.py").read_bytes()).hexdigest() for n in names}
-        record = {"compiler": "mypy==x", "group": "madeup_group", "modules": digests}
-        (tmp_path / MANIFEST).write_text(json.dumps(record))
+        manifest = {"compiler": "mypy==x", "group": "madeup_group", "modules": digests}
+        (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     return tmp_path
 
 
