@@ -3,6 +3,7 @@ machine can, and the build falls back to pure Python when it cannot: ``buildsyst
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,22 +15,37 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "buildsystem"))
 import lbproxy_build  # noqa: E402
 
+#: Each hot-path module's source digest, taken before mypyc reads them.
+SOURCES = lbproxy_build.source_digests(ROOT)
+
 
 class BuildHotPath(build_ext):
-    """Compile the hot path; on any failure, install without it (pure Python) and say why."""
+    """Compile the hot path and record it; on any failure, install without it (pure Python) and say why."""
 
     def run(self) -> None:
         out_dir = ROOT if self.inplace else Path(self.build_lib)
-        (out_dir / lbproxy_build.MANIFEST).unlink(missing_ok=True)
+        lbproxy_build.remove_compiled(out_dir)
         try:
             super().run()
         except Exception as exc:  # a compiler error of any kind: the pure-Python package still works
             print(f"lbproxy: compiling the hot path failed ({exc}); installing pure Python", file=sys.stderr)
-            for output in self.get_outputs():
-                Path(output).unlink(missing_ok=True)
+            lbproxy_build.remove_compiled(out_dir)
+            lbproxy_build.write_failure(out_dir, f"compiling failed at install: {str(exc)[:300]}")
             self.extensions: list[Any] = []
             return
-        lbproxy_build.write_manifest(ROOT, out_dir)
+        suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+        lbproxy_build.write_manifest(out_dir, SOURCES, f"mypy=={_mypy_version()}", suffix)
+
+    def get_outputs(self) -> list[str]:
+        # The record is an output too: setuptools' editable modes link or copy only outputs.
+        out_dir = ROOT if self.inplace else Path(self.build_lib)
+        return [*super().get_outputs(), str(out_dir / lbproxy_build.MANIFEST)]
+
+
+def _mypy_version() -> str:
+    from mypy.version import __version__
+
+    return __version__
 
 
 def extensions() -> dict[str, Any]:
@@ -38,16 +54,21 @@ def extensions() -> dict[str, Any]:
         try:
             from mypyc.build import mypycify
         except ImportError:
-            reason = f"mypyc is not installed (the build asks for {lbproxy_build.MYPY})"
-    if reason is not None:
-        print(f"lbproxy: installing pure Python: {reason}", file=sys.stderr)
-        return {}
-    try:
-        modules = mypycify(list(lbproxy_build.HOT_PATH), opt_level="3", group_name=lbproxy_build.GROUP)
-    except (Exception, SystemExit) as exc:  # mypyc refused the source (it exits on a type error)
-        print(f"lbproxy: mypyc could not compile the hot path ({exc!r}); installing pure Python", file=sys.stderr)
-        return {}
-    return {"ext_modules": modules, "cmdclass": {"build_ext": BuildHotPath}}
+            # pip's first look, before it installed the build's requirements (or a build without them):
+            # nothing is decided yet, so whatever was compiled here stays.
+            print(f"lbproxy: mypyc is not installed (the build asks for {lbproxy_build.MYPY})", file=sys.stderr)
+            return {}
+        try:
+            modules = mypycify(list(lbproxy_build.HOT_PATH), opt_level="3", group_name=lbproxy_build.GROUP)
+        except (Exception, SystemExit) as exc:  # mypyc refused the source (it exits on a type error)
+            reason = f"mypyc could not compile the hot path ({exc!r})"
+        else:
+            return {"ext_modules": modules, "cmdclass": {"build_ext": BuildHotPath}}
+    print(f"lbproxy: installing pure Python: {reason}", file=sys.stderr)
+    # Whatever an earlier in-place build compiled here must not outlive this decision (an editable
+    # install's tree would run it from some working directories and not from others).
+    lbproxy_build.remove_compiled(ROOT)
+    return {}
 
 
 setup(**extensions())

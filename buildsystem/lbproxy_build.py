@@ -35,11 +35,11 @@ HOT_PATH = (
     "lbproxy/proxy/metrics.py",
     "lbproxy/proxy/dataplane.py",
     "lbproxy/proxy/balancer.py",
-    "lbproxy/proxy/tls.py",
     "lbproxy/proxy/failures.py",
     "lbproxy/proxy/stickiness.py",
 )
-#: Written next to the compiled modules: each one's source digest (``lbproxy/proxy/compiled.py`` reads it).
+#: Written next to the compiled modules: what was compiled, from which sources, by what, into which files
+#: (``lbproxy/proxy/compiled.py`` reads it).
 MANIFEST = "lbproxy/proxy/_compiled.json"
 #: The shared library of the group (a top-level module, named by mypyc as ``<group>__mypyc``).
 GROUP = "lbproxy_hotpath"
@@ -72,13 +72,45 @@ def get_requires_for_build_editable(config_settings: dict[str, Any] | None = Non
     return _with_mypyc(_setuptools.get_requires_for_build_editable(config_settings))
 
 
-def source_digest(path: Path) -> str:
+def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_manifest(root: Path, out_dir: Path) -> None:
-    """Record each compiled module's source digest in ``out_dir``'s copy of the package."""
-    modules = {p[:-3].replace("/", "."): source_digest(root / p) for p in HOT_PATH}
+def source_digests(root: Path) -> dict[str, str]:
+    """Module name -> its source's digest, taken before compiling (an edit made during the build is then
+    seen as a change)."""
+    return {p[:-3].replace("/", "."): digest(root / p) for p in HOT_PATH}
+
+
+def compiled_files(out_dir: Path, suffix: str) -> list[Path]:
+    """The files a build with extension ``suffix`` leaves in ``out_dir``: one per module and the group's."""
+    return [out_dir / (p[:-3] + suffix) for p in HOT_PATH] + [out_dir / (GROUP + "__mypyc" + suffix)]
+
+
+def write_manifest(out_dir: Path, sources: dict[str, str], compiler: str, suffix: str) -> None:
+    """What this build compiled, in ``out_dir``'s copy of the package: the compiler, the interpreter's
+    extension suffix, each module's source digest and each compiled file's digest
+    (``lbproxy/proxy/compiled.py`` trusts the compiled modules only if all of them match)."""
+    binaries = {f.name: digest(f) for f in compiled_files(out_dir, suffix)}
+    record = {"compiled": True, "compiler": compiler, "suffix": suffix, "group": GROUP}
+    _write(out_dir, record | {"modules": sources, "binaries": binaries})
+
+
+def write_failure(out_dir: Path, why: str) -> None:
+    """Record that compiling failed at install, and why (``compiled.py`` says so instead of guessing)."""
+    _write(out_dir, {"compiled": False, "why": why})
+
+
+def remove_compiled(out_dir: Path) -> None:
+    """Delete what an earlier build compiled into ``out_dir`` (any interpreter's, and modules no longer in
+    ``HOT_PATH``: the package has no other compiled modules), and its record."""
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for pattern in (str(Path(MANIFEST).parent / "*.so"), GROUP + "__mypyc.*.so"):
+        for path in out_dir.glob(pattern):
+            path.unlink()
+
+
+def _write(out_dir: Path, record: dict[str, Any]) -> None:
     target = out_dir / MANIFEST
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps({"group": GROUP, "compiler": MYPY, "modules": modules}, indent=1) + "\n")
+    target.write_text(json.dumps(record, indent=1) + "\n")

@@ -1,14 +1,15 @@
 """Which code runs the data plane's hot path: the modules mypyc compiled at install time, or their source.
 
 ``pip install`` compiles the modules a request or a connection runs through (``downstream``, ``upstream``,
-``framing``, ``forwarding``, ``memo``, ``tlsconnection``, ``metrics``, ``dataplane``, ``balancer``, ``tls``,
+``framing``, ``forwarding``, ``memo``, ``tlsconnection``, ``metrics``, ``dataplane``, ``balancer``,
 ``failures``, ``stickiness``: ``HOT_PATH`` in ``buildsystem/lbproxy_build.py``) where the machine can, and
-writes ``_compiled.json`` beside them: each one's source digest and the shared library they need. Python
-would import a compiled module before its ``.py``; ``choose`` (run once, when ``lbproxy.proxy`` is
-imported) decides instead:
+writes ``_compiled.json`` beside them: what it compiled, from which sources, by which compiler, into which
+files (or, if compiling failed, why). Python would import a compiled module before its ``.py``;
+``choose`` (run once, when ``lbproxy.proxy`` is imported) decides instead:
 
-- the compiled modules run only when every one recorded is there, was compiled from the source now beside
-  it, and their shared library is importable;
+- the compiled modules run only when every one recorded is there, compiled for this interpreter from the
+  source now beside it, and every compiled file (theirs and their shared library's) is the one the build
+  recorded (a digest each);
 - otherwise every module that has a compiled copy runs from its ``.py``: all or none, because compiled
   modules call each other's classes directly. A source edited after the install (a developer's checkout)
   therefore runs as edited, and the reason says to reinstall;
@@ -69,38 +70,62 @@ def judge(directory: Path, environ: Mapping[str, str]) -> tuple[HotPath, dict[st
     modules = compiled_modules(directory)
     if environ.get(NO_EXTENSIONS, "") not in ("", "0"):
         return HotPath(False, f"{NO_EXTENSIONS} is set"), modules
+    try:
+        record = _record(directory)
+    except ValueError:
+        record = None
     if not modules:
+        if record is not None and record.get("compiled") is False:
+            return HotPath(False, str(record.get("why", "compiling failed at install"))), modules
         return HotPath(False, "not compiled at install (no C compiler or Python headers there)"), modules
-    distrust = _distrust(directory, modules)
+    distrust = _distrust(directory, modules, record)
     if distrust is not None:
         return HotPath(False, f"{distrust}: reinstall (pip install -e .)", ignored=True), modules
-    return HotPath(True, _record(directory)[1]), modules
+    assert record is not None
+    return HotPath(True, str(record["compiler"])), modules
 
 
-def _record(directory: Path) -> tuple[dict[str, str], str, str]:
-    """The digests ``_compiled.json`` records, the compiler and the shared library's module (ValueError:
-    unreadable or malformed)."""
+def _record(directory: Path) -> dict[str, Any]:
+    """``_compiled.json`` (ValueError: missing, unreadable or not an object)."""
     try:
-        record: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
-        return dict(record["modules"]), str(record["compiler"]), f"{record['group']}__mypyc"
-    except (OSError, KeyError, TypeError) as exc:
+        record = json.loads((directory / MANIFEST).read_text())
+    except OSError as exc:
         raise ValueError(exc) from exc
+    if not isinstance(record, dict):
+        raise ValueError("not an object")
+    return record
 
 
-def _distrust(directory: Path, modules: Mapping[str, Path]) -> str | None:
-    """Why the compiled modules must not run, or None."""
+def _distrust(directory: Path, modules: Mapping[str, Path], record: dict[str, Any] | None) -> str | None:
+    """Why the compiled modules must not run, or None: every one of them and their shared library must be
+    the files this interpreter's build recorded, compiled from the sources now beside them."""
+    if record is None or record.get("compiled") is not True:
+        return f"no readable record of a build ({MANIFEST}) beside the compiled modules"
     try:
-        digests, _, shared = _record(directory)
-    except ValueError:
-        return f"no readable {MANIFEST} beside the compiled modules"
-    if set(digests) != set(modules):
+        sources: dict[str, str] = dict(record["modules"])
+        binaries: dict[str, str] = dict(record["binaries"])
+        suffix, shared = str(record["suffix"]), f"{record['group']}__mypyc"
+    except (KeyError, TypeError, ValueError):
+        return f"{MANIFEST} is malformed"
+    if suffix != importlib.machinery.EXTENSION_SUFFIXES[0]:
+        return f"they were compiled for another interpreter ({suffix})"
+    if set(sources) != set(modules):
         return f"the compiled modules are not the ones {MANIFEST} records"
-    if importlib.util.find_spec(shared) is None:
+    spec = importlib.util.find_spec(shared)
+    if spec is None or spec.origin is None:
         return f"their shared library ({shared}) is missing"
+    files = [Path(spec.origin), *(directory / (name.rsplit(".", 1)[1] + suffix) for name in sorted(modules))]
+    for path in files:
+        if not path.exists() or _digest(path) != binaries.get(path.name):
+            return f"{path.name} is not the file {MANIFEST} records"
     for name, source in sorted(modules.items()):
-        if hashlib.sha256(source.read_bytes()).hexdigest() != digests[name]:
+        if _digest(source) != sources[name]:
             return f"{name} changed since it was compiled"
     return None
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class _SourceFirst:

@@ -26,7 +26,7 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from lbproxy.proxy.balancer import Balancer
@@ -125,7 +125,7 @@ class Dataplane:
         self.balancer.set_instances(spec.instances)
         self._apply(spec)
 
-    def set_healthy(self, names: frozenset[str] | set[str] | list[str]) -> None:
+    def set_healthy(self, names: Iterable[str]) -> None:
         self.balancer.set_healthy(names)
 
     def revoke_tls(self) -> None:

@@ -37,14 +37,26 @@ def _shared_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path / "lib"))
 
 
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _package(tmp_path: Path, names: tuple[str, ...] = ("downstream", "upstream"), *, record: bool = True) -> Path:
+    """A made-up package directory as a successful build leaves it (its record written like the build's)."""
     for name in names:
         (tmp_path / f"{name}.py").write_text(f"# {name}\n")
-        (tmp_path / f"{name}{SUFFIX}").write_bytes(b"\x7fELF")
+        (tmp_path / f"{name}{SUFFIX}").write_bytes(b"\x7fELF " + name.encode())
     (tmp_path / "spec.py").write_text("# never compiled\n")
     if record:
-        digests = {f"lbproxy.proxy.{n}": hashlib.sha256((tmp_path / f"{n}.py").read_bytes()).hexdigest() for n in names}
-        manifest = {"compiler": "mypy==x", "group": "madeup_group", "modules": digests}
+        shared = tmp_path / "lib" / "madeup_group__mypyc.py"
+        manifest = {
+            "compiled": True,
+            "compiler": "mypy==x",
+            "suffix": SUFFIX,
+            "group": "madeup_group",
+            "modules": {f"lbproxy.proxy.{n}": _sha(tmp_path / f"{n}.py") for n in names},
+            "binaries": {p.name: _sha(p) for p in [shared, *(tmp_path / f"{n}{SUFFIX}" for n in names)]},
+        }
         (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     return tmp_path
 
@@ -67,12 +79,17 @@ def test_a_source_edited_after_the_install_runs_as_edited_and_says_to_reinstall(
 @pytest.mark.parametrize(
     ("case", "reason"),
     [
-        ("no record", f"no readable {MANIFEST}"),
-        ("broken record", f"no readable {MANIFEST}"),
+        ("no record", f"no readable record of a build ({MANIFEST})"),
+        ("broken record", f"no readable record of a build ({MANIFEST})"),
+        ("malformed record", f"{MANIFEST} is malformed"),
         ("other modules", "not the ones"),
         ("no shared library", "their shared library (gone_group__mypyc) is missing"),
+        ("another interpreter", "compiled for another interpreter (.cpython-399-x.so)"),
+        ("a compiled file changed", f"upstream{SUFFIX} is not the file {MANIFEST} records"),
+        ("the shared library changed", f"madeup_group__mypyc.py is not the file {MANIFEST} records"),
         ("switched off", f"{NO_EXTENSIONS} is set"),
         ("none compiled", "not compiled at install"),
+        ("compiling failed", "compiling failed at install: gcc: error"),
     ],
 )
 def test_the_source_runs_whenever_the_compiled_modules_cannot_be_trusted(
@@ -80,20 +97,31 @@ def test_the_source_runs_whenever_the_compiled_modules_cannot_be_trusted(
 ) -> None:
     environ = {NO_EXTENSIONS: "1"} if case == "switched off" else {}
     package = _package(tmp_path, record=case != "no record")
+    record = json.loads((package / MANIFEST).read_text()) if case != "no record" else {}
     if case == "broken record":
         (package / MANIFEST).write_text("{not json")
+    elif case == "malformed record":
+        (package / MANIFEST).write_text(json.dumps(record | {"binaries": 3}))
     elif case == "other modules":
         (package / f"framing{SUFFIX}").write_bytes(b"")
         (package / "framing.py").write_text("")
     elif case == "no shared library":
-        record = json.loads((package / MANIFEST).read_text())
         (package / MANIFEST).write_text(json.dumps(record | {"group": "gone_group"}))
-    elif case == "none compiled":
+    elif case == "another interpreter":
+        (package / MANIFEST).write_text(json.dumps(record | {"suffix": ".cpython-399-x.so"}))
+    elif case == "a compiled file changed":
+        (package / f"upstream{SUFFIX}").write_bytes(b"\x7fELF truncated")
+    elif case == "the shared library changed":
+        (tmp_path / "lib" / "madeup_group__mypyc.py").write_text("# another build's\n")
+    elif case in ("none compiled", "compiling failed"):
         for path in package.glob(f"*{SUFFIX}"):
             path.unlink()
+        if case == "compiling failed":  # (recorded as the build records it, in a project root of its own)
+            lbproxy_build.write_failure(tmp_path / "root", "compiling failed at install: gcc: error")
+            (package / MANIFEST).write_text((tmp_path / "root" / lbproxy_build.MANIFEST).read_text())
     hot_path, _ = judge(package, environ)
     assert not hot_path.compiled and reason in hot_path.detail
-    assert hot_path.ignored == (case not in ("switched off", "none compiled"))
+    assert hot_path.ignored == (case not in ("switched off", "none compiled", "compiling failed"))
 
 
 def _imported_from(environ: dict[str, str]) -> list[str]:
