@@ -36,10 +36,17 @@ class BuildHotPath(build_ext):
         suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
         lbproxy_build.write_manifest(out_dir, SOURCES, f"mypy=={_mypy_version()}", suffix)
 
+    # The record is an output too: setuptools' editable modes link or copy only outputs (``strict`` links
+    # each compiled file from where an in-place build left it, and must link the record the same way).
+    def get_output_mapping(self) -> dict[str, str]:
+        mapping = super().get_output_mapping()
+        if self.inplace:
+            mapping[str(Path(self.build_lib) / lbproxy_build.MANIFEST)] = str(ROOT / lbproxy_build.MANIFEST)
+        return mapping
+
     def get_outputs(self) -> list[str]:
-        # The record is an output too: setuptools' editable modes link or copy only outputs.
-        out_dir = ROOT if self.inplace else Path(self.build_lib)
-        return [*super().get_outputs(), str(out_dir / lbproxy_build.MANIFEST)]
+        outputs = list(super().get_outputs())  # (in place: the mapping's keys, the record's among them)
+        return outputs if self.inplace else [*outputs, str(Path(self.build_lib) / lbproxy_build.MANIFEST)]
 
 
 def _mypy_version() -> str:

@@ -77,7 +77,8 @@ def judge(directory: Path, environ: Mapping[str, str]) -> tuple[HotPath, dict[st
     if not modules:
         if record is not None and record.get("compiled") is False:
             return HotPath(False, str(record.get("why", "compiling failed at install"))), modules
-        return HotPath(False, "not compiled at install (no C compiler or Python headers there)"), modules
+        why = "no C compiler or Python headers, or LBPROXY_NO_EXTENSIONS set then"
+        return HotPath(False, f"not compiled at install ({why})"), modules
     distrust = _distrust(directory, modules, record)
     if distrust is not None:
         return HotPath(False, f"{distrust}: reinstall (pip install -e .)", ignored=True), modules
