@@ -15,8 +15,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "buildsystem"))
 import lbproxy_build  # noqa: E402
 
-#: Each hot-path module's source digest, taken before mypyc reads them.
+#: Each hot-path module's source digest, and those of the sources its types come from, taken before mypyc
+#: reads them.
 SOURCES = lbproxy_build.source_digests(ROOT)
+DEPENDENCIES = lbproxy_build.dependency_digests(ROOT)
 
 
 class BuildHotPath(build_ext):
@@ -34,7 +36,7 @@ class BuildHotPath(build_ext):
             self.extensions: list[Any] = []
             return
         suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-        lbproxy_build.write_manifest(out_dir, SOURCES, f"mypy=={_mypy_version()}", suffix)
+        lbproxy_build.write_manifest(out_dir, SOURCES, DEPENDENCIES, f"mypy=={_mypy_version()}", suffix)
 
     # The record is an output too: setuptools' editable modes link or copy only outputs (``strict`` links
     # each compiled file from where an in-place build left it, and must link the record the same way).

@@ -38,6 +38,9 @@ HOT_PATH = (
     "lbproxy/proxy/failures.py",
     "lbproxy/proxy/stickiness.py",
 )
+#: The rest of the source the compiled code's types come from (mypyc checks them at run time too): a change to
+#: any of these also means recompiling. (``compiled.py`` decides which code runs; it is not part of either.)
+DEPENDENCIES = ("lbproxy/proxy/*.py", "lbproxy/contract/*.py", "lbproxy/config.py")
 #: Written next to the compiled modules: what was compiled, from which sources, by what, into which files
 #: (``lbproxy/proxy/compiled.py`` reads it).
 MANIFEST = "lbproxy/proxy/_compiled.json"
@@ -82,18 +85,28 @@ def source_digests(root: Path) -> dict[str, str]:
     return {p[:-3].replace("/", "."): digest(root / p) for p in HOT_PATH}
 
 
+def dependency_digests(root: Path) -> dict[str, str]:
+    """Path (from the project root) -> digest, for every source in ``DEPENDENCIES`` not in ``HOT_PATH``."""
+    paths = {p for pattern in DEPENDENCIES for p in root.glob(pattern)}
+    chosen = [p for p in sorted(paths) if str(p.relative_to(root)) not in HOT_PATH and p.name != "compiled.py"]
+    return {str(p.relative_to(root)): digest(p) for p in chosen}
+
+
 def compiled_files(out_dir: Path, suffix: str) -> list[Path]:
     """The files a build with extension ``suffix`` leaves in ``out_dir``: one per module and the group's."""
     return [out_dir / (p[:-3] + suffix) for p in HOT_PATH] + [out_dir / (GROUP + "__mypyc" + suffix)]
 
 
-def write_manifest(out_dir: Path, sources: dict[str, str], compiler: str, suffix: str) -> None:
+def write_manifest(
+    out_dir: Path, sources: dict[str, str], dependencies: dict[str, str], compiler: str, suffix: str
+) -> None:
     """What this build compiled, in ``out_dir``'s copy of the package: the compiler, the interpreter's
-    extension suffix, each module's source digest and each compiled file's digest
+    extension suffix, the digests of each module's source, of the sources its types come from, and of each
+    compiled file
     (``lbproxy/proxy/compiled.py`` trusts the compiled modules only if all of them match)."""
     binaries = {f.name: digest(f) for f in compiled_files(out_dir, suffix)}
     record = {"compiled": True, "compiler": compiler, "suffix": suffix, "group": GROUP}
-    _write(out_dir, record | {"modules": sources, "binaries": binaries})
+    _write(out_dir, record | {"modules": sources, "dependencies": dependencies, "binaries": binaries})
 
 
 def write_failure(out_dir: Path, why: str) -> None:

@@ -8,8 +8,9 @@ files (or, if compiling failed, why). Python would import a compiled module befo
 ``choose`` (run once, when ``lbproxy.proxy`` is imported) decides instead:
 
 - the compiled modules run only when every one recorded is there, compiled for this interpreter from the
-  source now beside it, and every compiled file (theirs and their shared library's) is the one the build
-  recorded (a digest each);
+  source now beside it (and from the sources their types come from: the rest of ``lbproxy.proxy``,
+  ``lbproxy.contract``, ``lbproxy.config``), and every compiled file (theirs and their shared library's) is
+  the one the build recorded (a digest each);
 - otherwise every module that has a compiled copy runs from its ``.py``: all or none, because compiled
   modules call each other's classes directly. A source edited after the install (a developer's checkout)
   therefore runs as edited, and the reason says to reinstall;
@@ -104,6 +105,7 @@ def _distrust(directory: Path, modules: Mapping[str, Path], record: dict[str, An
         return f"no readable record of a build ({MANIFEST}) beside the compiled modules"
     try:
         sources: dict[str, str] = dict(record["modules"])
+        dependencies: dict[str, str] = dict(record["dependencies"])
         binaries: dict[str, str] = dict(record["binaries"])
         suffix, shared = str(record["suffix"]), f"{record['group']}__mypyc"
     except (KeyError, TypeError, ValueError):
@@ -122,6 +124,11 @@ def _distrust(directory: Path, modules: Mapping[str, Path], record: dict[str, An
     for name, source in sorted(modules.items()):
         if _digest(source) != sources[name]:
             return f"{name} changed since it was compiled"
+    root = directory.parent.parent  # (the records name dependencies from the directory holding ``lbproxy``)
+    for relative, recorded in sorted(dependencies.items()):
+        path = root / relative
+        if not path.exists() or _digest(path) != recorded:
+            return f"{relative}, whose types the compiled modules use, changed since they were compiled"
     return None
 
 

@@ -42,11 +42,15 @@ def _sha(path: Path) -> str:
 
 
 def _package(tmp_path: Path, names: tuple[str, ...] = ("downstream", "upstream"), *, record: bool = True) -> Path:
-    """A made-up package directory as a successful build leaves it (its record written like the build's)."""
+    """A made-up ``lbproxy/proxy`` as a successful build leaves it (its record written like the build's), with
+    ``lbproxy/config.py`` as a source the compiled modules' types come from."""
+    package = tmp_path / "lbproxy" / "proxy"
+    package.mkdir(parents=True)
     for name in names:
-        (tmp_path / f"{name}.py").write_text(f"# {name}\n")
-        (tmp_path / f"{name}{SUFFIX}").write_bytes(b"\x7fELF " + name.encode())
-    (tmp_path / "spec.py").write_text("# never compiled\n")
+        (package / f"{name}.py").write_text(f"# {name}\n")
+        (package / f"{name}{SUFFIX}").write_bytes(b"\x7fELF " + name.encode())
+    (package / "spec.py").write_text("# never compiled\n")
+    (tmp_path / "lbproxy" / "config.py").write_text("# the settings' types\n")
     if record:
         shared = tmp_path / "lib" / "madeup_group__mypyc.py"
         manifest = {
@@ -54,11 +58,12 @@ def _package(tmp_path: Path, names: tuple[str, ...] = ("downstream", "upstream")
             "compiler": "mypy==x",
             "suffix": SUFFIX,
             "group": "madeup_group",
-            "modules": {f"lbproxy.proxy.{n}": _sha(tmp_path / f"{n}.py") for n in names},
-            "binaries": {p.name: _sha(p) for p in [shared, *(tmp_path / f"{n}{SUFFIX}" for n in names)]},
+            "modules": {f"lbproxy.proxy.{n}": _sha(package / f"{n}.py") for n in names},
+            "dependencies": {"lbproxy/config.py": _sha(tmp_path / "lbproxy" / "config.py")},
+            "binaries": {p.name: _sha(p) for p in [shared, *(package / f"{n}{SUFFIX}" for n in names)]},
         }
-        (tmp_path / MANIFEST).write_text(json.dumps(manifest))
-    return tmp_path
+        (package / MANIFEST).write_text(json.dumps(manifest))
+    return package
 
 
 def test_compiled_modules_built_from_the_source_beside_them_run(tmp_path: Path) -> None:
@@ -87,6 +92,8 @@ def test_a_source_edited_after_the_install_runs_as_edited_and_says_to_reinstall(
         ("another interpreter", "compiled for another interpreter (.cpython-399-x.so)"),
         ("a compiled file changed", f"upstream{SUFFIX} is not the file {MANIFEST} records"),
         ("the shared library changed", f"madeup_group__mypyc.py is not the file {MANIFEST} records"),
+        ("a dependency changed", "lbproxy/config.py, whose types the compiled modules use, changed"),
+        ("a dependency is gone", "lbproxy/config.py, whose types the compiled modules use, changed"),
         ("switched off", f"{NO_EXTENSIONS} is set"),
         ("none compiled", "not compiled at install"),
         ("compiling failed", "compiling failed at install: gcc: error"),
@@ -111,6 +118,10 @@ def test_the_source_runs_whenever_the_compiled_modules_cannot_be_trusted(
         (package / MANIFEST).write_text(json.dumps(record | {"suffix": ".cpython-399-x.so"}))
     elif case == "a compiled file changed":
         (package / f"upstream{SUFFIX}").write_bytes(b"\x7fELF truncated")
+    elif case == "a dependency changed":
+        (tmp_path / "lbproxy" / "config.py").write_text("# the settings' types, changed\n")
+    elif case == "a dependency is gone":
+        (tmp_path / "lbproxy" / "config.py").unlink()
     elif case == "the shared library changed":
         (tmp_path / "lib" / "madeup_group__mypyc.py").write_text("# another build's\n")
     elif case in ("none compiled", "compiling failed"):
