@@ -102,8 +102,7 @@ def write_manifest(
 ) -> None:
     """What this build compiled, in ``out_dir``'s copy of the package: the compiler, the interpreter's
     extension suffix, the digests of each module's source, of the sources its types come from, and of each
-    compiled file
-    (``lbproxy/proxy/compiled.py`` trusts the compiled modules only if all of them match)."""
+    compiled file (``lbproxy/proxy/compiled.py`` trusts the compiled modules only if all of them match)."""
     binaries = {f.name: digest(f) for f in compiled_files(out_dir, suffix)}
     record = {"compiled": True, "compiler": compiler, "suffix": suffix, "group": GROUP}
     _write(out_dir, record | {"modules": sources, "dependencies": dependencies, "binaries": binaries})
