@@ -184,7 +184,7 @@ class Stack:
     def lb_status(self) -> dict[str, Any]:
         try:
             with urllib.request.urlopen(f"http://{LOOPBACK}:{self.admin_port}/health", timeout=2) as resp:
-                return json.loads(resp.read())["workers"]  # type: ignore[no-any-return]
+                return json.loads(resp.read())["workers"]
         except (OSError, ValueError, KeyError):
             return {}
 
@@ -299,7 +299,7 @@ class Traffic:
                         asyncio.open_connection(LOOPBACK, port, ssl=ctx, server_hostname="localhost" if tls else None),
                         5,
                     )
-                assert reader is not None
+                assert reader is not None and writer is not None
                 reusable = await self._exchange(reader, writer, close=kind == "https-new")
                 self.results.append((time.monotonic(), kind, True))
                 if kind == "https-new" or not reusable:  # (a retiring generation says Connection: close)

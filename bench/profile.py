@@ -211,7 +211,7 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
     from lbproxy.proxy.spec import ProxySettings, spec_from_mapping
     from lbproxy.proxy.supervisor import LoadBalancer
 
-    certs = bench.make_certs("ec")
+    certs = bench.make_certs(args.key)
     (workdir / "chain.pem").write_bytes(certs.cert_pem + certs.chain_pem)
     (workdir / "key.pem").write_bytes(certs.key_pem)
     port, http_port = bench.free_port(), bench.free_port()
@@ -230,6 +230,7 @@ async def profile_lbproxy(args: argparse.Namespace, workdir: Path, backends: lis
         "lbproxy.proxy.keys:TestFileKeySource",
         {"cert_path": str(workdir / "chain.pem"), "key_path": str(workdir / "key.pem")},
     )
+    python: str | Path
     if args.what in ("syscalls", "cpu", "samples"):
         python = sys.executable
     elif args.what == "instructions":
@@ -382,7 +383,7 @@ def print_syscalls(table: dict[str, int], units: int) -> None:
 
 
 def profile_haproxy(args: argparse.Namespace, workdir: Path, backends: list[int]) -> None:
-    certs = bench.make_certs("ec")
+    certs = bench.make_certs(args.key)
     http_port, https_port = bench.free_port(), bench.free_port()
     out = workdir / "haproxy.%p.callgrind"
     cfg = bench.haproxy_config(workdir, certs, http_port, https_port, backends)
@@ -434,6 +435,7 @@ def main() -> int:
         help="full / resumed: a TLS handshake per request; https / http: keep-alive requests; close: a new plain TCP "
         "connection per request (default resumed)",
     )
+    ap.add_argument("--key", choices=("ec", "rsa"), default="ec", help="the certificate's key type (default ec)")
     ap.add_argument("--seconds", type=float, default=15.0, help="wrk duration (default 15)")
     ap.add_argument("--peer", choices=("none", "haproxy"), default="none", help="also profile HAProxy in the same run")
     ap.add_argument(

@@ -7,7 +7,8 @@ What it does, in order:
 2. Starts two nginx backends (one worker each, a fixed small response), a real ``lbproxy control``
    with the two instances registered, and for each key type (ECDSA P-256, RSA-2048) one certificate
    imported into ACM and attached to a load balancer; then ``lbproxy lb`` (decrypting its key through
-   its grant, as in production) and HAProxy 2.x (``nbthread 1``) with the same certificate and key.
+   its grant, as in production) and HAProxy 2.x (``nbthread 1``) with the same certificate and key
+   (``--peers``: also HAProxy with as many threads as lbproxy has workers, ``haproxy-mt``, and nginx).
 3. For each scenario it alternates the two proxies (A B B A ...) for ``--rounds`` rounds and takes medians:
    - ``https``    keep-alive HTTPS (wrk, ``--connections`` connections, 1 thread)
    - ``http``     keep-alive HTTP
@@ -47,6 +48,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -265,19 +267,22 @@ def start_nginx_proxy(workdir: Path, certs: CertSet, http_port: int, https_port:
     return start_nginx(d, "nginx-proxy", https_port, 8192, body)
 
 
-def haproxy_config(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Path:
-    """HAProxy's configuration (nbthread 1, the same certificate and key) and its PEM, written to ``workdir``."""
+def haproxy_config(
+    workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int], threads: int = 1
+) -> Path:
+    """HAProxy's configuration (``nbthread`` ``threads``, the same certificate and key) and its PEM, written to
+    ``workdir``."""
     pem = workdir / f"haproxy-{certs.kind}.pem"
     pem.write_bytes(certs.cert_pem + certs.chain_pem + certs.key_pem)
     pem.chmod(0o600)
     servers = "\n".join(f"    server b{i} {LOOPBACK}:{p}" for i, p in enumerate(backends))
-    cfg = workdir / f"haproxy-{certs.kind}.cfg"
+    cfg = workdir / f"haproxy-{certs.kind}-{threads}.cfg"
     cfg.write_text(f"""
 global
-    nbthread 1
+    nbthread {threads}
     maxconn 8000
     tune.ssl.default-dh-param 2048
-    stats socket {workdir}/haproxy-{certs.kind}.sock mode 600 level admin
+    stats socket {workdir}/haproxy-{certs.kind}-{threads}.sock mode 600 level admin
 defaults
     mode http
     timeout connect 5s
@@ -305,8 +310,10 @@ backend be
     return cfg
 
 
-def start_haproxy(workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int]) -> Proc:
-    cfg = haproxy_config(workdir, certs, http_port, https_port, backends)
+def start_haproxy(
+    workdir: Path, certs: CertSet, http_port: int, https_port: int, backends: list[int], threads: int = 1
+) -> Proc:
+    cfg = haproxy_config(workdir, certs, http_port, https_port, backends, threads)
     p = subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(https_port)
     return Proc("haproxy", p)
@@ -349,7 +356,7 @@ def start_control(workdir: Path) -> LbproxyStack:
     return LbproxyStack(Proc("lbproxy-control", p), f"http://{LOOPBACK}:{port}", data, data / "credentials")
 
 
-def admin_client(stack: LbproxyStack, service: str):  # type: ignore[no-untyped-def]
+def admin_client(stack: LbproxyStack, service: str) -> Any:
     import boto3
 
     session = boto3.Session(profile_name="admin")
@@ -534,9 +541,9 @@ def run_wrk(
     started = time.monotonic()
     done = subprocess.run([*cmd, url], capture_output=True, text=True, env=env, timeout=duration + 30)
     wall = time.monotonic() - started
-    cpu = proc.cpu_seconds() - cpu0
+    proxy_cpu = proc.cpu_seconds() - cpu0
     split = {
-        "proxy_cores": cpu / wall,
+        "proxy_cores": proxy_cpu / wall,
         "client_cores": (children_cpu_seconds() - client0) / wall,
         "backend_cores": (sum(b.cpu_seconds() for b in backends) - backend0) / wall,
         "idle_cores": (idle_seconds() - idle0) / wall,
@@ -563,7 +570,7 @@ def run_wrk(
     if hs0 is not None and hs1 is not None:
         full, resumed = hs1[0] - hs0[0], hs1[1] - hs0[1]
         share = resumed / (full + resumed) if full + resumed else None
-    return Run(rps, p50, p99, errors, reqs, cpu, share, **split)
+    return Run(rps, p50, p99, errors, reqs, proxy_cpu, share, **split)
 
 
 SCENARIOS = {
@@ -597,7 +604,7 @@ class Result:
         return f"**{mid:.2f}x**{spread}"
 
 
-PEER_TITLES = {"haproxy": "HAProxy", "nginx": "nginx"}
+PEER_TITLES = {"haproxy": "HAProxy", "haproxy-mt": "HAProxy (threads = workers)", "nginx": "nginx"}
 
 
 def fmt_row(r: Result, peer: str, who: str = "lbproxy") -> str:
@@ -698,8 +705,8 @@ def stack_for(
         ha_http, ha_https = free_port(), free_port()
         lb_http, lb_https = free_port(), free_port()
         ng_http, ng_https = free_port(), free_port()
-        for p in (ha_http, ha_https, lb_http, lb_https, ng_http, ng_https):
-            port_owner_check(p)
+        for port in (ha_http, ha_https, lb_http, lb_https, ng_http, ng_https):
+            port_owner_check(port)
         stack = start_control(workdir / f"{certs.kind}-{workers}")
         procs.append(stack.control)
         out: dict[str, tuple[Proc, int, int]] = {}
@@ -723,6 +730,11 @@ def stack_for(
             ha = start_haproxy(workdir, certs, ha_http, ha_https, backends)
             procs.append(ha)
             out["haproxy"] = (ha, ha_http, ha_https)
+        if "haproxy-mt" in peers:  # as many threads as lbproxy has workers
+            mt_http, mt_https = free_port(), free_port()
+            mt = start_haproxy(workdir, certs, mt_http, mt_https, backends, threads=workers)
+            procs.append(mt)
+            out["haproxy-mt"] = (mt, mt_http, mt_https)
         if "nginx" in peers:
             ng = start_nginx_proxy(workdir, certs, ng_http, ng_https, backends)
             procs.append(ng)
@@ -747,7 +759,12 @@ def main() -> int:
     )
     ap.add_argument("--keys", default="ec,rsa", help="certificate key types, comma-separated: ec, rsa (default both)")
     ap.add_argument("--workers", default="1,2", help="lbproxy --workers values to measure (default 1,2)")
-    ap.add_argument("--peers", default="haproxy", help="proxies to compare against: haproxy,nginx (default haproxy)")
+    ap.add_argument(
+        "--peers",
+        default="haproxy",
+        help="proxies to compare against: haproxy (nbthread 1), haproxy-mt (nbthread = lbproxy's workers), nginx "
+        "(default haproxy)",
+    )
     ap.add_argument(
         "--pin",
         action="store_true",
@@ -894,7 +911,8 @@ def main() -> int:
             else ""
         )
         + ").\n\n"
-        f"{environment()}\n- HAProxy: nbthread 1; nginx (when compared): 1 worker, TLS 1.2 + 1.3. Backends: two "
+        f"{environment()}\n- HAProxy: nbthread 1 (`haproxy-mt`, when compared: nbthread = lbproxy's workers); "
+        "nginx (when compared): 1 worker, TLS 1.2 + 1.3. Backends: two "
         "nginx (1 worker each). Load: wrk, 1 thread. lbproxy: `lbproxy lb` set up through the control plane "
         "(imported certificate attached, key decrypted through its grant), with `offer_tls13 = true` so that every "
         "proxy speaks TLS 1.3"
