@@ -316,7 +316,7 @@ def start_haproxy(
     cfg = haproxy_config(workdir, certs, http_port, https_port, backends, threads)
     p = subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(https_port)
-    return Proc("haproxy", p)
+    return Proc(f"haproxy nbthread {threads}", p)
 
 
 # ----------------------------------------------------------------------------- lbproxy
